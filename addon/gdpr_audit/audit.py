@@ -1,0 +1,152 @@
+"""One flow in, its findings and violations out: the pipeline that replay and the live proxy share."""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from mitmproxy import http
+
+from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
+from .fields import Extraction, Field, message_fields, request_fields
+from .policy import Policy
+from .recipients import Destination, resolve
+from .rules import RULES, FlowFacts, Violation
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+# Alone these say nothing about who the person is; they become personal data beside an
+# identifier (an id, an email, a device cookie) in the same request.
+CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
+
+
+@dataclass
+class FlowAudit:
+    flow_id: str
+    method: str
+    scheme: str
+    host: str
+    path: str
+    """The path with every value that could identify someone replaced by `*`."""
+    at: datetime
+    destination: Destination | None = None
+    findings: list[Finding] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    fields: dict[int, str] = field(default_factory=dict)
+    """id(finding) -> its field path, redacted like `path`."""
+    limits: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else ("partial" if self.limits else "audited")
+
+
+class Auditor:
+    def __init__(self, policy: Policy, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.policy = policy
+        self.max_body = max_body
+        self.known = KnownSubjects(policy.subjects, policy.country)
+        own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
+        self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
+        self.subjects = {s.id: s for s in policy.subjects}
+
+    def audit(self, flow: http.HTTPFlow) -> FlowAudit:
+        request = flow.request
+        scheme = request.scheme
+        if flow.websocket is not None:
+            scheme = "wss" if scheme == "https" else "ws"
+        result = FlowAudit(flow.id, request.method, scheme, request.pretty_host,
+                           request.path, datetime.fromtimestamp(request.timestamp_start, UTC))
+        try:
+            self._audit(flow, result)
+        except Exception as e:  # an audit bug must never lose the flow: record it instead
+            result.findings, result.violations = [], []
+            result.error = f"{type(e).__name__}: {e}"
+        result.path = self.redact_path(request.path, result.findings)
+        return result
+
+    def _audit(self, flow: http.HTTPFlow, result: FlowAudit) -> None:
+        extraction = request_fields(flow.request, self.max_body)
+        if flow.websocket is not None:
+            for message in flow.websocket.messages:
+                if message.from_client:
+                    extra = message_fields(message.content, self.max_body)
+                    extraction.fields += extra.fields
+                    extraction.limits += extra.limits
+        result.limits = extraction.limits
+        result.findings = self.detect(extraction)
+        identifying = any(f.category not in CONTEXTUAL for f in result.findings)
+        result.destination = resolve(self.policy, result.host, flow.request.path)
+        facts = FlowFacts(
+            flow_id=flow.id, method=result.method, scheme=result.scheme, host=result.host,
+            path=flow.request.path, at=result.at, destination=result.destination,
+            findings=tuple(result.findings) if identifying else (), policy=self.policy,
+            subjects=self.subjects)
+        for rule in RULES.values():
+            result.violations.extend(rule.check(facts))
+        result.fields = {id(f): self.redact(f.field.key) for f in result.findings}
+
+    def detect(self, extraction: Extraction) -> list[Finding]:
+        """Every finding once: registry matches win over patterns, and a field-name guess
+        only stands where nothing recognised the value itself."""
+        findings: dict[tuple[str, ...], Finding] = {}
+        for item in extraction.fields:
+            for finding in self.known.find(item):
+                key = (item.location, item.key, finding.category, finding.subject or "")
+                kept = findings.get(key)
+                if kept is None or len(finding.canonical) > len(kept.canonical):
+                    findings[key] = finding  # the full name, not the first name inside it
+        seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
+                       for f in findings.values()}
+        seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
+        for item in extraction.fields:
+            for detector in self.detectors:
+                for finding in detector.find(item):
+                    place = (item.location, item.key, finding.category)
+                    value_key = (*place, finding.canonical)
+                    if value_key in seen_values:
+                        continue
+                    if finding.detector == "field_name" and place in seen_fields:
+                        continue
+                    seen_values.add(value_key)
+                    seen_fields.add(place)
+                    findings[value_key] = finding
+        return list(findings.values())
+
+    def redact(self, text: str) -> str:
+        """`text` with every registry identifier, email or phone inside it replaced by `*`."""
+        probe = Field("", "", text)
+        spans = [f.value for f in self.known.find(probe)]
+        for detector in self.detectors:
+            if detector.id in ("email", "phone", "iban", "payment_card", "fr_nir"):
+                spans += [f.value for f in detector.find(probe)]
+        for span in sorted(set(spans), key=len, reverse=True):
+            text = re.sub(re.escape(span), "*", text, flags=re.I)
+        return text
+
+    def redact_path(self, path: str, findings: list[Finding]) -> str:
+        """Path segments and query values that held personal data, or look like ids, become `*`."""
+        url = urlsplit(path)
+        flagged = {(f.field.location, f.field.key) for f in findings}
+        segments = [s for s in url.path.split("/")]
+        index = 0
+        for position, segment in enumerate(segments):
+            if not segment:
+                continue
+            if ("path", f"[{index}]") in flagged or _looks_like_id(segment):
+                segments[position] = "*"
+            index += 1
+        query = [(k, "*" if ("query", k) in flagged or _looks_like_id(v) else v)
+                 for k, v in parse_qsl(url.query, keep_blank_values=True)]
+        redacted = self.redact("/".join(segments))
+        if query:
+            redacted += "?" + "&".join(f"{quote(self.redact(k), safe='[]')}={quote(v, safe='*')}"
+                                       for k, v in query)
+        return redacted
+
+
+_ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
+
+
+def _looks_like_id(value: str) -> bool:
+    return bool(_ID_LIKE.search(value))

@@ -1,0 +1,181 @@
+"""`gdpr-audit`: replay captures, check policies, export the log.
+
+Exit codes: 0 nothing at or above --fail-on; 1 violations at or above it; 2 usage, policy or
+input error (the message names the file and the line, offset or entry).
+"""
+
+import argparse
+import os
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
+from .captures import CaptureReader
+from .categories import SEVERITIES
+from .documents import PolicyError
+from .export import FORMATS, export
+from .policy import Policy, load_policy
+from .sanitize import safe_text
+from .store import AuditStore, open_existing
+
+EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
+_BATCH = 200
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        return int(args.handler(args, console))
+    except PolicyError as e:
+        errors.print(safe_text(f"Error: policy: {e}", limit=2000, style="red"))
+    except (OSError, ValueError) as e:
+        errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
+    return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default="audit.db", help="the SQLite audit log (default: audit.db)")
+    common.add_argument("--policy", default="policies/",
+                        help="policy file or folder of *.yaml files (default: policies/)")
+    common.add_argument("--subjects", default=None,
+                        help="subject registry (YAML, JSON or CSV); default: the one in the policy folder")
+
+    parser = argparse.ArgumentParser(prog="gdpr-audit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", parents=[common],
+                                 help="audit recorded captures (.flow, .har, or folders of them)")
+    replay.add_argument("paths", nargs="+", metavar="PATH")
+    replay.add_argument("--fail-on", choices=SEVERITIES, default="low",
+                        help="lowest severity that makes the exit code 1 (default: any violation)")
+    replay.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
+                        help="cap on a decoded body, in bytes (default: 10 MiB)")
+    replay.add_argument("--format", choices=FORMATS, help="also write a report of the log")
+    replay.add_argument("--output", help="where --format writes (default: standard output)")
+    replay.set_defaults(handler=cmd_replay)
+
+    exporter = commands.add_parser("export", parents=[common], help="export the audit log")
+    exporter.add_argument("--format", choices=FORMATS, default="json")
+    exporter.add_argument("--output", help="file to write (default: standard output)")
+    exporter.set_defaults(handler=cmd_export)
+
+    policy = commands.add_parser("policy", help="policy commands")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", parents=[common],
+                                       help="validate the policy and the subject registry")
+    check.set_defaults(handler=cmd_policy_check)
+    return parser
+
+
+def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
+    policy = load_policy(args.policy, args.subjects)
+    console.print(safe_text(
+        f"OK: {', '.join(policy.sources)}: {len(policy.recipients)} recipients, "
+        f"{len(policy.purposes)} purposes, {len(policy.subjects)} subjects"))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    policy = load_policy(args.policy, args.subjects)
+    auditor = Auditor(policy, max_body=args.max_body)
+    store = AuditStore(args.db)
+    reader = CaptureReader(list(args.paths))
+    run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
+    audits: list[FlowAudit] = []
+    batch: list[tuple[FlowAudit, str]] = []
+    show_progress = console.is_terminal and not os.environ.get("CI")
+    progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
+                        console=console, transient=True)
+    with progress if show_progress else nullcontext():
+        task = progress.add_task("flows", total=None)
+        for flow, source in reader.flows():
+            audit = auditor.audit(flow)
+            audits.append(audit)
+            batch.append((audit, source))
+            if len(batch) >= _BATCH:
+                store.record(run_id, batch)
+                batch.clear()
+            progress.advance(task)
+        store.record(run_id, batch)
+    input_errors = [str(e) for e in reader.errors]
+    store.finish_run(run_id, input_errors)
+    print_summary(console, audits, policy, args.db, run_id)
+    for error in input_errors:
+        Console(stderr=True, highlight=False).print(safe_text(f"Error: {error}", 2000, "red"))
+    if args.format:
+        _write_export(store.db, args.format, args.output)
+    if input_errors:
+        return EXIT_ERROR
+    threshold = SEVERITIES.index(args.fail_on)
+    failing = any(SEVERITIES.index(v.severity) >= threshold for a in audits for v in a.violations)
+    return EXIT_VIOLATIONS if failing else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    _write_export(open_existing(args.db), args.format, args.output)
+    return EXIT_OK
+
+
+def _write_export(db: object, fmt: str, output: str | None) -> None:
+    if output:
+        with Path(output).open("w", encoding="utf-8") as out:
+            export(db, fmt, out)  # type: ignore[arg-type]
+    else:
+        export(db, fmt, sys.stdout)  # type: ignore[arg-type]
+
+
+def print_summary(console: Console, audits: list[FlowAudit], policy: Policy, db: str,
+                  run_id: int) -> None:
+    violations = [(a, v) for a in audits for v in a.violations]
+    by_rule: dict[str, list[str]] = defaultdict(list)
+    severity_of: dict[str, str] = {}
+    for audit, violation in violations:
+        by_rule[violation.rule].append(audit.destination.name if audit.destination else audit.host)
+        severity_of[violation.rule] = violation.severity
+    console.print(safe_text(
+        f"Run {run_id}: {len(audits)} flows audited against {', '.join(policy.sources)} "
+        f"({len(policy.subjects)} subjects): {len(violations)} violations in "
+        f"{sum(1 for a in audits if a.violations)} flows", limit=1000, style="bold"))
+    if by_rule:
+        table = Table(title="Violations by rule")
+        for column in ("rule", "severity", "violations", "recipients"):
+            table.add_column(column)
+        for rule in sorted(by_rule, key=lambda r: (-SEVERITIES.index(severity_of[r]), r)):
+            recipients = Counter(by_rule[rule])
+            table.add_row(rule, severity_of[rule], str(len(by_rule[rule])),
+                          safe_text(", ".join(f"{n} ({c})" for n, c in recipients.most_common())))
+        console.print(table)
+    recipients: dict[str, list[FlowAudit]] = defaultdict(list)
+    for audit in audits:
+        recipients[audit.destination.name if audit.destination else audit.host].append(audit)
+    table = Table(title="Flows by recipient")
+    for column in ("recipient", "kind", "flows", "with violations", "rules"):
+        table.add_column(column)
+    for name, items in sorted(recipients.items(), key=lambda kv: -len(kv[1])):
+        rules = sorted({v.rule for a in items for v in a.violations})
+        kind = items[0].destination.kind if items[0].destination else "?"
+        table.add_row(safe_text(name), kind, str(len(items)),
+                      str(sum(1 for a in items if a.violations)), ", ".join(rules))
+    console.print(table)
+    problems = [a for a in audits if a.status != "audited"]
+    for audit in problems:
+        detail = audit.error or "; ".join(audit.limits)
+        console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): {detail}",
+                                limit=500, style="yellow"))
+    console.print(safe_text(f"Audit log: {db}  (gdpr-audit export --db {db} --format json)"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

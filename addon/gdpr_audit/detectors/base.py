@@ -1,0 +1,77 @@
+"""What every detector shares: the Finding it reports and the canonical form of a value."""
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import phonenumbers
+
+from ..fields import Field
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Personal data found in one value of a flow.
+
+    `value` is the raw matched text and `canonical` the normalised identifier it stands for:
+    both stay in memory only. The store keeps a masked preview and a keyed fingerprint of
+    `canonical`, so the same person links across flows and encodings.
+    """
+
+    detector: str
+    category: str
+    field: Field
+    value: str
+    canonical: str
+    form: str = "plain"
+    """How the value was written: plain, url, base64, sha256(email), field name..."""
+    subject: str | None = None
+
+    def provenance(self) -> str:
+        return " -> ".join((self.field.provenance(), self.form))
+
+
+class Detector:
+    """One kind of personal data. Subclasses in this package are registered by their `id`,
+    which is stored in the audit log: never rename one."""
+
+    id: ClassVar[str]
+    category: ClassVar[str]
+
+    def __init__(self, region: str = "FR", own_domains: tuple[str, ...] = ()) -> None:
+        self.region = region
+        self.own_domains = own_domains
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        raise NotImplementedError
+
+
+def strip_accents(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def canonical(category: str, text: str, region: str = "FR") -> str:
+    """The one spelling of an identifier that fingerprints are computed over."""
+    text = _SPACES.sub(" ", text.strip())
+    if category == "phone":
+        try:
+            number = phonenumbers.parse(text, None if text.startswith("+") else region)
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        except phonenumbers.NumberParseException:
+            return re.sub(r"\D", "", text)
+    if category in ("iban", "payment_card", "national_id"):
+        return re.sub(r"[\s.-]", "", text).upper()
+    if category == "name":
+        return strip_accents(text).lower()
+    return text.lower()
+
+
+def is_word_boundary(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is not glued to letters or digits on either side."""
+    return (start == 0 or not text[start - 1].isalnum()) and (
+        end >= len(text) or not text[end].isalnum())

@@ -1,0 +1,26 @@
+import re
+from collections.abc import Iterator
+
+from stdnum import luhn
+
+from ..fields import Field
+from .base import Detector, Finding
+
+# 13 to 19 digits, optionally grouped by spaces or dashes as people type them.
+_CARD = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")
+# Issuer prefixes and lengths (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay):
+# a Luhn check alone passes one random number in ten, timestamps and order ids included.
+_ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)\d{12}"
+                      r"|3[47]\d{13}|6(011|5\d\d|4[4-9]\d)\d{12,15}|3(0[0-5]|[689]\d)\d{11}"
+                      r"|35(2[89]|[3-8]\d)\d{12,15}|62\d{14,17}")
+
+
+class CardDetector(Detector):
+    id = "payment_card"
+    category = "payment_card"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        for match in _CARD.finditer(field.value):
+            digits = re.sub(r"[ -]", "", match.group())
+            if _ISSUERS.fullmatch(digits) and luhn.is_valid(digits):
+                yield Finding(self.id, self.category, field, match.group(), digits)

@@ -1,0 +1,24 @@
+import re
+from collections.abc import Iterator
+
+from ..fields import Field
+from .base import Detector, Finding
+
+# Practical addresses, not RFC 5322: quoted local parts and IP literals don't occur in traffic.
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-])")
+
+
+class EmailDetector(Detector):
+    id = "email"
+    category = "email"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        if "@" not in field.value:
+            return
+        for match in _EMAIL.finditer(field.value):
+            address = match.group()
+            domain = address.rsplit("@", 1)[1].lower()
+            # The controller's own addresses (support@, noreply@) are not about a customer.
+            if any(domain == d or domain.endswith("." + d) for d in self.own_domains):
+                continue
+            yield Finding(self.id, self.category, field, address, address.lower())

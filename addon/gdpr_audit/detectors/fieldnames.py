@@ -1,0 +1,62 @@
+"""Personal data known by the key it is sent under, when the value itself has no shape
+to recognise (a first name, a street, a cookie id, the page someone viewed)."""
+
+import re
+from collections.abc import Iterator
+
+from ..fields import Field
+from .base import Detector, Finding
+
+_KEYS = {
+    "name": "firstname fname givenname prenom lastname lname surname familyname nom fullname "
+            "displayname customername contactname billingname shippingname",
+    "postal_address": "address address1 address2 addressline1 addressline2 line1 line2 street "
+                      "streetaddress adresse mailingstreet postalcode zip zipcode codepostal",
+    "birth_date": "birthdate dob dateofbirth birthday datenaissance",
+    "device_id": "deviceid anonymousid distinctid ga gid fbp fbc cid clientid idfa gaid adid "
+                 "advertisingid visitorid ajsanonymousid userpseudoid sessionuser",
+    "behavioural": "page pageurl dl dr dt referrer referer pagelocation pagereferrer pagetitle "
+                   "pagepath event ev en eventname eventtype searchterm search action",
+    "purchase": "orderid transactionid revenue amount totalprice cart basket price items "
+                "productid sku quantity",
+    "credentials": "password passwd pwd passphrase",
+    "location": "lat latitude lng lon longitude geo coordinates geolocation",
+}
+_CATEGORY_OF_KEY = {key: category for category, keys in _KEYS.items() for key in keys.split()}
+# Meta's and TikTok's short keys for hashed user data: they only mean personal data when the
+# value is a SHA-256 digest.
+_HASHED_KEYS = {"em": "email", "ph": "phone", "fn": "name", "ln": "name", "db": "birth_date",
+                "ct": "postal_address", "zp": "postal_address", "st": "postal_address"}
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.I)
+_PERSON = re.compile(r"(customer|user|contact|member|person|profile|billing|shipping|client|lead)",
+                     re.I)
+_SEGMENTS = re.compile(r"[.\[\]]+")
+_EMPTY = frozenset({"", "true", "false", "null", "none", "undefined", "0"})
+
+
+def leaf_key(key: str) -> str:
+    """`context.traits.first_name` -> `firstname`; `ud[em]` -> `em`."""
+    parts = [p for p in _SEGMENTS.split(key) if p and not p.isdigit()]
+    return re.sub(r"[^a-z0-9]", "", parts[-1].lower()) if parts else ""
+
+
+class FieldNameDetector(Detector):
+    id = "field_name"
+    category = "name"  # the most common; each finding carries its own category
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        value = field.value.strip()
+        if value.lower() in _EMPTY or field.location in ("header", "path"):
+            return
+        leaf = leaf_key(field.key)
+        if leaf in _HASHED_KEYS:
+            if _SHA256.fullmatch(value):
+                category = _HASHED_KEYS[leaf]
+                yield Finding(self.id, category, field, value, f"{category}:{value.lower()}",
+                              f"sha256({category})?")
+            return
+        category = _CATEGORY_OF_KEY.get(leaf)
+        if category is None and leaf == "name" and _PERSON.search(field.key):
+            category = "name"
+        if category is not None:
+            yield Finding(self.id, category, field, value, f"{category}:{value.lower()}", "field name")

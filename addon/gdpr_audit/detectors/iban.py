@@ -1,0 +1,23 @@
+import re
+from collections.abc import Iterator
+
+from stdnum import iban
+
+from ..fields import Field
+from .base import Detector, Finding
+
+# Country code, check digits, then the BBAN: compact or in groups of four as printed.
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
+
+
+class IbanDetector(Detector):
+    """Only IBANs whose mod-97 checksum holds are reported."""
+
+    id = "iban"
+    category = "iban"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        for match in _IBAN.finditer(field.value.upper()):
+            compact = match.group().replace(" ", "")
+            if iban.is_valid(compact):
+                yield Finding(self.id, self.category, field, match.group(), compact)

@@ -1,0 +1,35 @@
+import ipaddress
+import re
+from collections.abc import Iterator
+
+from ..fields import Field
+from .base import Detector, Finding
+
+_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])")
+# Keys and headers that hold a client's address; elsewhere only a value that is exactly an
+# address counts, since dotted version numbers look like IPv4 addresses.
+_IP_KEY = re.compile(r"(^|[._\[-])(ip|ip_?address|client_?ip|remote_?addr|user_?ip|uip)\]?$|"
+                     r"^(x-forwarded-for|x-real-ip|forwarded|cf-connecting-ip|true-client-ip)$", re.I)
+
+
+class IpAddressDetector(Detector):
+    id = "ip_address"
+    category = "ip_address"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        value = field.value.strip()
+        if _IP_KEY.search(field.key):
+            candidates = [m.group() for m in _IPV4.finditer(value)]
+            candidates += [t.strip(" []\"") for t in re.split(r"[,;]", value) if ":" in t]
+        elif ("." in value or ":" in value) and len(value) <= 45:
+            candidates = [value]
+        else:
+            return
+        for text in candidates:
+            try:
+                address = ipaddress.ip_address(text.removeprefix("for=").strip('"'))
+            except ValueError:
+                continue
+            if not (address.is_loopback or address.is_unspecified or address.is_multicast
+                    or address.is_link_local):
+                yield Finding(self.id, self.category, field, text, str(address))

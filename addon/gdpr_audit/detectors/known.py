@@ -1,0 +1,147 @@
+"""Registry subjects, found in every form at once.
+
+All plain spellings of every identifier of every subject sit in one Aho-Corasick automaton,
+so a value is searched once whatever the size of the registry. Hashes are not searched for:
+hex tokens of hash length are looked up in a dict of every subject's hashed forms, which keeps
+memory linear in the registry and the scan time flat.
+"""
+
+import base64
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+from urllib.parse import quote, quote_plus
+
+import ahocorasick
+import phonenumbers
+
+from ..fields import Field
+from ..policy import Subject, category_of
+from .base import Finding, canonical, is_word_boundary, strip_accents
+
+HASHES = ("md5", "sha1", "sha256", "sha512")
+_HEX_TOKEN = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{128}|[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9a-fA-F])")
+# Shorter spellings match too much of unrelated text (a first name of two letters).
+_MIN_PLAIN = 3
+_MIN_BASE64 = 8
+
+
+class Form(NamedTuple):
+    subject: str
+    category: str
+    canonical: str
+    form: str
+
+
+class KnownSubjects:
+    id = "registry"
+
+    def __init__(self, subjects: Iterable[Subject], region: str = "FR") -> None:
+        self.region = region
+        plain: dict[str, list[Form]] = defaultdict(list)
+        encoded: dict[str, list[Form]] = defaultdict(list)
+        self.hashes: dict[str, list[Form]] = defaultdict(list)
+        self.size = 0
+        for subject in subjects:
+            self.size += 1
+            for key, value in _with_full_names(subject.identifiers):
+                category = category_of(key)
+                canon = canonical(category, value, region)
+                for text in self._spellings(category, key, value, canon):
+                    form = "url" if "%" in text else "plain"
+                    plain[text].append(Form(subject.id, category, canon, form))
+                for text in self._hash_inputs(category, key, value, canon):
+                    for algorithm in HASHES:
+                        digest = hashlib.new(algorithm, text.encode()).hexdigest()
+                        self.hashes[digest].append(Form(subject.id, category, canon, f"{algorithm}({category})"))
+                    for b64 in _base64_prefixes(text):
+                        encoded[b64].append(Form(subject.id, category, canon, "base64"))
+        self.plain = _automaton(plain)
+        self.encoded = _automaton(encoded)
+
+    def _spellings(self, category: str, key: str, value: str, canon: str) -> set[str]:
+        spellings = {value.lower(), canon.lower(), strip_accents(value).lower()}
+        if category == "phone":
+            spellings |= _phone_spellings(canon, self.region)
+        elif category == "postal_address" and "," in value:
+            spellings.add(value.split(",")[0].strip().lower())  # the street line alone
+        elif category in ("iban", "payment_card"):
+            spellings.add(" ".join(canon[i:i + 4] for i in range(0, len(canon), 4)).lower())
+        elif category == "birth_date" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            y, m, d = value.split("-")
+            spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}"}
+        for text in list(spellings):
+            spellings |= {quote(text, safe="").lower(), quote_plus(text, safe="").lower()}
+        return {s for s in spellings if len(s) >= _MIN_PLAIN}
+
+    def _hash_inputs(self, category: str, key: str, value: str, canon: str) -> set[str]:
+        """The normalisations that vendors hash (Meta, Google, TikTok: trimmed, lowercased,
+        E.164 phones with and without '+')."""
+        inputs = {value, value.lower(), canon}
+        if category == "phone":
+            inputs |= {canon.lstrip("+")}
+        if category == "name":
+            inputs |= {strip_accents(value).lower().replace(" ", ""), re.sub(r"[^\w]", "", canon)}
+        return {i for i in inputs if i}
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        value = field.value
+        lowered = value.lower()
+        for automaton, haystack, bounded in ((self.plain, lowered, True),
+                                             (self.encoded, value, False)):
+            if not len(automaton):
+                continue
+            for end, (length, forms) in automaton.iter(haystack):
+                start = end - length + 1
+                if bounded and not is_word_boundary(haystack, start, end + 1):
+                    continue
+                for form in forms:
+                    yield Finding(self.id, form.category, field, haystack[start:end + 1],
+                                  form.canonical, form.form, form.subject)
+        if len(value) >= 32:
+            for token in _HEX_TOKEN.finditer(value):
+                for form in self.hashes.get(token.group().lower(), ()):
+                    yield Finding(self.id, form.category, field, token.group(), form.canonical,
+                                  form.form, form.subject)
+
+
+def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """first_name and last_name also make a full name, as forms and CRMs write it."""
+    parts = dict(identifiers)
+    extra = []
+    if "first_name" in parts and "last_name" in parts:
+        extra.append(("name", f"{parts['first_name']} {parts['last_name']}"))
+    return [*identifiers, *extra]
+
+
+def _phone_spellings(e164: str, region: str) -> set[str]:
+    try:
+        number = phonenumbers.parse(e164, region)
+    except phonenumbers.NumberParseException:
+        return set()
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    national_digits = re.sub(r"\D", "", national)
+    return {e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
+            international, national.replace(" ", "."), national.replace(" ", "-")}
+
+
+def _base64_prefixes(text: str) -> set[str]:
+    """The part of base64(text) that stays the same when text is followed by more data."""
+    raw = text.encode()
+    stable = len(raw) // 3 * 4
+    if stable < _MIN_BASE64:
+        return set()
+    standard = base64.b64encode(raw).decode()[:stable]
+    return {standard, standard.replace("+", "-").replace("/", "_")}
+
+
+def _automaton(patterns: dict[str, list[Form]]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for text, forms in patterns.items():
+        automaton.add_word(text, (len(text), tuple(dict.fromkeys(forms))))
+    if patterns:
+        automaton.make_automaton()
+    return automaton

@@ -1,0 +1,24 @@
+import re
+from collections.abc import Iterator
+
+from stdnum.fr import nir
+
+from ..fields import Field
+from .base import Detector, Finding
+
+# Sex, year, month, department (2A/2B for Corsica), commune, order number, key: 15 characters,
+# often printed in groups.
+_NIR = re.compile(r"(?<![\dA-Z])[1-478]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2[AB])\s?\d{3}\s?\d{3}\s?\d{2}(?![\d])", re.I)
+
+
+class NirDetector(Detector):
+    """French social security number (NIR); only values whose key checks are reported."""
+
+    id = "fr_nir"
+    category = "national_id"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        for match in _NIR.finditer(field.value):
+            compact = re.sub(r"\s", "", match.group()).upper()
+            if nir.is_valid(compact):
+                yield Finding(self.id, self.category, field, match.group(), compact)

@@ -1,0 +1,32 @@
+import re
+from collections.abc import Iterator
+
+import phonenumbers
+
+from ..fields import Field
+from .base import Detector, Finding
+
+# Keys under which a number written without '+' is still a phone number.
+_PHONE_KEY = re.compile(r"(phone|tel|mobile|portable|sms|msisdn|(^|[._\[])(to|from|ph)\]?$)", re.I)
+# Cheap pre-check so libphonenumber only sees values that could hold a number.
+_DIGITS = re.compile(r"\d[\d\s().-]{5,}\d")
+
+
+class PhoneDetector(Detector):
+    """libphonenumber validates numbers, so SKUs and order numbers don't pass for phones:
+    '+'-prefixed numbers anywhere, national ones only under a phone-like key."""
+
+    id = "phone"
+    category = "phone"
+
+    def find(self, field: Field) -> Iterator[Finding]:
+        value = field.value
+        if not _DIGITS.search(value):
+            return
+        region = self.region if _PHONE_KEY.search(field.key) else None
+        if region is None and "+" not in value:
+            return
+        for match in phonenumbers.PhoneNumberMatcher(value, region or "ZZ",
+                                                      leniency=phonenumbers.Leniency.VALID):
+            e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            yield Finding(self.id, self.category, field, match.raw_string, e164)

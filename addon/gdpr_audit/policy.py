@@ -1,0 +1,262 @@
+"""The sharing policy and the subject registry (SPEC 3.3, 3.4) as frozen dataclasses."""
+
+import bisect
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from .categories import IDENTIFIER_ALIASES, SENSITIVE
+from .documents import (KeyPath, Origins, PolicyError, format_key, locate, merge_documents,
+                        read_document)
+
+__all__ = ["Policy", "PolicyError", "Recipient", "Subject", "load_policy"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A narrower part of a recipient (by path) or of the first party (by host and path)."""
+
+    hosts: tuple[str, ...]
+    paths: tuple[str, ...]
+    purposes: tuple[str, ...]
+    """Purposes that requests to this endpoint serve."""
+    data: frozenset[str] | None
+    """Categories allowed here; None keeps the recipient's list."""
+
+    def matches(self, host: str, path: str) -> bool:
+        return (not self.hosts or _host_matches(host, self.hosts)) and (
+            not self.paths or any(fnmatch.fnmatchcase(path, p) for p in self.paths))
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str
+    hosts: tuple[str, ...]
+    purposes: tuple[str, ...]
+    data: frozenset[str]
+    """Categories this recipient may receive."""
+    role: str = "processor"
+    country: str | None = None
+    """ISO 3166 alpha-2 country where the data goes."""
+    transfer: str | None = None
+    """Transfer mechanism outside the EEA: adequacy, dpf, scc, bcr or none."""
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    at: datetime
+    granted: bool
+
+
+@dataclass(frozen=True)
+class Subject:
+    id: str
+    identifiers: tuple[tuple[str, str], ...]
+    """(category, value) pairs; first_name/last_name keep their key so names can be joined."""
+    consents: Mapping[str, tuple[ConsentEvent, ...]]
+    """Each purpose's events, oldest first."""
+    erasure_requested: datetime | None = None
+
+    def has_consent(self, purpose: str, at: datetime) -> bool:
+        """The latest event at or before `at` decides; no event means not granted."""
+        events = self.consents.get(purpose, ())
+        index = bisect.bisect_right([e.at for e in events], at)
+        return index > 0 and events[index - 1].granted
+
+
+@dataclass(frozen=True)
+class Policy:
+    organization: str
+    first_party: tuple[str, ...]
+    first_party_endpoints: tuple[Endpoint, ...]
+    purposes: Mapping[str, bool]
+    """Purpose name -> whether it needs consent."""
+    recipients: tuple[Recipient, ...]
+    subjects: tuple[Subject, ...]
+    unknown_subject: str = "deny"
+    read_signals: bool = True
+    signal_purposes: Mapping[str, Mapping[str, tuple[str | int, ...]]] = field(default_factory=dict)
+    severity: Mapping[str, str] = field(default_factory=dict)
+    country: str = "FR"
+    sources: tuple[str, ...] = ()
+
+    def is_first_party(self, host: str) -> bool:
+        return _host_matches(host, self.first_party)
+
+    def recipient_for(self, host: str) -> Recipient | None:
+        return next((r for r in self.recipients if _host_matches(host, r.hosts)), None)
+
+
+def _host_matches(host: str, globs: Iterable[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(host, g.lower()) for g in globs)
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("gdpr_audit").joinpath("data/policy.schema.json").read_text()
+    return dict(json.loads(text))
+
+
+def policy_files(policy_path: Path) -> list[Path]:
+    if policy_path.is_dir():
+        files = sorted([*policy_path.glob("*.yaml"), *policy_path.glob("*.yml")])
+        if not files:
+            raise PolicyError(str(policy_path), None, "", "no *.yaml policy file in this folder")
+        return files
+    if not policy_path.exists():
+        raise PolicyError(str(policy_path), None, "", "no such file or folder")
+    return [policy_path]
+
+
+def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None) -> Policy:
+    """Read, merge and validate the policy files (and a separate registry, if given).
+
+    Raises:
+        PolicyError: naming the file, line and key of the first problem found.
+    """
+    files = policy_files(Path(policy_path))
+    documents = [(p, *read_document(p)) for p in files]
+    merged, origins = merge_documents(documents)
+    _validate(merged, origins)
+    if subjects_path is not None:
+        registry_file = Path(subjects_path)
+        registry, registry_origins = read_document(registry_file)
+        if not isinstance(registry, dict) or set(registry) - {"subjects"}:
+            raise PolicyError(str(registry_file), 1, "", "a registry holds one key: subjects")
+        _validate(registry, registry_origins)
+        merged["subjects"], origins = registry.get("subjects", []), registry_origins
+        files.append(registry_file)
+    return _build(merged, origins, tuple(map(str, files)))
+
+
+def _validate(document: Any, origins: Origins) -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors) or errors[0]
+        path: KeyPath = tuple(error.absolute_path)
+        file, line = locate(origins, path)
+        raise PolicyError(file, line, format_key(path), _explain(error))
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"unknown key ({error.message.split('(')[-1].rstrip(')')})"
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "propertyNames":
+        return f"{error.instance!r} is not an allowed key here"
+    return error.message
+
+
+def _build(doc: dict[str, Any], origins: Origins, sources: tuple[str, ...]) -> Policy:
+    def fail(path: KeyPath, message: str) -> PolicyError:
+        file, line = locate(origins, path)
+        return PolicyError(file, line, format_key(path), message)
+
+    purposes = {name: bool(p["consent_required"]) for name, p in doc.get("purposes", {}).items()}
+
+    def checked_purposes(names: list[str], path: KeyPath) -> tuple[str, ...]:
+        for index, name in enumerate(names):
+            if name not in purposes:
+                raise fail((*path, index), f"purpose {name!r} is not declared under `purposes`")
+        return tuple(names)
+
+    def endpoint(raw: dict[str, Any], path: KeyPath, default_purposes: tuple[str, ...]) -> Endpoint:
+        data = raw.get("data")
+        return Endpoint(
+            hosts=tuple(raw.get("hosts", ())), paths=tuple(raw.get("paths", ())),
+            purposes=checked_purposes(raw["purposes"], (*path, "purposes"))
+            if "purposes" in raw else default_purposes,
+            data=frozenset(data) if data is not None else None)
+
+    organization = doc.get("organization")
+    if organization is None:
+        raise fail(("organization",), "the policy needs an `organization` with `first_party` hosts")
+    recipients = []
+    for index, raw in enumerate(doc.get("recipients", [])):
+        path: KeyPath = ("recipients", index)
+        recipient_purposes = checked_purposes(raw["purposes"], (*path, "purposes"))
+        recipients.append(Recipient(
+            name=raw["name"], hosts=tuple(raw["hosts"]), purposes=recipient_purposes,
+            data=frozenset(raw.get("data", ())), role=raw.get("role", "processor"),
+            country=raw.get("country"), transfer=raw.get("transfer"),
+            endpoints=tuple(endpoint(e, (*path, "endpoints", i), recipient_purposes)
+                            for i, e in enumerate(raw.get("endpoints", [])))))
+    consent = doc.get("consent", {})
+    return Policy(
+        organization=organization["name"],
+        first_party=tuple(organization["first_party"]),
+        first_party_endpoints=tuple(
+            endpoint(e, ("organization", "endpoints", i), ("service",))
+            for i, e in enumerate(organization.get("endpoints", []))),
+        purposes=purposes,
+        recipients=tuple(recipients),
+        subjects=_subjects(doc.get("subjects", []), purposes, fail),
+        unknown_subject=consent.get("unknown_subject", "deny"),
+        read_signals=consent.get("signals", True),
+        signal_purposes={k: {p: tuple(v) for p, v in m.items()}
+                         for k, m in consent.get("signal_purposes", {}).items()},
+        severity=doc.get("severity", {}),
+        country=organization.get("country", "FR"),
+        sources=sources,
+    )
+
+
+def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
+              fail: Any) -> tuple[Subject, ...]:
+    subjects: list[Subject] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_subjects):
+        path: KeyPath = ("subjects", index)
+        subject_id = str(raw["id"])
+        if subject_id in seen:
+            raise fail((*path, "id"), f"subject id {subject_id!r} is used twice")
+        seen.add(subject_id)
+        identifiers = []
+        for key, values in raw.get("identifiers", {}).items():
+            for value in values if isinstance(values, list) else [values]:
+                identifiers.append((key, str(value).strip()))
+        consents = {}
+        for purpose, events in raw.get("consents", {}).items():
+            if purpose not in purposes:
+                raise fail((*path, "consents", purpose), f"purpose {purpose!r} is not declared")
+            history = []
+            for event_index, event in enumerate(events if isinstance(events, list) else [events]):
+                event_path = (*path, "consents", purpose, *((event_index,) if isinstance(events, list) else ()))
+                if "granted" in event:
+                    history.append(ConsentEvent(_time(event["granted"], event_path, fail), True))
+                if "withdrawn" in event:
+                    history.append(ConsentEvent(_time(event["withdrawn"], event_path, fail), False))
+            consents[purpose] = tuple(sorted(history, key=lambda e: e.at))
+        erasure = raw.get("erasure_requested")
+        subjects.append(Subject(
+            id=subject_id, identifiers=tuple(identifiers), consents=consents,
+            erasure_requested=_time(erasure, (*path, "erasure_requested"), fail) if erasure else None))
+    return tuple(subjects)
+
+
+def _time(text: str, path: KeyPath, fail: Any) -> datetime:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError as e:
+        raise fail(path, f"{text!r} is not an ISO 8601 date or time") from e
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def category_of(identifier_key: str) -> str:
+    return IDENTIFIER_ALIASES.get(identifier_key, identifier_key)
+
+
+def is_sensitive(category: str) -> bool:
+    return category in SENSITIVE

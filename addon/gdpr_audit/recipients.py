@@ -1,0 +1,93 @@
+"""Who receives a request: the controller itself, a declared recipient, or an undeclared
+third party named by its registrable domain (Public Suffix List, not the last two labels)."""
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from publicsuffixlist import PublicSuffixList
+
+from .policy import Endpoint, Policy, Recipient
+
+FIRST_PARTY, DECLARED, UNDECLARED = "first_party", "declared", "undeclared"
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    kind: str
+    """first_party, declared or undeclared."""
+    name: str
+    """The recipient's name in the policy, or the registrable domain of an undeclared host."""
+    purposes: tuple[str, ...]
+    """What the request serves, from the most specific matching endpoint."""
+    allowed: frozenset[str] | None
+    """Categories the policy allows here (None: no list applies)."""
+    recipient: Recipient | None = None
+    policy_entry: str = ""
+
+    @property
+    def is_third_party(self) -> bool:
+        return self.kind != FIRST_PARTY
+
+
+@cache
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def registrable_domain(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return _public_suffixes().privatesuffix(host) or host
+
+
+def resolve(policy: Policy, host: str, path: str) -> Destination:
+    host = host.lower().rstrip(".")
+    path = path.split("?", 1)[0]
+    if policy.is_first_party(host):
+        endpoint = _first_match(policy.first_party_endpoints, host, path)
+        return Destination(host, FIRST_PARTY, policy.organization,
+                           endpoint.purposes if endpoint else ("service",), None,
+                           policy_entry=f"organization.first_party ({policy.organization})")
+    recipient = policy.recipient_for(host)
+    if recipient is None:
+        return Destination(host, UNDECLARED, registrable_domain(host), (), None,
+                           policy_entry="no recipient of the policy matches this host")
+    endpoint = _first_match(recipient.endpoints, host, path)
+    allowed = endpoint.data if endpoint and endpoint.data is not None else recipient.data
+    entry = f"recipients[{recipient.name}]" + (f" endpoint {', '.join(endpoint.paths)}" if endpoint else "")
+    return Destination(host, DECLARED, recipient.name,
+                       endpoint.purposes if endpoint else recipient.purposes, allowed,
+                       recipient, entry)
+
+
+def _first_match(endpoints: tuple[Endpoint, ...], host: str, path: str) -> Endpoint | None:
+    return next((e for e in endpoints if e.matches(host, path)), None)
+
+
+@cache
+def _transfer_rules() -> dict[str, frozenset[str]]:
+    text = resources.files("gdpr_audit").joinpath("data/transfers.json").read_text()
+    data = json.loads(text)
+    return {key: frozenset(data[key]) for key in ("eea", "adequacy", "dpf")}
+
+
+def transfer_problem(recipient: Recipient) -> str | None:
+    """Why sending data to this recipient is an unlawful transfer, or None if it is not."""
+    rules = _transfer_rules()
+    country = recipient.country
+    if country is None or country in rules["eea"]:
+        return None
+    mechanism = recipient.transfer or "none"
+    if mechanism in ("scc", "bcr"):
+        return None
+    if country in rules["adequacy"]:
+        return None
+    if mechanism == "dpf" and country in rules["dpf"]:
+        return None
+    if mechanism == "dpf":
+        return f"the Data Privacy Framework covers US recipients only, not {country}"
+    if mechanism == "adequacy":
+        return f"{country} has no EU adequacy decision"
+    return f"{country} is outside the EEA with no adequacy decision and no transfer mechanism"

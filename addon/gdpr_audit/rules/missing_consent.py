@@ -1,0 +1,39 @@
+from collections.abc import Iterator
+
+from .base import FlowFacts, Rule, Violation
+
+
+class MissingConsent(Rule):
+    id = "missing-consent"
+    severity = "high"
+    explanation = ("A purpose that needs consent (Art. 6(1)(a), 7 GDPR) was served without it: "
+                   "the person had not granted it at the time, or had withdrawn it.")
+
+    def check(self, facts: FlowFacts) -> Iterator[Violation]:
+        needed = [p for p in facts.destination.purposes if facts.policy.purposes.get(p)]
+        if not needed or not facts.findings:
+            return
+        identified = sorted({f.subject for f in facts.findings if f.subject})
+        reasons = []
+        evidence = []
+        for subject_id in identified:
+            missing = [p for p in needed
+                       if not facts.subjects[subject_id].has_consent(p, facts.at)]
+            if missing:
+                reasons.append(f"{subject_id} had not consented to {', '.join(missing)}")
+                evidence += [f for f in facts.findings if f.subject == subject_id]
+        if not identified:
+            missing = [p for p in needed if not self._unknown_person_consents(facts, p)]
+            if missing:
+                how = ("the consent signal in the request denies it" if facts.consent_signals
+                       else "no registry subject and no consent signal (unknown_subject: deny)")
+                reasons.append(f"{', '.join(missing)} for an unidentified person: {how}")
+                evidence = list(facts.findings)
+        if reasons:
+            yield self.violation(facts, "; ".join(reasons), tuple(evidence))
+
+    @staticmethod
+    def _unknown_person_consents(facts: FlowFacts, purpose: str) -> bool:
+        if purpose in facts.consent_signals:
+            return facts.consent_signals[purpose]
+        return facts.policy.unknown_subject == "allow"

@@ -1,0 +1,17 @@
+from collections.abc import Iterator
+
+from ..recipients import UNDECLARED
+from .base import FlowFacts, Rule, Violation, categories
+
+
+class UndeclaredRecipient(Rule):
+    id = "undeclared-recipient"
+    severity = "high"
+    explanation = ("Every recipient of personal data must be declared (Art. 13-14, 30 GDPR): "
+                   "add it to the policy with its purposes, data and transfer basis, or stop the flow.")
+
+    def check(self, facts: FlowFacts) -> Iterator[Violation]:
+        if facts.destination.kind == UNDECLARED and facts.findings:
+            yield self.violation(
+                facts, f"{categories(facts.findings)} sent to {facts.destination.name}, "
+                       "which the policy does not declare", facts.findings)

@@ -1,0 +1,225 @@
+"""The audit log: SQLite through sqlite-utils (SPEC 3.8).
+
+Raw personal data never reaches this module's tables: evidence is masked, and a keyed
+fingerprint (HMAC-SHA256 with a key kept outside the database) links equal values across
+flows. The key lives in `GDPR_AUDIT_KEY` or in `<db>.key`, readable by its owner only;
+a plain hash would let anyone holding the log confirm a guessed email.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .audit import FlowAudit
+from .detectors import Finding
+
+SCHEMA_VERSION = 1
+_KEY_ENV = "GDPR_AUDIT_KEY"
+
+
+def mask(category: str, value: str) -> str:
+    """A preview that shows the shape of a value, never the value (`m****@e******.fr`)."""
+    value = value.strip()
+    if category == "email" and "@" in value:
+        local, _, domain = value.rpartition("@")
+        host, _, tld = domain.rpartition(".")
+        return f"{_stars(local)}@{_stars(host)}.{tld[:3]}" if host else f"{_stars(local)}@{_stars(domain)}"
+    return _stars(value)
+
+
+def _stars(text: str) -> str:
+    if len(text) <= 2:
+        return "*" * len(text) or "*"
+    first = text[0] if text[0].isascii() and text[0].isprintable() else "?"
+    return first + "*" * min(len(text) - 1, 11)
+
+
+def load_key(db_path: str) -> bytes:
+    if os.environ.get(_KEY_ENV):
+        return os.environ[_KEY_ENV].encode()
+    if db_path == ":memory:":
+        return secrets.token_bytes(32)
+    key_file = Path(f"{db_path}.key")
+    try:
+        return bytes.fromhex(key_file.read_text().strip())
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key.hex())
+        return key
+
+
+class AuditStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:" and not Path(path).exists():
+            Path(path).touch(mode=0o600)
+        self.db = sqlite_utils.Database(path)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        if path != ":memory:":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.key = load_key(path)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self.db
+        with db.conn:
+            db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            check = hmac.new(self.key, b"gdpr-flow-audit key check", hashlib.sha256).hexdigest()[:16]
+            stored = db.execute("select value from meta where key = 'key_check'").fetchone()
+            if stored is None:
+                db.table("meta").insert_all([{"key": "key_check", "value": check},
+                                             {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            elif stored[0] != check:
+                raise ValueError(f"{self.path}: this log was written with another fingerprint key "
+                                 f"(set {_KEY_ENV} or restore {self.path}.key)")
+            db.table("runs").create({
+                "id": int, "started": str, "finished": str, "command": str, "policy": str,
+                "flows": int, "violations": int, "errors": int, "input_errors": str,
+            }, pk="id", if_not_exists=True)
+            db.table("flows").create({
+                "id": str, "run_id": int, "source": str, "method": str, "scheme": str,
+                "host": str, "path": str, "timestamp": str, "recipient": str,
+                "recipient_kind": str, "purposes": str, "status": str, "limits": str,
+                "error": str, "violations": int,
+            }, pk="id", foreign_keys=[("run_id", "runs")], if_not_exists=True)
+            db.table("findings").create({
+                "id": int, "flow_id": str, "detector": str, "category": str, "subject": str,
+                "location": str, "field": str, "form": str, "evidence": str, "fingerprint": str,
+            }, pk="id", foreign_keys=[("flow_id", "flows")], if_not_exists=True)
+            db.table("violations").create({
+                "id": int, "run_id": int, "flow_id": str, "rule": str, "severity": str,
+                "host": str, "recipient": str, "category": str, "categories": str,
+                "subject": str, "subjects": str, "location": str, "field": str,
+                "evidence": str, "message": str, "policy_entry": str, "fingerprint": str,
+                "timestamp": str,
+            }, pk="id", foreign_keys=[("run_id", "runs"), ("flow_id", "flows")],
+                if_not_exists=True)
+            db.table("violation_findings").create(
+                {"violation_id": int, "finding_id": int}, pk=("violation_id", "finding_id"),
+                foreign_keys=[("violation_id", "violations"), ("finding_id", "findings")],
+                if_not_exists=True)
+            for table, columns in (("findings", ["flow_id"]), ("violations", ["flow_id"]),
+                                   ("violations", ["run_id"]), ("violations", ["rule"]),
+                                   ("findings", ["fingerprint"]), ("flows", ["run_id"])):
+                db.table(table).create_index(columns, if_not_exists=True)
+
+    def fingerprint(self, category: str, canonical: str) -> str:
+        message = f"{category}:{canonical}".encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+
+    def start_run(self, command: str, policy_sources: Iterable[str]) -> int:
+        with self.db.conn:
+            table = self.db.table("runs")
+            table.insert({"started": _now(), "command": command,
+                          "policy": ", ".join(policy_sources), "flows": 0, "violations": 0,
+                          "errors": 0})
+            return int(table.last_pk)
+
+    def finish_run(self, run_id: int, input_errors: list[str]) -> None:
+        with self.db.conn:
+            self.db.execute(
+                """update runs set finished = ?, input_errors = ?,
+                   flows = (select count(*) from flows where run_id = runs.id),
+                   violations = (select count(*) from violations where run_id = runs.id),
+                   errors = (select count(*) from flows where run_id = runs.id and status = 'error')
+                   where id = ?""", [_now(), json.dumps(input_errors), run_id])
+
+    def record(self, run_id: int, audits: Iterable[tuple[FlowAudit, str]]) -> None:
+        """Write audited flows in one transaction. Auditing a flow again (same mitmproxy
+        flow id) replaces what the log held for it, so a replay never duplicates flows."""
+        with self.db.conn:
+            for audit, source in audits:
+                self._record_one(run_id, audit, source)
+
+    def _record_one(self, run_id: int, audit: FlowAudit, source: str) -> None:
+        db = self.db
+        for table in ("violation_findings",):
+            db.execute(f"delete from {table} where violation_id in "
+                       "(select id from violations where flow_id = ?)", [audit.flow_id])
+        db.execute("delete from violations where flow_id = ?", [audit.flow_id])
+        db.execute("delete from findings where flow_id = ?", [audit.flow_id])
+        destination = audit.destination
+        db.table("flows").upsert({
+            "id": audit.flow_id, "run_id": run_id, "source": source, "method": audit.method,
+            "scheme": audit.scheme, "host": audit.host, "path": audit.path,
+            "timestamp": audit.at.isoformat(), "recipient": destination.name if destination else None,
+            "recipient_kind": destination.kind if destination else None,
+            "purposes": ", ".join(destination.purposes) if destination else None,
+            "status": audit.status, "limits": "; ".join(audit.limits) or None,
+            "error": audit.error, "violations": len(audit.violations),
+        }, pk="id")
+        finding_ids: dict[int, int] = {}
+        findings = db.table("findings")
+        for finding in audit.findings:
+            findings.insert(self._finding_row(audit, finding))
+            finding_ids[id(finding)] = int(findings.last_pk)
+        violations = db.table("violations")
+        for violation in audit.violations:
+            first = violation.evidence[0] if violation.evidence else None
+            violations.insert({
+                "run_id": run_id, "flow_id": audit.flow_id, "rule": violation.rule,
+                "severity": violation.severity, "host": audit.host,
+                "recipient": destination.name if destination else None,
+                "category": first.category if first else None,
+                "categories": ", ".join(sorted({f.category for f in violation.evidence})),
+                "subject": first.subject if first else None,
+                "subjects": ", ".join(sorted({f.subject for f in violation.evidence if f.subject})),
+                "location": first.field.location if first else None,
+                "field": audit.fields.get(id(first)) if first else None,
+                "evidence": mask(first.category, first.value) if first else None,
+                "message": violation.message, "policy_entry": violation.policy_entry,
+                "fingerprint": violation_fingerprint(violation.rule, audit, violation.evidence),
+                "timestamp": audit.at.isoformat(),
+            })
+            violation_id = int(violations.last_pk)
+            db.table("violation_findings").insert_all(
+                ({"violation_id": violation_id, "finding_id": finding_ids[id(f)]}
+                 for f in violation.evidence), ignore=True)
+
+    def _finding_row(self, audit: FlowAudit, finding: Finding) -> dict[str, Any]:
+        layers = " -> ".join(finding.field.layers)
+        return {
+            "flow_id": audit.flow_id, "detector": finding.detector, "category": finding.category,
+            "subject": finding.subject, "location": finding.field.location,
+            "field": audit.fields.get(id(finding), ""),
+            "form": f"{layers} -> {finding.form}" if layers else finding.form,
+            "evidence": mask(finding.category, finding.value),
+            "fingerprint": self.fingerprint(finding.category, finding.canonical),
+        }
+
+
+def violation_fingerprint(rule: str, audit: FlowAudit, evidence: Iterable[Finding]) -> str:
+    """Stable across runs and machines (no key, no time, no flow id) so that baselines match:
+    the rule, the recipient, the request's shape, and what kind of data it carried."""
+    shape = re.sub(r"\d+", "N", audit.path.split("?")[0])
+    parts = [rule, audit.destination.name if audit.destination else audit.host, audit.method,
+             shape, *sorted({f"{f.category}:{f.field.location}" for f in evidence})]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def open_existing(path: str) -> sqlite_utils.Database:
+    """A log for reading; a clear error rather than an empty new database on a typo."""
+    if path != ":memory:" and not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no audit log here (run `gdpr-audit replay` first)")
+    try:
+        db = sqlite_utils.Database(path)
+        db.execute("select 1 from runs limit 1")
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"{path}: not an audit log ({e})") from e
+    return db
