@@ -145,15 +145,24 @@ def _validate(document: Any, origins: Origins) -> None:
     if errors:
         error = jsonschema.exceptions.best_match(errors) or errors[0]
         path: KeyPath = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            unknown = sorted(str(k) for k in error.instance if k not in known)
+            path = (*path, unknown[0]) if unknown else path
+        elif error.validator == "propertyNames" or error.schema_path and "propertyNames" in error.schema_path:
+            path = (*path, str(error.instance))
         file, line = locate(origins, path)
         raise PolicyError(file, line, format_key(path), _explain(error))
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        return f"unknown key ({error.message.split('(')[-1].rstrip(')')})"
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key (allowed here: {allowed})"
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "oneOf":
+        return f"{error.instance!r} has the wrong type or shape here"
     if error.validator == "propertyNames":
         return f"{error.instance!r} is not an allowed key here"
     return error.message

@@ -84,27 +84,51 @@ class KnownSubjects:
             inputs |= {canon.lstrip("+")}
         if category == "name":
             inputs |= {strip_accents(value).lower().replace(" ", ""), re.sub(r"[^\w]", "", canon)}
+        if category == "birth_date":
+            inputs |= {value.replace("-", "")}  # Meta's YYYYMMDD
         return {i for i in inputs if i}
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value
         lowered = value.lower()
-        for automaton, haystack, bounded in ((self.plain, lowered, True),
-                                             (self.encoded, value, False)):
-            if not len(automaton):
-                continue
-            for end, (length, forms) in automaton.iter(haystack):
+        spans: list[tuple[int, int, tuple[Form, ...]]] = []
+        if len(self.plain):
+            for end, (length, forms) in self.plain.iter(lowered):
                 start = end - length + 1
-                if bounded and not is_word_boundary(haystack, start, end + 1):
-                    continue
+                if _standalone(lowered, start, end + 1):
+                    spans.append((start, end + 1, forms))
+        # Longest first, and a match inside a longer one is part of it ("martin" in an email).
+        spans.sort(key=lambda s: s[0] - s[1])
+        kept: list[tuple[int, int]] = []
+        for start, end, forms in spans:
+            if any(s <= start and end <= e for s, e in kept):
+                continue
+            kept.append((start, end))
+            for form in forms:
+                yield Finding(self.id, form.category, field, lowered[start:end], form.canonical,
+                              form.form, form.subject)
+        if len(self.encoded):
+            for end, (length, forms) in self.encoded.iter(value):
                 for form in forms:
-                    yield Finding(self.id, form.category, field, haystack[start:end + 1],
+                    yield Finding(self.id, form.category, field, value[end - length + 1:end + 1],
                                   form.canonical, form.form, form.subject)
         if len(value) >= 32:
             for token in _HEX_TOKEN.finditer(value):
                 for form in self.hashes.get(token.group().lower(), ()):
                     yield Finding(self.id, form.category, field, token.group(), form.canonical,
                                   form.form, form.subject)
+
+
+# A word inside an address or a dotted id (`jean.martin@`, `martin_shop`) is not a name.
+_GLUE = frozenset("@._-+")
+
+
+def _standalone(text: str, start: int, end: int) -> bool:
+    if not is_word_boundary(text, start, end):
+        return False
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return not (before in _GLUE and after in _GLUE) and before not in "@" and after not in "@"
 
 
 def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
