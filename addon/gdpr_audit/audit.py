@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from mitmproxy import http
 
+from .consent import purposes_from_signals
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .fields import Extraction, Field, message_fields, request_fields
 from .policy import Policy
@@ -81,7 +82,9 @@ class Auditor:
             flow_id=flow.id, method=result.method, scheme=result.scheme, host=result.host,
             path=flow.request.path, at=result.at, destination=result.destination,
             findings=tuple(result.findings) if identifying else (), policy=self.policy,
-            subjects=self.subjects)
+            subjects=self.subjects,
+            consent_signals=purposes_from_signals(extraction.fields, self.policy.signal_purposes)
+            if self.policy.read_signals else {})
         for rule in RULES.values():
             result.violations.extend(rule.check(facts))
         result.fields = {id(f): self.redact(f.field.key) for f in result.findings}
