@@ -1,0 +1,92 @@
+"""The audit log keeps links, not data. Strategy: audit real flows into a real SQLite file
+and read the rows back with sqlite3 (not through the store)."""
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import make_flow
+
+from gdpr_audit.audit import Auditor
+from gdpr_audit.policy import Policy
+from gdpr_audit.store import AuditStore, mask
+
+
+def record(store: AuditStore, policy: Policy, *flows) -> None:
+    auditor = Auditor(policy)
+    run_id = store.start_run("test", policy.sources)
+    store.record(run_id, [(auditor.audit(f), "test") for f in flows])
+    store.finish_run(run_id, [])
+
+
+@pytest.mark.parametrize("category, value, expected", [
+    ("email", "marie.dupont@example.fr", "m***********@e******.fr"),
+    ("phone", "+33612345678", "+***********"),
+    ("name", "Jo", "**"),
+])
+def test_mask(category: str, value: str, expected: str) -> None:
+    assert mask(category, value) == expected
+
+
+def test_same_person_links_across_flows_and_encodings(tmp_path: Path, policy: Policy) -> None:
+    store = AuditStore(str(tmp_path / "audit.db"))
+    digest = hashlib.sha256(b"alice.martin@example.org").hexdigest()
+    record(store, policy,
+           make_flow("https://eu.mailer.test/a?email=Alice.Martin%40example.org"),
+           make_flow(f"https://eu.mailer.test/b?em={digest}"),
+           make_flow("https://eu.mailer.test/c?email=bob.durand%40example.org"))
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        rows = db.execute("select subject, fingerprint from findings where category = 'email'").fetchall()
+    by_subject: dict[str, set[str]] = {}
+    for subject, fingerprint in rows:
+        by_subject.setdefault(subject, set()).add(fingerprint)
+    assert len(by_subject["alice"]) == 1 and len(rows) == 3
+    assert by_subject["alice"] != by_subject["bob"]
+
+
+def test_files_are_private_and_key_is_outside_the_log(tmp_path: Path, policy: Policy,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GDPR_AUDIT_KEY", raising=False)
+    db_path = tmp_path / "audit.db"
+    store = AuditStore(str(db_path))
+    record(store, policy, make_flow("https://eu.mailer.test/a?email=alice.martin%40example.org"))
+    key_file = Path(f"{db_path}.key")
+    for path in (db_path, key_file):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert key.encode() not in db_path.read_bytes()
+
+
+def test_another_key_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GDPR_AUDIT_KEY", "first key")
+    AuditStore(str(tmp_path / "audit.db"))
+    monkeypatch.setenv("GDPR_AUDIT_KEY", "second key")
+    with pytest.raises(ValueError, match="another fingerprint key"):
+        AuditStore(str(tmp_path / "audit.db"))
+
+
+def test_foreign_keys_and_evidence_links(tmp_path: Path, policy: Policy) -> None:
+    store = AuditStore(str(tmp_path / "audit.db"))
+    body = json.dumps({"a": "alice.martin@example.org", "b": "bob.durand@example.org"})
+    record(store, policy, make_flow("http://collect.adnetwork.test/e", "POST", body,
+                                    {"content-type": "application/json"}))
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        assert db.execute("pragma foreign_key_check").fetchall() == []
+        tables = {row[0] for row in db.execute("select name from sqlite_master where type='table'")}
+        assert {"runs", "flows", "findings", "violations", "violation_findings"} <= tables
+        links = db.execute("""select v.rule, count(*) from violation_findings l
+                              join violations v on v.id = l.violation_id group by v.rule""").fetchall()
+    assert dict(links) == {"clear-text": 2, "undeclared-recipient": 2}
+
+
+def test_redacted_path_and_field(tmp_path: Path, policy: Policy) -> None:
+    store = AuditStore(str(tmp_path / "audit.db"))
+    record(store, policy,
+           make_flow("https://collect.adnetwork.test/u/alice.martin@example.org/x?ref=abc&q=C-9001"))
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        [path] = db.execute("select path from flows").fetchone()
+    assert path == "/u/*/x?ref=abc&q=*"
