@@ -140,19 +140,22 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
 
 
 def _validate(document: Any, origins: Origins) -> None:
+    """Report the first schema error in file order, located on its own key."""
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors) or errors[0]
+    located = []
+    for top in validator.iter_errors(document):
+        error = jsonschema.exceptions.best_match([top]) or top
         path: KeyPath = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {})
             unknown = sorted(str(k) for k in error.instance if k not in known)
             path = (*path, unknown[0]) if unknown else path
-        elif error.validator == "propertyNames" or error.schema_path and "propertyNames" in error.schema_path:
+        elif error.validator == "propertyNames" or "propertyNames" in error.schema_path:
             path = (*path, str(error.instance))
         file, line = locate(origins, path)
-        raise PolicyError(file, line, format_key(path), _explain(error))
+        located.append((file, line or 0, PolicyError(file, line, format_key(path), _explain(error))))
+    if located:
+        raise min(located, key=lambda item: (item[0], item[1]))[2]
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
