@@ -203,7 +203,9 @@ def _add_value(out: Extraction, item: Field, depth: int) -> bool:
         for layer, decoded in _decodings(item.value):
             nested = (*item.layers, layer)
             if layer in ("json", "jwt"):
-                if not _walk_json_text(out, item.location, item.key, decoded, depth + 1, nested):
+                # Text that only looks like JSON ("{oops") is already there as it is.
+                parsed = _walk_json_text(out, item.location, item.key, decoded, depth + 1, nested)
+                if not parsed and decoded != item.value:
                     _add_value(out, Field(item.location, item.key, decoded, nested), depth + 1)
             elif layer == "url-query":
                 for key, value in parse_qsl(decoded, keep_blank_values=True):
@@ -219,6 +221,8 @@ def _add_value(out: Extraction, item: Field, depth: int) -> bool:
 # base64 of anything worth decoding is at least 12 characters; both alphabets, padding optional.
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*")
+# JWTs mostly travel as `Authorization: Bearer <token>`.
+_BEARER = re.compile(r"^bearer\s+", re.I)
 _FORM = re.compile(r"[^=&\s]+=[^&]*(&[^=&\s]+=[^&]*)+")
 
 
@@ -236,7 +240,7 @@ def _decodings(value: str) -> list[tuple[str, str]]:
         found.append(("url-query", urlsplit(value).query))
     elif _FORM.fullmatch(value) and not found:
         found.append(("url-query", value))
-    elif jwt := _JWT.fullmatch(value):
+    elif jwt := _JWT.fullmatch(_BEARER.sub("", value, count=1)):
         payload = _b64decode(jwt.group(1))
         if payload is not None:
             found.append(("jwt", payload.decode("utf-8", errors="replace")))

@@ -1,6 +1,8 @@
 """Who receives a request: the controller itself, a declared recipient, or an undeclared
 third party named by its registrable domain (Public Suffix List, not the last two labels)."""
 
+import fnmatch
+import ipaddress
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -39,6 +41,11 @@ def _public_suffixes() -> PublicSuffixList:
 
 def registrable_domain(host: str) -> str:
     host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host  # an address has no registrable domain (203.0.113.7 is not "113.7")
+    except ValueError:
+        pass
     return _public_suffixes().privatesuffix(host) or host
 
 
@@ -63,7 +70,22 @@ def resolve(policy: Policy, host: str, path: str) -> Destination:
 
 
 def _first_match(endpoints: tuple[Endpoint, ...], host: str, path: str) -> Endpoint | None:
-    return next((e for e in endpoints if e.matches(host, path)), None)
+    """The most specific endpoint that matches (SPEC 3.3); ties go to the first declared."""
+    matching = [e for e in endpoints if e.matches(host, path)]
+    return max(matching, key=lambda e: _specificity(e, host, path), default=None)
+
+
+def _specificity(endpoint: Endpoint, host: str, path: str) -> tuple[int, int]:
+    """Literal characters of the globs that matched: `/v3/smtp/*` beats `/v3/*`."""
+    path_chars = max((_literal(g) for g in endpoint.paths if fnmatch.fnmatchcase(path, g)),
+                     default=0)
+    host_chars = max((_literal(g) for g in endpoint.hosts if fnmatch.fnmatchcase(host, g.lower())),
+                     default=0)
+    return path_chars, host_chars
+
+
+def _literal(glob: str) -> int:
+    return len(glob) - glob.count("*") - glob.count("?")
 
 
 @cache

@@ -10,6 +10,10 @@ _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2
 # address counts, since dotted version numbers look like IPv4 addresses.
 _IP_KEY = re.compile(r"(^|[._\[-])(ip|ip_?address|client_?ip|remote_?addr|user_?ip|uip)\]?$|"
                      r"^(x-forwarded-for|x-real-ip|forwarded|cf-connecting-ip|true-client-ip)$", re.I)
+# Keys of software versions, whose dotted values (`1.2.3.4`) are not addresses.
+_VERSION_KEY = re.compile(r"(^|[._\[-])(v|ver|\w*version|build|release)\]?$", re.I)
+# RFC 7239 quotes and brackets IPv6 addresses, with an optional port: for="[2001:db8::17]:4711"
+_BRACKETED = re.compile(r'^(?:for=)?"?\[([0-9a-fA-F:.]+)\]')
 
 
 class IpAddressDetector(Detector):
@@ -20,8 +24,9 @@ class IpAddressDetector(Detector):
         value = field.value.strip()
         if _IP_KEY.search(field.key):
             candidates = [m.group() for m in _IPV4.finditer(value)]
-            candidates += [t.strip(" []\"") for t in re.split(r"[,;]", value) if ":" in t]
-        elif ("." in value or ":" in value) and len(value) <= 45:
+            candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
+        elif (("." in value or ":" in value) and len(value) <= 45
+              and not _VERSION_KEY.search(field.key)):
             candidates = [value]
         else:
             return
@@ -33,3 +38,8 @@ class IpAddressDetector(Detector):
             if not (address.is_loopback or address.is_unspecified or address.is_multicast
                     or address.is_link_local):
                 yield Finding(self.id, self.category, field, text, str(address))
+
+
+def _unbracket(text: str) -> str:
+    bracketed = _BRACKETED.match(text)
+    return bracketed.group(1) if bracketed else text.strip(" []\"")

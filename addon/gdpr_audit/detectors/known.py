@@ -22,6 +22,7 @@ from ..policy import Subject, category_of
 from .base import Finding, canonical, is_word_boundary, strip_accents
 
 HASHES = ("md5", "sha1", "sha256", "sha512")
+_SPACES = re.compile(r"\s+")
 _HEX_TOKEN = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{128}|[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})(?![0-9a-fA-F])")
 # Shorter spellings match too much of unrelated text (a first name of two letters).
 _MIN_PLAIN = 3
@@ -90,7 +91,8 @@ class KnownSubjects:
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value
-        lowered = value.lower()
+        # Spellings are indexed with single spaces: "Jane   Roe" is still Jane Roe.
+        lowered = _SPACES.sub(" ", value.lower())
         spans: list[tuple[int, int, tuple[Form, ...]]] = []
         if len(self.plain):
             for end, (length, forms) in self.plain.iter(lowered):
@@ -114,7 +116,8 @@ class KnownSubjects:
                                   form.canonical, form.form, form.subject)
         if len(value) >= 32:
             for token in _HEX_TOKEN.finditer(value):
-                for form in self.hashes.get(token.group().lower(), ()):
+                # A name given both whole and as first/last name hashes alike: report it once.
+                for form in dict.fromkeys(self.hashes.get(token.group().lower(), ())):
                     yield Finding(self.id, form.category, field, token.group(), form.canonical,
                                   form.form, form.subject)
 

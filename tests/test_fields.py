@@ -1,0 +1,406 @@
+"""Tests for gdpr_audit.fields: every value an outbound request carries, and where.
+
+Testing strategy: build real mitmproxy requests (`http.Request.make`, `tutils.treq`), put one
+fictitious value in each place SPEC 3.7 names (path, query, headers, cookies, JSON, form,
+multipart, text, NDJSON, WebSocket messages) and in each encoding (URL, base64, JSON in a string,
+JWT, gzip+base64, Content-Encoding), and assert the exact (location, key, value, layers) tuples,
+written out by hand from the input. Compressed bodies are produced with the compression
+libraries themselves, never with the code under test. Hostile input (decompression bombs,
+deep nesting, too many values) must end with a recorded limit, bounded memory and no crash.
+"""
+
+import base64
+import gzip
+import json
+import tracemalloc
+import zlib
+from urllib.parse import quote
+
+import brotli
+import pytest
+from mitmproxy import http
+from mitmproxy.net.http import multipart
+from mitmproxy.test import tutils
+
+from gdpr_audit.fields import Extraction, decompress, message_fields, request_fields
+
+try:
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd  # type: ignore[import-not-found,no-redef]
+
+EMAIL = "jane.roe@example.org"
+MAX_BODY = 1_000_000
+
+
+def make(url="https://tracker.example/collect", raw=b"", method="POST", **headers):
+    """A request whose headers and raw (still encoded) body are exactly what is given.
+
+    `Request.make` re-encodes content and drops a Content-Encoding it cannot apply, so the
+    headers and the raw bytes are set afterwards."""
+    request = http.Request.make(method, url)
+    for name, value in headers.items():
+        request.headers[name.replace("_", "-")] = value
+    request.raw_content = raw
+    return request
+
+
+def tuples(request, max_body=MAX_BODY):
+    out = request_fields(request, max_body)
+    return [(f.location, f.key, f.value, f.layers) for f in out.fields]
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+# --- URL, headers, cookies -------------------------------------------------------------------
+
+def test_path_segments_are_url_decoded_and_numbered():
+    request = make("https://tracker.example/u/jane.roe%40example.org/view", method="GET")
+    assert tuples(request) == [
+        ("path", "[0]", "u", ()),
+        ("path", "[1]", EMAIL, ()),
+        ("path", "[2]", "view", ()),
+    ]
+
+
+def test_query_parameters_keep_blank_values_and_repeats():
+    request = make("https://tracker.example/?em=jane.roe%40example.org&q=a+b&empty=&em=x",
+                   method="GET")
+    assert tuples(request) == [
+        ("query", "em", EMAIL, ()),
+        ("query", "q", "a b", ()),
+        ("query", "empty", "", ()),
+        ("query", "em", "x", ()),
+    ]
+
+
+def test_headers_referer_custom_and_plumbing():
+    request = make("https://tracker.example/", method="GET",
+                   Referer="https://shop.example/account?email=jane.roe%40example.org",
+                   X_User_Email=EMAIL, Accept="*/*", Content_Type="text/plain",
+                   Accept_Language="fr-FR")
+    fields = tuples(request)
+    assert ("header", "Referer", "https://shop.example/account?email=jane.roe%40example.org",
+            ()) in fields
+    # The Referer's own query is read as fields of the header.
+    assert ("header", "Referer.email", EMAIL, ("url-query",)) in fields
+    assert ("header", "X-User-Email", EMAIL, ()) in fields
+    # Protocol plumbing is not data about a person.
+    assert not [f for f in fields if f[1] in ("Accept", "Content-Type", "Accept-Language")]
+
+
+def test_cookies_are_split_and_the_cookie_header_is_not_repeated():
+    request = make("https://tracker.example/", method="GET",
+                   Cookie="_ga=GA1.2.111111111.1700000000; uid=C-1001")
+    fields = tuples(request)
+    assert ("cookie", "_ga", "GA1.2.111111111.1700000000", ()) in fields
+    assert ("cookie", "uid", "C-1001", ()) in fields
+    assert not [f for f in fields if f[0] == "header"]
+
+
+def test_treq_request_is_read():
+    request = tutils.treq(method=b"POST", path=b"/p?email=jane.roe%40example.org",
+                          content=b"plain body",
+                          headers=http.Headers(((b"x-id", b"C-1001"),)))
+    fields = tuples(request)
+    assert ("path", "[0]", "p", ()) in fields
+    assert ("query", "email", EMAIL, ()) in fields
+    assert ("header", "x-id", "C-1001", ()) in fields
+    assert ("body", "", "plain body", ()) in fields
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+def test_json_leaves_with_nested_key_paths():
+    body = {"a": {"b": [{"c": EMAIL}, {"d": 42}]}, "ok": True, "none": None, "n": 1.5}
+    request = make(raw=json.dumps(body).encode(), content_type="application/json")
+    assert tuples(request) == [
+        ("path", "[0]", "collect", ()),
+        ("body", "a.b[0].c", EMAIL, ()),
+        ("body", "a.b[1].d", "42", ()),
+        ("body", "n", "1.5", ()),
+    ]
+
+
+def test_json_is_recognised_without_a_content_type():
+    request = make(raw=b'  {"email": "jane.roe@example.org"}\n', content_type="text/plain")
+    assert ("body", "email", EMAIL, ()) in tuples(request)
+
+
+def test_top_level_json_array():
+    request = make(raw=b'[{"email": "jane.roe@example.org"}]', content_type="application/json")
+    assert ("body", "[0].email", EMAIL, ()) in tuples(request)
+
+
+def test_graphql_variables():
+    body = {"query": "mutation S($e: String!) { subscribe(email: $e) }",
+            "variables": {"input": {"email": EMAIL}}}
+    request = make(raw=json.dumps(body).encode(), content_type="application/json")
+    assert ("body", "variables.input.email", EMAIL, ()) in tuples(request)
+
+
+def test_form_urlencoded():
+    request = make(raw=b"first_name=Jane&email=jane.roe%40example.org&msg=hello+there",
+                   content_type="application/x-www-form-urlencoded; charset=UTF-8")
+    assert tuples(request)[1:] == [
+        ("body", "first_name", "Jane", ()),
+        ("body", "email", EMAIL, ()),
+        ("body", "msg", "hello there", ()),
+    ]
+
+
+def test_multipart_form_data():
+    content_type = "multipart/form-data; boundary=BoundaryXyZ"
+    raw = multipart.encode_multipart(content_type, [(b"email", EMAIL.encode()),
+                                                     (b"phone", b"+33 6 00 00 00 00")])
+    request = make(raw=raw, content_type=content_type)
+    assert tuples(request)[1:] == [
+        ("body", "email", EMAIL, ()),
+        ("body", "phone", "+33 6 00 00 00 00", ()),
+    ]
+
+
+def test_malformed_multipart_does_not_crash():
+    request = make(raw=b"--nope\r\ngarbage", content_type="multipart/form-data")
+    request_fields(request, MAX_BODY)
+
+
+def test_plain_text_body_is_one_value():
+    request = make(raw=b"Contact: jane.roe@example.org", content_type="text/plain")
+    assert tuples(request)[1:] == [("body", "", "Contact: jane.roe@example.org", ())]
+
+
+def test_xml_body_is_searched_as_text():
+    raw = b"<user><email>jane.roe@example.org</email></user>"
+    request = make(raw=raw, content_type="application/xml")
+    assert tuples(request)[1:] == [("body", "", raw.decode(), ())]
+
+
+def test_ndjson_documents_are_numbered():
+    raw = b'{"event": "view"}\n\n{"user": {"email": "jane.roe@example.org"}}\n'
+    request = make(raw=raw, content_type="application/x-ndjson")
+    assert tuples(request)[1:] == [
+        ("body", "[0].event", "view", ("ndjson",)),
+        ("body", "[1].user.email", EMAIL, ("ndjson",)),
+    ]
+
+
+def test_invalid_json_falls_back_to_text():
+    raw = b'{"email": "jane.roe@example.org", oops'
+    request = make(raw=raw, content_type="application/json")
+    assert tuples(request)[1:] == [("body", "", raw.decode(), ())]
+
+
+def test_websocket_message_and_its_cap():
+    out = message_fields(b'{"email": "jane.roe@example.org"}', MAX_BODY)
+    assert [(f.location, f.key, f.value, f.layers) for f in out.fields] == [
+        ("websocket", "email", EMAIL, ())]
+    assert out.limits == []
+    cut = message_fields(b"x" * 100, 10)
+    assert [f.value for f in cut.fields] == ["x" * 10]
+    assert cut.limits  # recorded as partially audited
+
+
+# --- values that are themselves encoded --------------------------------------------------------
+
+def test_json_string_inside_a_json_value():
+    inner = json.dumps({"email": EMAIL, "plan": "pro"})
+    request = make(raw=json.dumps({"props": inner}).encode(), content_type="application/json")
+    assert tuples(request)[1:] == [
+        ("body", "props", inner, ()),
+        ("body", "props.email", EMAIL, ("json",)),
+        ("body", "props.plan", "pro", ("json",)),
+    ]
+
+
+def test_base64_json_in_a_query_parameter():
+    inner = json.dumps({"user": {"email": EMAIL}})
+    encoded = b64(inner)
+    request = make(f"https://tracker.example/i?d={quote(encoded)}", method="GET")
+    assert tuples(request)[1:] == [
+        ("query", "d", encoded, ()),
+        ("query", "d", inner, ("base64",)),
+        ("query", "d.user.email", EMAIL, ("base64", "json")),
+    ]
+
+
+def test_base64url_without_padding():
+    inner = json.dumps({"e": EMAIL, "x": "??>>"})  # '?>' makes '/'/'+' in standard base64
+    encoded = b64url(inner.encode())
+    assert "=" not in encoded
+    request = make(f"https://tracker.example/i?d={encoded}", method="GET")
+    assert ("query", "d.e", EMAIL, ("base64", "json")) in tuples(request)
+
+
+def test_three_layer_chain_referer_query_base64_json():
+    inner = json.dumps({"u": {"email": EMAIL}})
+    referer = f"https://shop.example/p?d={quote(b64(inner))}"
+    request = make(method="GET", Referer=referer)
+    expected = ("header", "Referer.d.u.email", EMAIL, ("url-query", "base64", "json"))
+    assert expected in tuples(request)
+
+
+def test_gzip_then_base64_in_a_query_parameter():
+    inner = json.dumps({"email": EMAIL})
+    encoded = base64.b64encode(gzip.compress(inner.encode())).decode()
+    request = make(f"https://tracker.example/i?p={quote(encoded)}", method="GET")
+    assert ("query", "p", inner, ("base64+gzip",)) in tuples(request)
+    assert ("query", "p.email", EMAIL, ("base64+gzip", "json")) in tuples(request)
+
+
+def test_url_encoded_value_inside_json():
+    request = make(raw=json.dumps({"ref": "jane.roe%40example.org"}).encode(),
+                   content_type="application/json")
+    assert ("body", "ref", EMAIL, ("url",)) in tuples(request)
+
+
+def test_url_with_query_inside_json():
+    raw = json.dumps({"page": "https://shop.example/thanks?email=jane.roe%40example.org"}).encode()
+    request = make(raw=raw, content_type="application/json")
+    assert ("body", "page.email", EMAIL, ("url-query",)) in tuples(request)
+
+
+JWT_HEADER = b64url(b'{"alg":"HS256","typ":"JWT"}')
+JWT_PAYLOAD = b64url(b'{"sub":"C-1001","email":"jane.roe@example.org"}')
+JWT = f"{JWT_HEADER}.{JWT_PAYLOAD}.c2lnbmF0dXJl"
+
+
+def test_jwt_payload_in_a_cookie():
+    request = make(method="GET", Cookie=f"session={JWT}")
+    fields = tuples(request)
+    assert ("cookie", "session.sub", "C-1001", ("jwt",)) in fields
+    assert ("cookie", "session.email", EMAIL, ("jwt",)) in fields
+
+
+def test_jwt_payload_in_a_bearer_authorization_header():
+    request = make(method="GET", Authorization=f"Bearer {JWT}")
+    fields = tuples(request)
+    assert ("header", "Authorization.email", EMAIL, ("jwt",)) in fields
+
+
+def test_random_token_is_not_decoded():
+    token = "q8Zt0v9XbN2mK7LpR4sW1yHc"  # base64 alphabet, decodes to binary noise
+    request = make(f"https://tracker.example/?t={token}", method="GET")
+    assert tuples(request) == [("query", "t", token, ())]
+
+
+def test_encodings_deeper_than_the_budget_are_recorded():
+    value = json.dumps({"email": EMAIL})
+    for _ in range(5):
+        value = b64(value)
+    request = make(f"https://tracker.example/?d={value}", method="GET")
+    out = request_fields(request, MAX_BODY)
+    assert any("nested deeper" in reason for reason in out.limits)
+
+
+# --- Content-Encoding --------------------------------------------------------------------------
+
+BODY = json.dumps({"email": EMAIL}).encode()
+
+
+@pytest.mark.parametrize(("encoding", "raw"), [
+    ("gzip", gzip.compress(BODY)),
+    ("x-gzip", gzip.compress(BODY)),
+    ("GZIP", gzip.compress(BODY)),
+    ("deflate", zlib.compress(BODY)),                # zlib-wrapped, as RFC 9110 says
+    ("deflate", zlib.compress(BODY)[2:-4]),          # raw deflate, as some servers send
+    ("br", brotli.compress(BODY)),
+    ("zstd", zstd.compress(BODY)),
+    ("gzip, br", brotli.compress(gzip.compress(BODY))),  # applied in order, undone in reverse
+    ("identity", BODY),
+])
+def test_compressed_bodies(encoding, raw):
+    request = make(raw=raw, content_type="application/json", content_encoding=encoding)
+    out = request_fields(request, MAX_BODY)
+    assert [(f.location, f.key, f.value) for f in out.fields][1:] == [("body", "email", EMAIL)]
+    assert out.limits == []
+
+
+@pytest.mark.parametrize(("encoding", "raw"), [
+    ("gzip", b"this is not gzip"),
+    ("br", b"\xff\xff\xff not brotli"),
+    ("zstd", b"not zstd at all"),
+    ("compress", BODY),  # LZW: not supported, so not guessed at either
+])
+def test_undecodable_bodies_are_recorded_not_read(encoding, raw):
+    request = make(raw=raw, content_type="application/json", content_encoding=encoding)
+    out = request_fields(request, MAX_BODY)
+    assert [f for f in out.fields if f.location == "body"] == []
+    assert len(out.limits) == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_decompression_bomb_is_capped_with_bounded_memory(encoding):
+    zeros = b"\0" * 50_000_000
+    raw = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+           "zstd": zstd.compress}[encoding](zeros)
+    del zeros
+    assert len(raw) < 100_000
+    cap = 1_000_000
+    request = make(raw=raw, content_type="application/octet-stream", content_encoding=encoding)
+    tracemalloc.start()
+    try:
+        out = request_fields(request, cap)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert any("over 1000000 bytes" in reason for reason in out.limits)
+    body = [f for f in out.fields if f.location == "body"]
+    assert [len(f.value) for f in body] == [cap]
+    assert peak < 20 * cap  # nowhere near the 50 MB the bomb expands to
+
+
+def test_decompress_caps_at_exactly_max_size():
+    out = Extraction()
+    data = decompress(gzip.compress(b"a" * 5000), "gzip", 1000, out)
+    assert data == b"a" * 1000
+    assert len(out.limits) == 1
+    out = Extraction()
+    assert decompress(gzip.compress(b"a" * 1000), "gzip", 1000, out) == b"a" * 1000
+    assert out.limits == []
+
+
+# --- hostile shapes ----------------------------------------------------------------------------
+
+def test_json_nested_beyond_the_recursion_limit_does_not_crash():
+    raw = b"[" * 200_000 + b"]" * 200_000
+    out = request_fields(make(raw=raw, content_type="application/json"), 10_000_000)
+    assert out.limits == ["JSON nested too deeply"]
+
+
+def test_deep_but_parseable_json_reaches_its_leaf():
+    depth = 500
+    raw = ('{"a":' * depth + f'"{EMAIL}"' + "}" * depth).encode()
+    out = request_fields(make(raw=raw, content_type="application/json"), MAX_BODY)
+    assert [(f.key, f.value) for f in out.fields if f.location == "body"] == [
+        (".".join(["a"] * depth), EMAIL)]
+
+
+def test_too_many_values_are_capped_and_recorded():
+    raw = "&".join(f"k{i}=v" for i in range(25_000)).encode()
+    out = request_fields(make(raw=raw, content_type="application/x-www-form-urlencoded"),
+                         10_000_000)
+    assert len(out.fields) == 20_000
+    assert out.limits == ["more than 20000 values"]
+
+
+def test_binary_body_does_not_crash():
+    raw = bytes(range(256)) * 10
+    request = make(raw=raw, content_type="application/octet-stream")
+    out = request_fields(request, MAX_BODY)
+    body = [f for f in out.fields if f.location == "body"]
+    assert body[0].value == raw.decode("utf-8", errors="replace")
+    assert body[0].layers == ()
+
+
+def test_provenance_names_location_key_and_layers():
+    inner = json.dumps({"email": EMAIL})
+    request = make(f"https://tracker.example/i?d={quote(b64(inner))}", method="GET")
+    field = next(f for f in request_fields(request, MAX_BODY).fields if f.value == EMAIL)
+    assert field.provenance() == "query.d.email -> base64 -> json"
