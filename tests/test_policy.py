@@ -157,3 +157,8 @@ def test_broken_json_registry(tmp_path: Path, policy_file: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(policy_file, path)
     assert caught.value.line == 2
+
+
+def test_norway_is_a_country_not_false(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.yaml", POLICY.replace("country: IN", "country: NO"))
+    assert load_policy(path).recipient_for("api.faraway.test").country == "NO"

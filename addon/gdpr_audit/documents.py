@@ -6,6 +6,7 @@ from its key path (as a tuple) to (file, line) while the documents are read and 
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,15 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     """Safe YAML that keeps timestamps as text, so YAML, JSON and CSV read alike."""
 
 
+# YAML 1.1 reads `country: NO` as false and dates as datetimes; keep YAML 1.2's booleans
+# (true/false only) and leave dates as text, parsed where the schema expects them.
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 
 
 def _node_lines(node: yaml.Node, path: KeyPath, file: str, origins: Origins) -> None:
