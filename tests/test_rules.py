@@ -141,3 +141,16 @@ def test_behavioural_data_alone_is_not_personal(policy: Policy) -> None:
     assert rules_of(policy, flow) == set()
     flow = make_flow("https://collect.adnetwork.test/e?event=page_view&page=/shoes&cid=1234.5678")
     assert rules_of(policy, flow) == {"undeclared-recipient"}
+
+
+def test_an_audit_bug_is_recorded_without_the_data(policy: Policy,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    auditor = Auditor(policy)
+
+    def broken(extraction):
+        raise KeyError("alice.martin@example.org")
+
+    monkeypatch.setattr(auditor, "detect", broken)
+    audit = auditor.audit(post_json("https://eu.mailer.test/contacts", ALICE))
+    assert audit.status == "error" and audit.violations == []
+    assert audit.error.startswith("KeyError") and "alice.martin" not in audit.error

@@ -62,9 +62,16 @@ class Auditor:
             self._audit(flow, result)
         except Exception as e:  # an audit bug must never lose the flow: record it instead
             result.findings, result.violations = [], []
-            result.error = f"{type(e).__name__}: {e}"
+            result.error = self._describe(e)
         result.path = self.redact_path(request.path, result.findings)
         return result
+
+    def _describe(self, error: Exception) -> str:
+        """The error for the log: its message may quote the traffic, so it is redacted."""
+        try:
+            return f"{type(error).__name__}: {self.redact(str(error))[:200]}"
+        except Exception:
+            return type(error).__name__
 
     def _audit(self, flow: http.HTTPFlow, result: FlowAudit) -> None:
         extraction = request_fields(flow.request, self.max_body)
