@@ -117,3 +117,37 @@ def test_empty_wrong_and_missing_files(tmp_path: Path) -> None:
     stderr = result.stderr.replace("\n", "")
     for name in (empty, text, tmp_path / "nowhere.flow"):
         assert str(name) in stderr
+
+
+def test_har_values_are_not_quoted_in_errors(tmp_path: Path) -> None:
+    document = json.loads((ROOT / "captures" / "browser.har").read_text())
+    document["log"]["entries"][1]["startedDateTime"] = "marie.secret@example.org"
+    damaged = tmp_path / "odd.har"
+    damaged.write_text(json.dumps(document))
+    result, _ = replay(tmp_path, damaged)
+    assert result.returncode == 2 and "entry 1" in result.stderr
+    assert "marie.secret" not in result.stderr + result.stdout
+
+
+def test_broken_database_and_policy_files_exit_2(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("hello, this is not SQLite " * 100)
+    result = run("replay", str(ROOT / "captures"), "--policy", str(ROOT / "policies"),
+                 "--db", str(not_a_db), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("version: 1\norganization: {name: X\x07, first_party: []}\n")
+    result = run("policy", "check", "--policy", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and str(bad) in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+
+
+def test_policy_error_names_the_policy_file_when_a_registry_is_given(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((ROOT / "policies" / "policy.yaml").read_text()
+                      .replace("purposes: [newsletter]", "purposes: [newsleter]", 1))
+    result = run("policy", "check", "--policy", str(policy), "--subjects",
+                 str(ROOT / "policies" / "subjects.yaml"), cwd=tmp_path)
+    assert result.returncode == 2
+    line = next(i for i, t in enumerate(policy.read_text().splitlines(), 1) if "newsleter" in t)
+    assert f"{policy}:{line}:" in result.stderr.replace("\n", "")

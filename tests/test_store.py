@@ -90,3 +90,21 @@ def test_redacted_path_and_field(tmp_path: Path, policy: Policy) -> None:
     with sqlite3.connect(tmp_path / "audit.db") as db:
         [path] = db.execute("select path from flows").fetchone()
     assert path == "/u/*/x?ref=abc&q=*"
+
+
+def test_identifiers_in_keys_hosts_and_encodings_are_not_logged(tmp_path: Path, policy: Policy) -> None:
+    """Traffic text that is not a value (JSON keys, host labels, header values quoted in
+    limit messages) must not carry an identifier into the log either."""
+    store = AuditStore(str(tmp_path / "audit.db"))
+    body = json.dumps({"contacts": {"Alice Martin": {"email": "alice.martin@example.org"},
+                                    "C-9001": {"phone": "+33612345601"}}})
+    record(store, policy,
+           make_flow("https://collect.adnetwork.test/e", "POST", body,
+                     {"content-type": "application/json"}),
+           make_flow("https://c-9001.collect.adnetwork.test/e?x=1"),
+           make_flow("https://collect.adnetwork.test/z", "POST", b"\x1f\x8b",
+                     {"content-encoding": "gzip, alice.martin@example.org"}))
+    data = (tmp_path / "audit.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("audit.db-*"))
+    for value in (b"Alice Martin", b"alice martin", b"C-9001", b"c-9001", b"alice.martin@example.org"):
+        assert value not in data

@@ -50,6 +50,7 @@ class Auditor:
         own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self.subjects = {s.id: s for s in policy.subjects}
+        self._redacted: dict[str, str] = {}
 
     def audit(self, flow: http.HTTPFlow) -> FlowAudit:
         request = flow.request
@@ -64,6 +65,7 @@ class Auditor:
             result.findings, result.violations = [], []
             result.error = self._describe(e)
         result.path = self.redact_path(request.path, result.findings)
+        result.host = self.redact_key(result.host)
         return result
 
     def _describe(self, error: Exception) -> str:
@@ -94,7 +96,7 @@ class Auditor:
             if self.policy.read_signals else {})
         for rule in RULES.values():
             result.violations.extend(rule.check(facts))
-        result.fields = {id(f): self.redact(f.field.key) for f in result.findings}
+        result.fields = {id(f): self.redact_key(f.field.key) for f in result.findings}
 
     def detect(self, extraction: Extraction) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess
@@ -125,6 +127,14 @@ class Auditor:
 
     def redact(self, text: str) -> str:
         """`text` with every registry identifier, email or phone inside it replaced by `*`."""
+        cached = self._redacted.get(text)
+        if cached is None:
+            if len(self._redacted) > 10_000:  # key paths and hosts repeat: keep the cache small
+                self._redacted.clear()
+            cached = self._redacted[text] = self._redact(text)
+        return cached
+
+    def _redact(self, text: str) -> str:
         probe = Field("", "", text)
         spans = [f.value for f in self.known.find(probe)]
         for detector in self.detectors:
@@ -133,6 +143,12 @@ class Auditor:
         for span in sorted(set(spans), key=len, reverse=True):
             text = re.sub(re.escape(span), "*", text, flags=re.I)
         return text
+
+    def redact_key(self, key: str) -> str:
+        """A key path (`contacts.Marie Dupont.email`) or host, redacted part by part: a
+        registry value between dots is not found by `redact`, which wants it standalone."""
+        return "".join(part if _KEY_SEPARATOR.fullmatch(part) or not part else self.redact(part)
+                       for part in _KEY_SEPARATOR.split(key))
 
     def redact_path(self, path: str, findings: list[Finding]) -> str:
         """Path segments and query values that held personal data, or look like ids, become `*`."""
@@ -155,6 +171,7 @@ class Auditor:
         return redacted
 
 
+_KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
 _ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
 
 

@@ -100,11 +100,16 @@ class CaptureReader:
             self.errors.append(CaptureError(str(path), "log.entries",
                                             f"not a HAR file: missing or invalid {e}"))
             return
+        except RecursionError:
+            self.errors.append(CaptureError(str(path), "offset 0", "JSON nested too deeply"))
+            return
         for index, entry in enumerate(entries):
             try:
                 flow = request_to_flow(_lenient_entry(entry))
             except Exception as e:  # mitmproxy's reader raises KeyError, ValueError, TypeError...
-                problem = f"missing key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+                # Other messages may quote the entry's values: name the kind of error only.
+                problem = (f"missing key {e}" if isinstance(e, KeyError)
+                           else f"{type(e).__name__} on an unexpected value")
                 self.errors.append(CaptureError(str(path), f"entry {index}",
                                                 f"not a readable HAR entry ({problem})"))
                 continue

@@ -6,10 +6,12 @@ input error (the message names the file and the line, offset or entry).
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, console))
     except PolicyError as e:
         errors.print(safe_text(f"Error: policy: {e}", limit=2000, style="red"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, sqlite3.Error, RecursionError) as e:
         errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
     return EXIT_ERROR
 
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("paths", nargs="+", metavar="PATH")
     replay.add_argument("--fail-on", choices=SEVERITIES, default="low",
                         help="lowest severity that makes the exit code 1 (default: any violation)")
-    replay.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
+    replay.add_argument("--max-body", type=_positive, default=DEFAULT_MAX_BODY,
                         help="cap on a decoded body, in bytes (default: 10 MiB)")
     replay.add_argument("--format", choices=FORMATS, help="also write a report of the log")
     replay.add_argument("--output", help="where --format writes (default: standard output)")
@@ -79,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bytes, not {text}")
+    return value
+
+
 def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
     policy = load_policy(args.policy, args.subjects)
     console.print(safe_text(
@@ -93,7 +102,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     store = AuditStore(args.db)
     reader = CaptureReader(list(args.paths))
     run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
-    audits: list[FlowAudit] = []
+    audits: list[FlowSummary] = []
     batch: list[tuple[FlowAudit, str]] = []
     show_progress = console.is_terminal and not os.environ.get("CI")
     progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
@@ -102,7 +111,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         task = progress.add_task("flows", total=None)
         for flow, source in reader.flows():
             audit = auditor.audit(flow)
-            audits.append(audit)
+            audits.append(FlowSummary.of(audit))
             batch.append((audit, source))
             if len(batch) >= _BATCH:
                 store.record(run_id, batch)
@@ -119,7 +128,8 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     if input_errors:
         return EXIT_ERROR
     threshold = SEVERITIES.index(args.fail_on)
-    failing = any(SEVERITIES.index(v.severity) >= threshold for a in audits for v in a.violations)
+    failing = any(SEVERITIES.index(severity) >= threshold
+                  for a in audits for _, severity in a.violations)
     return EXIT_VIOLATIONS if failing else EXIT_OK
 
 
@@ -136,17 +146,40 @@ def _write_export(db: object, fmt: str, output: str | None) -> None:
         export(db, fmt, sys.stdout)  # type: ignore[arg-type]
 
 
-def print_summary(console: Console, audits: list[FlowAudit], policy: Policy, db: str,
+@dataclass(frozen=True)
+class FlowSummary:
+    """What the summary needs of an audited flow: no finding, so no raw value, is kept."""
+
+    flow_id: str
+    host: str
+    recipient: str
+    kind: str
+    violations: tuple[tuple[str, str], ...]
+    """(rule, severity) pairs."""
+    status: str
+    detail: str
+
+    @classmethod
+    def of(cls, audit: FlowAudit) -> "FlowSummary":
+        destination = audit.destination
+        return cls(audit.flow_id, audit.host, destination.name if destination else audit.host,
+                   destination.kind if destination else "?",
+                   tuple((v.rule, v.severity) for v in audit.violations), audit.status,
+                   audit.error or "; ".join(audit.limits))
+
+
+def print_summary(console: Console, audits: list[FlowSummary], policy: Policy, db: str,
                   run_id: int) -> None:
-    violations = [(a, v) for a in audits for v in a.violations]
     by_rule: dict[str, list[str]] = defaultdict(list)
     severity_of: dict[str, str] = {}
-    for audit, violation in violations:
-        by_rule[violation.rule].append(audit.destination.name if audit.destination else audit.host)
-        severity_of[violation.rule] = violation.severity
+    for audit in audits:
+        for rule, severity in audit.violations:
+            by_rule[rule].append(audit.recipient)
+            severity_of[rule] = severity
+    total = sum(len(items) for items in by_rule.values())
     console.print(safe_text(
         f"Run {run_id}: {len(audits)} flows audited against {', '.join(policy.sources)} "
-        f"({len(policy.subjects)} subjects): {len(violations)} violations in "
+        f"({len(policy.subjects)} subjects): {total} violations in "
         f"{sum(1 for a in audits if a.violations)} flows", limit=1000, style="bold"))
     if by_rule:
         table = Table(title="Violations by rule")
@@ -157,23 +190,21 @@ def print_summary(console: Console, audits: list[FlowAudit], policy: Policy, db:
             table.add_row(rule, severity_of[rule], str(len(by_rule[rule])),
                           safe_text(", ".join(f"{n} ({c})" for n, c in recipients.most_common())))
         console.print(table)
-    recipients: dict[str, list[FlowAudit]] = defaultdict(list)
+    recipients: dict[str, list[FlowSummary]] = defaultdict(list)
     for audit in audits:
-        recipients[audit.destination.name if audit.destination else audit.host].append(audit)
+        recipients[audit.recipient].append(audit)
     table = Table(title="Flows by recipient")
     for column in ("recipient", "kind", "flows", "with violations", "rules"):
         table.add_column(column)
     for name, items in sorted(recipients.items(), key=lambda kv: -len(kv[1])):
-        rules = sorted({v.rule for a in items for v in a.violations})
-        kind = items[0].destination.kind if items[0].destination else "?"
-        table.add_row(safe_text(name), kind, str(len(items)),
+        rules = sorted({rule for a in items for rule, _ in a.violations})
+        table.add_row(safe_text(name), items[0].kind, str(len(items)),
                       str(sum(1 for a in items if a.violations)), ", ".join(rules))
     console.print(table)
-    problems = [a for a in audits if a.status != "audited"]
-    for audit in problems:
-        detail = audit.error or "; ".join(audit.limits)
-        console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): {detail}",
-                                limit=500, style="yellow"))
+    for audit in audits:
+        if audit.status != "audited":
+            console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): "
+                                    f"{audit.detail}", limit=500, style="yellow"))
     console.print(safe_text(f"Audit log: {db}  (gdpr-audit export --db {db} --format json)"))
 
 

@@ -76,6 +76,8 @@ def read_yaml(path: Path) -> tuple[Any, Origins]:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         raise PolicyError(str(path), line, "", f"not valid YAML: {e.problem or e}") from e
+    except yaml.YAMLError as e:  # e.g. a control character: the reader knows no line
+        raise PolicyError(str(path), None, "", f"not valid YAML: {e}") from e
     finally:
         loader.dispose()
     origins: Origins = {}
@@ -127,7 +129,11 @@ def read_csv_registry(path: Path) -> tuple[dict[str, Any], Origins]:
     reader = csv.DictReader(_read_text(path).splitlines())
     if not reader.fieldnames or "id" not in reader.fieldnames:
         raise PolicyError(file, 1, "id", "a registry CSV needs a header row with an `id` column")
-    for row_number, row in enumerate(reader):
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise PolicyError(file, reader.line_num, "", f"not valid CSV: {e}") from e
+    for row_number, row in enumerate(rows):
         line = row_number + 2
         if None in row:
             raise PolicyError(file, line, f"subjects[{row_number}]", "more cells than header columns")

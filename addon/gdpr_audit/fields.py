@@ -116,7 +116,7 @@ def decompress(raw: bytes, encoding: str, max_size: int, out: Extraction) -> byt
             elif coding == "zstd":
                 data = zstd.ZstdDecompressor().decompress(data, max_length=max_size + 1)
             elif coding != "identity":
-                out.limit(f"unknown content-encoding {coding!r}: body not read")
+                out.limit("unknown content-encoding: body not read")
                 return None
         except (zlib.error, brotli.error, zstd.ZstdError, EOFError) as e:
             out.limit(f"body not decodable as {coding} ({e})")

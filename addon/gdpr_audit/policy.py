@@ -125,6 +125,10 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
         PolicyError: naming the file, line and key of the first problem found.
     """
     files = policy_files(Path(policy_path))
+    if subjects_path is None and Path(policy_path).is_dir():
+        # a registry kept as CSV or JSON beside the policy is the default one too
+        subjects_path = next((p for p in sorted(Path(policy_path).glob("subjects.*"))
+                              if p.suffix.lower() in (".csv", ".json")), None)
     documents = [(p, *read_document(p)) for p in files]
     merged, origins = merge_documents(documents)
     _validate(merged, origins)
@@ -134,7 +138,9 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
         if not isinstance(registry, dict) or set(registry) - {"subjects"}:
             raise PolicyError(str(registry_file), 1, "", "a registry holds one key: subjects")
         _validate(registry, registry_origins)
-        merged["subjects"], origins = registry.get("subjects", []), registry_origins
+        merged["subjects"] = registry.get("subjects", [])
+        origins = {k: v for k, v in origins.items() if k[:1] != ("subjects",)}
+        origins.update({k: v for k, v in registry_origins.items() if k[:1] == ("subjects",)})
         files.append(registry_file)
     return _build(merged, origins, tuple(map(str, files)))
 

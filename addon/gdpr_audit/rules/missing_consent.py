@@ -23,11 +23,13 @@ class MissingConsent(Rule):
                 reasons.append(f"{subject_id} had not consented to {', '.join(missing)}")
                 evidence += [f for f in facts.findings if f.subject == subject_id]
         if not identified:
-            missing = [p for p in needed if not self._unknown_person_consents(facts, p)]
-            if missing:
-                how = ("the consent signal in the request denies it" if facts.consent_signals
+            for purpose in needed:
+                if self._unknown_person_consents(facts, purpose):
+                    continue
+                how = ("the consent signal in the request denies it"
+                       if purpose in facts.consent_signals
                        else "no registry subject and no consent signal (unknown_subject: deny)")
-                reasons.append(f"{', '.join(missing)} for an unidentified person: {how}")
+                reasons.append(f"{purpose} for an unidentified person: {how}")
                 evidence = list(facts.findings)
         if reasons:
             yield self.violation(facts, "; ".join(reasons), tuple(evidence))
