@@ -9,7 +9,7 @@ from mitmproxy import http
 
 from .consent import purposes_from_signals
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
-from .fields import Extraction, Field, message_fields, request_fields
+from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
 from .recipients import Destination, resolve
 from .rules import RULES, FlowFacts, Violation
@@ -52,7 +52,9 @@ class Auditor:
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
 
-    def audit(self, flow: http.HTTPFlow) -> FlowAudit:
+    def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
+        """Audit the request (and WebSocket messages and HTML page, when the flow has them);
+        with `only`, just those values."""
         request = flow.request
         scheme = request.scheme
         if flow.websocket is not None:
@@ -60,7 +62,7 @@ class Auditor:
         result = FlowAudit(flow.id, request.method, scheme, request.pretty_host,
                            request.path, datetime.fromtimestamp(request.timestamp_start, UTC))
         try:
-            self._audit(flow, result)
+            self._audit(flow, result, only)
         except Exception as e:  # an audit bug must never lose the flow: record it instead
             result.findings, result.violations = [], []
             result.error = self._describe(e)
@@ -75,14 +77,22 @@ class Auditor:
         except Exception:
             return type(error).__name__
 
-    def _audit(self, flow: http.HTTPFlow, result: FlowAudit) -> None:
-        extraction = request_fields(flow.request, self.max_body)
-        if flow.websocket is not None:
-            for message in flow.websocket.messages:
+    def audit_message(self, flow: http.HTTPFlow, content: bytes) -> FlowAudit:
+        """One WebSocket message from the client, judged in its connection's context."""
+        return self.audit(flow, message_fields(content, self.max_body))
+
+    def _audit(self, flow: http.HTTPFlow, result: FlowAudit,
+               only: Extraction | None = None) -> None:
+        if only is not None:
+            extraction = only
+        else:
+            extraction = request_fields(flow.request, self.max_body)
+            for message in flow.websocket.messages if flow.websocket else ():
                 if message.from_client:
                     extra = message_fields(message.content, self.max_body)
                     extraction.fields += extra.fields
                     extraction.limits += extra.limits
+        page = self._page(flow, extraction) if only is None else None
         result.limits = extraction.limits
         result.findings = self.detect(extraction)
         identifying = any(f.category not in CONTEXTUAL for f in result.findings)
@@ -93,10 +103,21 @@ class Auditor:
             findings=tuple(result.findings) if identifying else (), policy=self.policy,
             subjects=self.subjects,
             consent_signals=purposes_from_signals(extraction.fields, self.policy.signal_purposes)
-            if self.policy.read_signals else {})
+            if self.policy.read_signals else {},
+            page=page)
         for rule in RULES.values():
             result.violations.extend(rule.check(facts))
         result.fields = {id(f): self.redact_key(f.field.key) for f in result.findings}
+
+    def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
+        response = flow.response
+        if response is None or not response.raw_content:
+            return None
+        if "html" not in response.headers.get("content-type", "").lower():
+            return None
+        body = decompress(response.raw_content, response.headers.get("content-encoding", ""),
+                          self.max_body, extraction)
+        return body.decode("utf-8", errors="replace") if body is not None else None
 
     def detect(self, extraction: Extraction) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess

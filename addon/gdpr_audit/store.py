@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import json
 import os
+import queue
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +69,7 @@ class AuditStore:
             Path(path).touch(mode=0o600)
         self.db = sqlite_utils.Database(path)
         self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA busy_timeout = 10000")  # another writer (a replay, a proxy)
         if path != ":memory:":
             self.db.execute("PRAGMA journal_mode = WAL")
         self.key = load_key(path)
@@ -223,3 +226,59 @@ def open_existing(path: str) -> sqlite_utils.Database:
     except sqlite3.DatabaseError as e:
         raise ValueError(f"{path}: not an audit log ({e})") from e
     return db
+
+
+class LogWriter:
+    """Writes audits from a thread of its own, in batches, so that the proxy's event loop
+    never waits for SQLite. `flush()` waits until everything submitted is committed;
+    `close()` also ends the run."""
+
+    _STOP = object()
+
+    def __init__(self, path: str, command: str, policy_sources: Iterable[str],
+                 batch_size: int = 200) -> None:
+        AuditStore(path).db.close()  # a bad path or key fails here, at start-up, in the caller
+        self.path = path
+        self.batch_size = batch_size
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.errors: list[str] = []
+        self._ready = threading.Event()
+        self.run_id = 0
+        self._thread = threading.Thread(target=self._work, args=(command, tuple(policy_sources)),
+                                        name="gdpr-audit-writer", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def submit(self, audit: FlowAudit, source: str) -> None:
+        self.queue.put((audit, source))
+
+    def flush(self) -> None:
+        self.queue.join()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.queue.put(self._STOP)
+            self._thread.join()
+
+    def _work(self, command: str, policy_sources: tuple[str, ...]) -> None:
+        store = AuditStore(self.path)
+        self.run_id = store.start_run(command, policy_sources)
+        self._ready.set()
+        stopping = False
+        while not stopping:
+            batch = [self.queue.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is self._STOP for item in batch)
+            audits = [item for item in batch if item is not self._STOP]
+            try:
+                store.record(self.run_id, audits)
+            except sqlite3.Error as e:  # keep serving; the error is reported at the end
+                self.errors.append(f"{len(audits)} flow(s) not written: {e}")
+            for _ in batch:
+                self.queue.task_done()
+        store.finish_run(self.run_id, self.errors)
+        store.db.close()

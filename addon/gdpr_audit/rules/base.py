@@ -25,6 +25,8 @@ class FlowFacts:
     subjects: Mapping[str, Subject]
     consent_signals: Mapping[str, bool] = field(default_factory=dict)
     """Purpose -> granted, as read from consent signals in the flow itself."""
+    page: str | None = None
+    """The HTML page the response served, if any (responses are never disclosures)."""
 
 
 @dataclass(frozen=True)

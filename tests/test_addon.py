@@ -1,0 +1,159 @@
+"""The mitmproxy addon in mitmproxy's own test harness (taddons), with a real SQLite log.
+
+Strategy: drive the hooks the way the proxy does, then read the log with sqlite3 after
+`done()`, which must have drained the writer thread."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import make_flow
+from mitmproxy import exceptions, websocket
+from mitmproxy.test import taddons, tflow
+
+from gdpr_audit.addon import BARRIER_HOST, GdprAudit
+
+ALICE = json.dumps({"email": "alice.martin@example.org"})
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def post(url: str, body: str = ALICE):
+    return make_flow(url, "POST", body, {"content-type": "application/json"})
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "audit.db"
+
+
+async def test_violations_are_logged_marked_and_commented(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        flow = post("http://eu.mailer.test/contacts")
+        flow.comment = "from the checkout test"
+        await addon.request(flow)
+        clean = post("https://eu.mailer.test/contacts")
+        await addon.request(clean)
+        addon.done()
+    assert flow.marked and "clear-text" in flow.comment and flow.comment.startswith("from the checkout")
+    assert flow.metadata["gdpr_audit"] == ["clear-text"]
+    assert not clean.marked and clean.response is not None and clean.response.status_code == 200
+    assert rows(db, "select rule from violations") == [("clear-text",)]
+    assert len(rows(db, "select id from flows")) == 2
+    assert rows(db, "select command, finished is not null from runs") == [("proxy", 1)]
+
+
+async def test_enforce_answers_451_without_personal_data(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
+        flow = post("https://collect.adnetwork.test/e?u=alice.martin%40example.org")
+        flow.response = None
+        await addon.request(flow)
+        clean = post("https://eu.mailer.test/contacts")
+        clean.response = None
+        await addon.request(clean)
+        addon.done()
+    assert flow.response is not None and flow.response.status_code == 451
+    body = json.loads(flow.response.content)
+    assert {r["rule"] for r in body["rules"]} == {"undeclared-recipient", "pii-in-url"}
+    assert body["recipient"] == "adnetwork.test"
+    assert b"alice" not in flow.response.content.lower()
+    assert clean.response is None  # forwarded untouched
+
+
+def test_invalid_policy_is_refused_with_file_and_line(tmp_path: Path, db: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\norganization:\n  name: X\n  first_party: [x.test]\n"
+                      "recipients:\n  - {name: A, hosts: [a.test], purposes: [nope]}\n")
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=rf"gdpr_policy: {policy}:6: recipients\[0\]"):
+            tctx.configure(addon, gdpr_policy=str(policy), gdpr_db=str(db))
+
+
+def test_unusable_log_is_refused(policy_file: Path, tmp_path: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="gdpr_db"):
+            tctx.configure(addon, gdpr_policy=str(policy_file),
+                           gdpr_db=str(tmp_path / "missing-folder" / "audit.db"))
+
+
+async def test_audit_failure_lets_the_flow_pass_and_is_recorded(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
+
+        def explode(extraction):
+            raise RuntimeError("detector bug")
+
+        addon.auditor.detect = explode
+        flow = post("http://collect.adnetwork.test/e")
+        flow.response = None
+        await addon.request(flow)
+        addon.done()
+    assert flow.response is None  # not blocked, not broken
+    assert rows(db, "select status, error from flows") == [("error", "RuntimeError: detector bug")]
+
+
+async def test_websocket_messages_are_audited_and_ws_is_clear_text(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
+        flow = tflow.twebsocketflow(messages=False)
+        flow.request.host = "chat.widget.test"
+        flow.websocket.messages.append(websocket.WebSocketMessage(
+            1, True, json.dumps({"type": "visitor", "email": "alice.martin@example.org"}).encode()))
+        addon.websocket_message(flow)
+        assert flow.websocket.messages[-1].dropped  # enforce drops the violating message
+        flow.websocket.messages.append(websocket.WebSocketMessage(1, False, b"hello from the agent"))
+        addon.websocket_message(flow)
+        assert not flow.websocket.messages[-1].dropped
+        addon.websocket_end(flow)
+        addon.done()
+    assert sorted(r[0] for r in rows(db, "select rule from violations")) == \
+        ["clear-text", "undeclared-recipient"]
+    assert rows(db, "select scheme from flows") == [("ws",)]
+
+
+PAGE = """<html><body><form action="/signup" method="post">
+<input type="email" name="email">
+<label for="nl">Je souhaite recevoir la newsletter et les offres</label>
+<input CHECKED id="nl" type="checkbox" name="opt">
+<label><input type="checkbox" name="terms" checked="checked"> I have read the delivery terms</label>
+</form></body></html>"""
+
+
+async def test_pre_ticked_consent_in_a_served_page(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        flow = make_flow("https://shop.test/signup")
+        await addon.request(flow)
+        flow.response.headers["content-type"] = "text/html; charset=utf-8"
+        flow.response.content = PAGE.encode()
+        addon.response(flow)
+        addon.done()
+    [(rule, message)] = rows(db, "select rule, message from violations")
+    assert rule == "pre-ticked-consent" and "opt" in message and "terms" not in message
+
+
+async def test_barrier_answers_after_the_log_holds_everything(policy_file: Path, db: Path) -> None:
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        for _ in range(50):
+            await addon.request(post("http://eu.mailer.test/contacts"))
+        barrier = make_flow(f"http://{BARRIER_HOST}/")
+        barrier.response = None
+        await addon.request(barrier)
+        assert barrier.response.status_code == 200
+        assert rows(db, "select count(*) from violations") == [(50,)]
+        addon.done()
