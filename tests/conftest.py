@@ -1,3 +1,5 @@
+pytest_plugins = ["pytester"]
+
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path

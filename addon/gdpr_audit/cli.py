@@ -33,7 +33,10 @@ _BATCH = 200
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, passthrough = parser.parse_known_args(argv)
+    if passthrough and args.command != "proxy":
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    args.passthrough = passthrough
     console = Console(stderr=False, highlight=False)
     errors = Console(stderr=True, highlight=False)
     try:
@@ -73,6 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--output", help="file to write (default: standard output)")
     exporter.set_defaults(handler=cmd_export)
 
+    proxy = commands.add_parser(
+        "proxy", parents=[common],
+        help="run the auditing proxy (mitmdump with the addon); other options go to mitmdump",
+        epilog="Any option not listed here is passed to mitmdump, e.g. --set confdir=DIR, "
+               "--mode reverse:https://example.org, -w saved.flow.")
+    proxy.add_argument("--enforce", action="store_true",
+                       help="answer violating requests with HTTP 451 instead of forwarding them")
+    proxy.add_argument("--listen-host", default="127.0.0.1")
+    proxy.add_argument("--listen-port", type=int, default=8080)
+    proxy.add_argument("--mode", action="append", default=None,
+                       help="mitmproxy proxy mode (default: regular)")
+    proxy.add_argument("--max-body", type=_positive, default=DEFAULT_MAX_BODY)
+    proxy.add_argument("--no-annotate", action="store_true",
+                       help="do not mark and comment violating flows")
+    proxy.set_defaults(handler=cmd_proxy)
+
     policy = commands.add_parser("policy", help="policy commands")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     check = policy_commands.add_parser("check", parents=[common],
@@ -94,6 +113,36 @@ def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
         f"OK: {', '.join(policy.sources)}: {len(policy.recipients)} recipients, "
         f"{len(policy.purposes)} purposes, {len(policy.subjects)} subjects"))
     return EXIT_OK
+
+
+def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
+    from .proxy import run_proxy  # mitmproxy's master is only needed here
+
+    load_policy(args.policy, args.subjects)  # our own error format, before mitmproxy starts
+    options = {"gdpr_policy": args.policy, "gdpr_db": args.db, "gdpr_enforce": args.enforce,
+               "gdpr_max_body": args.max_body, "gdpr_annotate": not args.no_annotate}
+    if args.subjects:
+        options["gdpr_subjects"] = args.subjects
+    address = f"http://{args.listen_host}:{args.listen_port}"
+    for line in (
+        f"gdpr-audit proxy on {address}, "
+        f"{'enforcing (violations get HTTP 451)' if args.enforce else 'logging'} to {args.db}",
+        f"  point clients at it: HTTPS_PROXY={address} HTTP_PROXY={address}, "
+        "or the browser's proxy settings",
+        "  trust its CA: ~/.mitmproxy/mitmproxy-ca-cert.pem (<confdir>/ with --set confdir=DIR),"
+        " e.g. REQUESTS_CA_BUNDLE, SSL_CERT_FILE or NODE_EXTRA_CA_CERTS",
+        "  stop with Ctrl-C: the log is flushed on the way out",
+    ):
+        console.print(safe_text(line, limit=1000))
+    # mitmdump's own flow listing prints URLs, personal data included: quiet unless asked for.
+    mitmdump_args = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port),
+                     "--set", "flow_detail=0"]
+    for mode in args.mode or []:
+        mitmdump_args += ["--mode", mode]
+    for name, value in options.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        mitmdump_args += ["--set", f"{name}={text}"]
+    return run_proxy([*mitmdump_args, *args.passthrough])
 
 
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
