@@ -171,3 +171,22 @@ def test_headless_chromium_form_posts_to_a_third_party(proxy: AuditingProxy, tmp
         categories = db.execute(
             "select categories from violations where host = 'forms.tracker-widget.example'").fetchall()
     assert any("email" in c and "name" in c for (c,) in categories)
+
+
+def test_killed_proxy_leaves_a_consistent_log(tmp_path: Path) -> None:
+    running = start_proxy(tmp_path, str(ROOT / "policies"), tmp_path / "audit.db", *OFFLINE)
+    session = _session(running)
+    try:
+        for number in range(30):
+            session.post("http://collect.adnetwork-example.com/e", json={"email": EMAIL, "n": number},
+                         timeout=30)
+    finally:
+        running.process.kill()  # SIGKILL: no flush, no clean shutdown
+        running.process.wait()
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+        assert db.execute("pragma foreign_key_check").fetchall() == []
+        # every flow that made it into the log came with all of its violations
+        assert db.execute("""select count(*) from flows f where f.violations !=
+                             (select count(*) from violations v where v.flow_id = f.id)""").fetchone() == (0,)
+        assert db.execute("select count(*) from runs where finished is null").fetchone() == (1,)

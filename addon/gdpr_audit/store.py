@@ -141,20 +141,23 @@ class AuditStore:
 
     def record(self, run_id: int, audits: Iterable[tuple[FlowAudit, str]]) -> None:
         """Write audited flows in one transaction. Auditing a flow again (same mitmproxy
-        flow id) replaces what the log held for it, so a replay never duplicates flows."""
-        with self.db.conn:
-            for audit, source in audits:
-                self._record_one(run_id, audit, source)
+        flow id) replaces what the log held for it, so a replay never duplicates flows.
 
-    def _record_one(self, run_id: int, audit: FlowAudit, source: str) -> None:
-        db = self.db
-        for table in ("violation_findings",):
-            db.execute(f"delete from {table} where violation_id in "
-                       "(select id from violations where flow_id = ?)", [audit.flow_id])
-        db.execute("delete from violations where flow_id = ?", [audit.flow_id])
-        db.execute("delete from findings where flow_id = ?", [audit.flow_id])
+        Plain SQL here: sqlite-utils' table writes commit on their own, which would split
+        the transaction and let a killed process leave a flow without its violations."""
+        with self.db.conn as conn:
+            for audit, source in audits:
+                self._record_one(conn, run_id, audit, source)
+
+    def _record_one(self, conn: sqlite3.Connection, run_id: int, audit: FlowAudit,
+                    source: str) -> None:
+        conn.execute("delete from violation_findings where violation_id in "
+                     "(select id from violations where flow_id = ?)", [audit.flow_id])
+        conn.execute("delete from violations where flow_id = ?", [audit.flow_id])
+        conn.execute("delete from findings where flow_id = ?", [audit.flow_id])
+        conn.execute("delete from flows where id = ?", [audit.flow_id])
         destination = audit.destination
-        db.table("flows").upsert({
+        _insert(conn, "flows", {
             "id": audit.flow_id, "run_id": run_id, "source": source, "method": audit.method,
             "scheme": audit.scheme, "host": audit.host, "path": audit.path,
             "timestamp": audit.at.isoformat(), "recipient": destination.name if destination else None,
@@ -162,16 +165,12 @@ class AuditStore:
             "purposes": ", ".join(destination.purposes) if destination else None,
             "status": audit.status, "limits": "; ".join(audit.limits) or None,
             "error": audit.error, "violations": len(audit.violations),
-        }, pk="id")
-        finding_ids: dict[int, int] = {}
-        findings = db.table("findings")
-        for finding in audit.findings:
-            findings.insert(self._finding_row(audit, finding))
-            finding_ids[id(finding)] = int(findings.last_pk)
-        violations = db.table("violations")
+        })
+        finding_ids = {id(f): _insert(conn, "findings", self._finding_row(audit, f))
+                       for f in audit.findings}
         for violation in audit.violations:
             first = violation.evidence[0] if violation.evidence else None
-            violations.insert({
+            violation_id = _insert(conn, "violations", {
                 "run_id": run_id, "flow_id": audit.flow_id, "rule": violation.rule,
                 "severity": violation.severity, "host": audit.host,
                 "recipient": destination.name if destination else None,
@@ -186,10 +185,9 @@ class AuditStore:
                 "fingerprint": violation_fingerprint(violation.rule, audit, violation.evidence),
                 "timestamp": audit.at.isoformat(),
             })
-            violation_id = int(violations.last_pk)
-            db.table("violation_findings").insert_all(
-                ({"violation_id": violation_id, "finding_id": finding_ids[id(f)]}
-                 for f in violation.evidence), ignore=True)
+            conn.executemany(
+                "insert or ignore into violation_findings (violation_id, finding_id) values (?, ?)",
+                [(violation_id, finding_ids[id(f)]) for f in violation.evidence])
 
     def _finding_row(self, audit: FlowAudit, finding: Finding) -> dict[str, Any]:
         layers = " -> ".join(finding.field.layers)
@@ -201,6 +199,13 @@ class AuditStore:
             "evidence": mask(finding.category, finding.value),
             "fingerprint": self.fingerprint(finding.category, finding.canonical),
         }
+
+
+def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    cursor = conn.execute(f"insert into {table} ({columns}) values ({marks})", list(row.values()))
+    return int(cursor.lastrowid or 0)
 
 
 def violation_fingerprint(rule: str, audit: FlowAudit, evidence: Iterable[Finding]) -> str:
