@@ -157,3 +157,14 @@ async def test_barrier_answers_after_the_log_holds_everything(policy_file: Path,
         assert barrier.response.status_code == 200
         assert rows(db, "select count(*) from violations") == [(50,)]
         addon.done()
+
+
+def test_the_script_mitmproxy_loads(policy_file: Path, db: Path) -> None:
+    with taddons.context() as tctx:
+        module = tctx.script(str(Path(__file__).resolve().parents[1] / "addon" / "gdpr_audit_addon.py"))
+    [addon] = module.addons
+    assert isinstance(addon, GdprAudit)
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        assert addon.auditor is not None
+        addon.done()

@@ -58,7 +58,7 @@ class GdprAudit:
             try:
                 policy = load_policy(ctx.options.gdpr_policy, ctx.options.gdpr_subjects)
             except PolicyError as e:
-                raise exceptions.OptionsError(f"gdpr_policy: {e}") from e
+                raise exceptions.OptionsError(f"gdpr_policy: {e}") from None
             self.auditor = Auditor(policy, max_body=ctx.options.gdpr_max_body)
         if self.auditor and (updated & {"gdpr_db", "gdpr_policy"} or self.writer is None):
             if self.writer is not None:
@@ -66,7 +66,7 @@ class GdprAudit:
             try:
                 self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
             except (OSError, sqlite3.Error, ValueError) as e:
-                raise exceptions.OptionsError(f"gdpr_db: {e}") from e
+                raise exceptions.OptionsError(f"gdpr_db: {e}") from None
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.pretty_host == BARRIER_HOST:
