@@ -72,7 +72,7 @@ def policy(tmp_path):
      ("advertising",)),
     ("us6.api.mailchimp.com", "/3.0/lists", DECLARED, "Mailchimp", ("newsletter",)),
     ("api.brevo.com", "/v2/other", DECLARED, "Brevo", ("transactional", "newsletter")),
-    ("api.mailchimp.com", "/3.0/lists", UNDECLARED, "mailchimp.com", ()),  # glob needs a label
+    ("api.mailchimp.com", "/3.0/lists", UNDECLARED, "Mailchimp (mailchimp.com)", ()),  # glob needs a label
     ("tracker.example.net", "/p", UNDECLARED, "example.net", ()),
     ("evilshop.example", "/", UNDECLARED, "evilshop.example", ()),
     ("shop.example.evil.test", "/", UNDECLARED, "evil.test", ()),

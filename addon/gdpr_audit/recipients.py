@@ -10,6 +10,7 @@ from importlib import resources
 
 from publicsuffixlist import PublicSuffixList
 
+from .entities import identify
 from .policy import Endpoint, Policy, Recipient
 
 FIRST_PARTY, DECLARED, UNDECLARED = "first_party", "declared", "undeclared"
@@ -28,6 +29,8 @@ class Destination:
     """Categories the policy allows here (None: no list applies)."""
     recipient: Recipient | None = None
     policy_entry: str = ""
+    vendor: str = ""
+    """Who an undeclared host belongs to, when known (legal entity, country, category)."""
 
     @property
     def is_third_party(self) -> bool:
@@ -59,8 +62,11 @@ def resolve(policy: Policy, host: str, path: str) -> Destination:
                            policy_entry=f"organization.first_party ({policy.organization})")
     recipient = policy.recipient_for(host)
     if recipient is None:
-        return Destination(host, UNDECLARED, registrable_domain(host), (), None,
-                           policy_entry="no recipient of the policy matches this host")
+        domain = registrable_domain(host)
+        entity = identify(host)
+        return Destination(host, UNDECLARED, f"{entity.name} ({domain})" if entity else domain,
+                           (), None, policy_entry="no recipient of the policy matches this host",
+                           vendor=entity.describe() if entity else "")
     endpoint = _first_match(recipient.endpoints, host, path)
     allowed = endpoint.data if endpoint and endpoint.data is not None else recipient.data
     entry = f"recipients[{recipient.name}]" + (f" endpoint {', '.join(endpoint.paths)}" if endpoint else "")

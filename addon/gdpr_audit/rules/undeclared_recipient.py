@@ -12,6 +12,7 @@ class UndeclaredRecipient(Rule):
 
     def check(self, facts: FlowFacts) -> Iterator[Violation]:
         if facts.destination.kind == UNDECLARED and facts.findings:
+            who = f" ({facts.destination.vendor})" if facts.destination.vendor else ""
             yield self.violation(
-                facts, f"{categories(facts.findings)} sent to {facts.destination.name}, "
+                facts, f"{categories(facts.findings)} sent to {facts.destination.name}{who}, "
                        "which the policy does not declare", facts.findings)
