@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 import requests
-from mitmproxy import io
 
+from gdpr_audit.captures import CaptureReader
 from gdpr_audit.pytest_plugin import AuditingProxy, start_proxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,23 +83,25 @@ def _session(proxy: AuditingProxy) -> requests.Session:
     return session
 
 
-def test_same_capture_same_violations_live_and_replayed(proxy: AuditingProxy) -> None:
-    """Each request of captures/backend.flow sent again by a real client: the proxy must
-    find what replay finds (the expected rules, written by hand in expected.json)."""
+@pytest.mark.parametrize("capture", ["backend.flow", "browser.har"])
+def test_same_capture_same_violations_live_and_replayed(proxy: AuditingProxy, capture: str) -> None:
+    """Each request of a sample capture sent again by a real client: the proxy must find
+    what replay finds (the expected rules, written by hand in expected.json)."""
     expected = {c["index"]: set(c["rules"]) for c in
                 json.loads((ROOT / "captures" / "expected.json").read_text())
-                if c["file"] == "backend.flow"}
-    with (ROOT / "captures" / "backend.flow").open("rb") as handle:
-        flows = list(io.FlowReader(handle).stream())
+                if c["file"] == capture}
+    flows = [flow for flow, _ in CaptureReader([str(ROOT / "captures" / capture)]).flows()]
+    assert len(flows) == len(expected)
     session = _session(proxy)
     mismatches = []
     for index, flow in enumerate(flows):
         request = flow.request
         headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in ("host", "content-length", "connection", "transfer-encoding")}
+                   if k.lower() not in ("host", "content-length", "connection", "transfer-encoding")
+                   and not k.startswith(":")}
         session.request(request.method, request.url, headers=headers, data=request.raw_content,
                         verify=str(proxy.ca_path), timeout=30)
-        rules = newest_rules(proxy, request.pretty_host)
+        rules = newest_rules(proxy, request.pretty_host, request.method)
         if rules != expected[index]:
             mismatches.append((index, request.pretty_host, sorted(expected[index]), sorted(rules)))
     assert mismatches == []
