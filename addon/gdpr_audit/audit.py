@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from mitmproxy import http
 
-from .consent import purposes_from_signals
+from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
@@ -36,6 +36,8 @@ class FlowAudit:
     """id(finding) -> its field path, redacted like `path`."""
     limits: list[str] = field(default_factory=list)
     error: str | None = None
+    consent: dict | None = None
+    """The consent signals the request carried, decoded (consent.ConsentReading.record)."""
 
     @property
     def status(self) -> str:
@@ -97,13 +99,15 @@ class Auditor:
         result.findings = self.detect(extraction)
         identifying = any(f.category not in CONTEXTUAL for f in result.findings)
         result.destination = resolve(self.policy, result.host, flow.request.path)
+        consent = (read_consent(extraction.fields, self.policy.signal_purposes)
+                   if self.policy.read_signals else ConsentReading())
+        result.consent = consent.record or None
         facts = FlowFacts(
             flow_id=flow.id, method=result.method, scheme=result.scheme, host=result.host,
             path=flow.request.path, at=result.at, destination=result.destination,
             findings=tuple(result.findings) if identifying else (), policy=self.policy,
             subjects=self.subjects,
-            consent_signals=purposes_from_signals(extraction.fields, self.policy.signal_purposes)
-            if self.policy.read_signals else {},
+            consent_signals=consent.decisions,
             page=page)
         for rule in RULES.values():
             result.violations.extend(rule.check(facts))

@@ -95,8 +95,10 @@ class AuditStore:
                 "id": str, "run_id": int, "source": str, "method": str, "scheme": str,
                 "host": str, "path": str, "timestamp": str, "recipient": str,
                 "recipient_kind": str, "purposes": str, "status": str, "limits": str,
-                "error": str, "violations": int,
+                "error": str, "violations": int, "consent": str,
             }, pk="id", foreign_keys=[("run_id", "runs")], if_not_exists=True)
+            if "consent" not in db.table("flows").columns_dict:  # logs from before it existed
+                db.table("flows").add_column("consent", str)
             db.table("findings").create({
                 "id": int, "flow_id": str, "detector": str, "category": str, "subject": str,
                 "location": str, "field": str, "form": str, "evidence": str, "fingerprint": str,
@@ -165,6 +167,7 @@ class AuditStore:
             "purposes": ", ".join(destination.purposes) if destination else None,
             "status": audit.status, "limits": "; ".join(audit.limits) or None,
             "error": audit.error, "violations": len(audit.violations),
+            "consent": json.dumps(audit.consent, separators=(",", ":")) if audit.consent else None,
         })
         finding_ids = {id(f): _insert(conn, "findings", self._finding_row(audit, f))
                        for f in audit.findings}

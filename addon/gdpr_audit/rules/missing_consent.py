@@ -1,5 +1,6 @@
 from collections.abc import Iterator
 
+from ..consent import SignalDecisions
 from .base import FlowFacts, Rule, Violation
 
 
@@ -26,9 +27,9 @@ class MissingConsent(Rule):
             for purpose in needed:
                 if self._unknown_person_consents(facts, purpose):
                     continue
-                how = ("the consent signal in the request denies it"
-                       if purpose in facts.consent_signals
-                       else "no registry subject and no consent signal (unknown_subject: deny)")
+                how = (self._signal_reason(facts, purpose) if purpose in facts.consent_signals
+                       else f"no registry subject and no {self._usable(facts)}consent signal "
+                            "(unknown_subject: deny)")
                 reasons.append(f"{purpose} for an unidentified person: {how}")
                 evidence = list(facts.findings)
         if reasons:
@@ -39,3 +40,17 @@ class MissingConsent(Rule):
         if purpose in facts.consent_signals:
             return facts.consent_signals[purpose]
         return facts.policy.unknown_subject == "allow"
+
+    @staticmethod
+    def _signal_reason(facts: FlowFacts, purpose: str) -> str:
+        """Which signal decided, e.g. "TCF purpose 1 not consented"."""
+        signals = facts.consent_signals
+        reason = signals.reasons.get(purpose) if isinstance(signals, SignalDecisions) else None
+        return f"the request's consent signal denies it ({reason})" if reason else \
+            "the consent signal in the request denies it"
+
+    @staticmethod
+    def _usable(facts: FlowFacts) -> str:
+        signals = facts.consent_signals
+        malformed = signals.malformed if isinstance(signals, SignalDecisions) else []
+        return f"usable (malformed: {', '.join(malformed)}) " if malformed else ""
