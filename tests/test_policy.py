@@ -162,3 +162,23 @@ def test_broken_json_registry(tmp_path: Path, policy_file: Path) -> None:
 def test_norway_is_a_country_not_false(tmp_path: Path) -> None:
     path = write(tmp_path / "p.yaml", POLICY.replace("country: IN", "country: NO"))
     assert load_policy(path).recipient_for("api.faraway.test").country == "NO"
+
+
+def test_large_registry_error_keeps_its_index(tmp_path: Path, policy_file: Path) -> None:
+    """Subjects that are certainly valid skip jsonschema: the one bad subject among many
+    is still reported under its own index and line."""
+    subjects = [{"id": f"s{n}", "identifiers": {"email": f"p{n}@example.org"},
+                 "consents": {"newsletter": [{"granted": "2026-01-01T00:00:00Z"}]}}
+                for n in range(3000)]
+    subjects[2345]["consents"]["newsletter"][0]["granted"] = "soon"
+    path = tmp_path / "subjects.json"
+    path.write_text(json.dumps({"subjects": subjects}, indent=1))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy_file, path)
+    assert caught.value.key == "subjects[2345].consents.newsletter[0].granted"
+    assert '"soon"' in path.read_text().splitlines()[caught.value.line - 1]
+    subjects[2345]["consents"]["newsletter"][0]["granted"] = "2026-01-02"
+    subjects[17]["erasure_requested"] = None
+    path.write_text(json.dumps({"subjects": subjects}))
+    with pytest.raises(PolicyError, match=r"subjects\[17\].erasure_requested"):
+        load_policy(policy_file, path)

@@ -1,0 +1,299 @@
+"""Performance benchmarks, side by side with their baselines in one run (SPEC 4).
+
+    .venv/bin/python bench/perf.py [--quick] [--only replay,proxy,registry]
+
+Each section measures the product and its baseline in alternating rounds on the same input
+and reports medians and the ratio; absolute times on a shared 2-core machine mean little.
+Results go to standard output and bench/RESULTS.md.
+
+- replay: mitmproxy's FlowReader reading a corpus of realistic marketing flows (bare) against
+  reading + auditing each flow, and against `gdpr-audit replay` end to end (SQLite included).
+- proxy: requests per second and latency through mitmdump alone and through mitmdump with
+  the addon, from wrk on loopback, the proxy answering itself (nothing leaves the machine).
+- registry: 1k, 10k and 100k subjects: load time, memory, per-flow audit time.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "addon"))
+
+from mitmproxy import io  # noqa: E402
+
+from gdpr_audit.audit import Auditor  # noqa: E402
+from gdpr_audit.captures import CaptureReader  # noqa: E402
+from gdpr_audit.policy import load_policy  # noqa: E402
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+
+def median_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
+    """Run each measurement `rounds` times, alternating, and return each one's median."""
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for index, run in enumerate(runs):
+            samples[index].append(run())
+    return [statistics.median(s) for s in samples]
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7) -> int:
+    """`count` flows cloned from the sample captures (realistic CRM, analytics, ads and
+    payment traffic), with fresh ids, and one flow in `big_every` carrying a 1-5 MB body."""
+    rng = random.Random(seed)
+    templates = [flow for flow, _ in CaptureReader([str(ROOT / "captures")]).flows()]
+    size = 0
+    with path.open("wb") as out:
+        writer = io.FlowWriter(out)
+        for index in range(count):
+            flow = rng.choice(templates).copy()
+            flow.id = str(uuid.UUID(int=rng.getrandbits(128)))
+            if index % big_every == big_every - 1:
+                events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}",
+                           "anonymousId": str(uuid.UUID(int=rng.getrandbits(128)))}
+                          for n in range(rng.randint(10_000, 50_000))]
+                flow.request.url = "https://api.segment.io/v1/batch"
+                flow.request.method = "POST"
+                flow.request.headers["content-type"] = "application/json"
+                flow.request.headers.pop("content-encoding", None)
+                flow.request.content = json.dumps({"batch": events}).encode()
+            size += len(flow.request.raw_content or b"")
+            writer.add(flow)
+    return size
+
+
+def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
+    corpus = folder / "corpus.flow"
+    body_bytes = make_corpus(corpus, count)
+    auditor = Auditor(load_policy(ROOT / "policies"))
+
+    def bare() -> float:
+        start = time.perf_counter()
+        with corpus.open("rb") as handle:
+            flows = sum(1 for _ in io.FlowReader(handle).stream())
+        assert flows == count
+        return time.perf_counter() - start
+
+    def audited() -> float:
+        start = time.perf_counter()
+        with corpus.open("rb") as handle:
+            for flow in io.FlowReader(handle).stream():
+                auditor.audit(flow)
+        return time.perf_counter() - start
+
+    def cli() -> float:
+        db = folder / "replay.db"
+        for stale in folder.glob("replay.db*"):
+            stale.unlink()
+        start = time.perf_counter()
+        result = subprocess.run([str(BIN / "gdpr-audit"), "replay", str(corpus), "--policy",
+                                 str(ROOT / "policies"), "--db", str(db)],
+                                capture_output=True, cwd=folder, env={**os.environ, "CI": "1"})
+        assert result.returncode in (0, 1), result.stderr
+        return time.perf_counter() - start
+
+    def cli_bare() -> float:  # the same interpreter start-up and imports, reading only
+        start = time.perf_counter()
+        subprocess.run([PYTHON, "-c", "import sys\nfrom mitmproxy import io\nimport gdpr_audit.cli\n"
+                        "with open(sys.argv[1], 'rb') as f:\n    n = sum(1 for _ in io.FlowReader(f).stream())",
+                        str(corpus)], check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addon")})
+        return time.perf_counter() - start
+
+    t_bare, t_audit, t_cli_bare, t_cli = median_of(rounds, bare, audited, cli_bare, cli)
+    mb = body_bytes / 1e6
+    return [
+        f"Corpus: {count} flows cloned from captures/ with fresh ids, 1 in 100 with a 1-5 MB "
+        f"JSON batch; {mb:.0f} MB of request bodies. Medians of {rounds} alternating rounds.",
+        "",
+        "| replay | seconds | flows/s | vs bare read |",
+        "|---|---|---|---|",
+        f"| FlowReader alone (bare) | {t_bare:.2f} | {count / t_bare:.0f} | 1.00 |",
+        f"| FlowReader + Auditor.audit | {t_audit:.2f} | {count / t_audit:.0f} | {t_bare / t_audit:.2f} |",
+        f"| process reading only (start-up + FlowReader) | {t_cli_bare:.2f} | {count / t_cli_bare:.0f} | 1.00 |",
+        f"| `gdpr-audit replay` (audit + SQLite log) | {t_cli:.2f} | {count / t_cli:.0f} | {t_cli_bare / t_cli:.2f} |",
+    ]
+
+
+# --- live proxy -----------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"email": "marie.dupont@example.fr", "event": "Order Completed", "total": 42.5}'
+wrk.headers["Content-Type"] = "application/json"
+request = function() return wrk.format(nil, "http://api.segment.io/v1/track") end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"proxy did not start: {log.read_text()[-1000:]}")
+
+
+def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
+         "--latency", "-s", str(script), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"{percent}%\s+([\d.]+)(us|ms|s)", output)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99")}
+
+
+def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int]) -> list[str]:
+    if not shutil.which("wrk"):
+        return ["wrk is not installed (apt-get install wrk): proxy benchmark skipped."]
+    script = folder / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    offline = ["-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy",
+               "--set", "flow_detail=0", "--listen-host", "127.0.0.1"]
+    lines = [f"wrk on loopback, {seconds} s a run, medians of {rounds} alternating runs; the proxy "
+             "answers every request itself (tests/responder.py). Requests: a JSON POST carrying a "
+             "registry email to an http:// analytics host (so every request is a violation).", "",
+             "| connections | mitmdump req/s | with addon req/s | ratio | p50 ms (bare / addon) | p99 ms (bare / addon) |",
+             "|---|---|---|---|---|---|"]
+    for connections in concurrencies:
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "addon": []}
+        for _ in range(rounds):
+            for kind in ("bare", "addon"):
+                port = _free_port()
+                if kind == "bare":
+                    command = [str(BIN / "mitmdump"), *offline, "--listen-port", str(port)]
+                else:
+                    command = [str(BIN / "gdpr-audit"), "proxy", "--policy", str(ROOT / "policies"),
+                               "--db", str(folder / "proxy.db"), "--listen-port", str(port), *offline]
+                process = _start(command, port, folder / f"{kind}.log")
+                try:
+                    _wrk(port, connections, 1, script)  # warm-up
+                    results[kind].append(_wrk(port, connections, seconds, script))
+                finally:
+                    process.terminate()
+                    process.wait(timeout=60)
+        med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")}
+               for k, v in results.items()}
+        lines.append(f"| {connections} | {med['bare']['rps']:.0f} | {med['addon']['rps']:.0f} | "
+                     f"{med['addon']['rps'] / med['bare']['rps']:.2f} | "
+                     f"{med['bare']['p50']:.1f} / {med['addon']['p50']:.1f} | "
+                     f"{med['bare']['p99']:.1f} / {med['addon']['p99']:.1f} |")
+    return lines
+
+
+# --- registry scale -------------------------------------------------------------------------
+
+REGISTRY_PROBE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+from gdpr_audit.audit import Auditor
+from gdpr_audit.captures import CaptureReader
+from gdpr_audit.policy import load_policy
+start = time.perf_counter()
+policy = load_policy(sys.argv[1], sys.argv[2])
+loaded = time.perf_counter()
+auditor = Auditor(policy)
+built = time.perf_counter()
+flows = [f for f, _ in CaptureReader([sys.argv[4]]).flows()]
+times = []
+for _ in range(5):
+    t = time.perf_counter()
+    for flow in flows:
+        auditor.audit(flow)
+    times.append((time.perf_counter() - t) / len(flows))
+times.sort()
+print(json.dumps({"load": loaded - start, "index": built - loaded, "per_flow_ms": times[2] * 1000,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_registry(path: Path, count: int) -> None:
+    subjects = [{"id": f"s{n}", "identifiers": {
+        "email": f"person.{n}@example.org", "phone": f"+3361{n:07d}"[:12],
+        "name": f"Prenom{n} Nom{n}", "customer_id": f"C-{n:07d}"},
+        "consents": {"newsletter": {"granted": "2026-01-01T00:00:00Z"}}} for n in range(count)]
+    path.write_text(json.dumps({"subjects": subjects}))
+
+
+def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
+    lines = ["Registry as JSON (email, phone, name, customer id each); per-flow time is the "
+             "median of 5 passes over the 39 sample flows; memory is the process's peak RSS.", "",
+             "| subjects | load s | index s | peak RSS MB | audit ms/flow |", "|---|---|---|---|---|"]
+    for size in sizes:
+        registry = folder / f"registry-{size}.json"
+        make_registry(registry, size)
+        result = subprocess.run([PYTHON, "-c", REGISTRY_PROBE, str(ROOT / "policies" / "policy.yaml"),
+                                 str(registry), str(ROOT / "addon"), str(ROOT / "captures")],
+                                capture_output=True, text=True)
+        if result.returncode:
+            lines.append(f"| {size} | failed: {result.stderr.strip().splitlines()[-1]} | | | |")
+            continue
+        data = json.loads(result.stdout)
+        lines.append(f"| {size:,} | {data['load']:.1f} | {data['index']:.1f} | {data['rss_mb']:.0f} | "
+                     f"{data['per_flow_ms']:.2f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", default="replay,proxy,registry")
+    args = parser.parse_args()
+    sections = args.only.split(",")
+    quick = args.quick
+    report = [f"# Benchmarks ({time.strftime('%Y-%m-%d')})", "",
+              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+              f"{platform.python_version()}, {platform.platform()}. Command: "
+              f"`{' '.join(['python bench/perf.py', *sys.argv[1:]])}`", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if "replay" in sections:
+            report += ["## Replay", "", *bench_replay(folder, 500 if quick else 5000, 3 if quick else 5), ""]
+        if "proxy" in sections:
+            report += ["## Live proxy", "", *bench_proxy(folder, 1 if quick else 3, 3 if quick else 10,
+                                                         [1, 8] if quick else [1, 8, 32]), ""]
+        if "registry" in sections:
+            report += ["## Registry size", "", *bench_registry(folder, [1000, 10000] if quick
+                                                               else [1000, 10000, 100000]), ""]
+    text = "\n".join(report)
+    print(text)
+    if not quick:
+        (ROOT / "bench" / "RESULTS.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
