@@ -1,41 +1,34 @@
-"""Exports of the audit log. Every value comes from the log, which holds no raw identifier."""
+"""Exports of the audit log. Every value comes from the log, which holds no raw identifier;
+text that came from the traffic is escaped for each format (see exports/)."""
 
-import json
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import sqlite_utils
 
-FORMATS = ("json",)
+from .exports.html import write_html
+from .exports.junit import write_junit
+from .exports.log import AuditLog, load, rows
+from .exports.markdown import write_markdown
+from .exports.records import write_csv, write_json, write_jsonl
+from .exports.sarif import write_sarif
 
-_VIOLATIONS = """
-select v.id, v.run_id, v.flow_id, v.rule, v.severity, v.host, v.recipient, v.category,
-       v.categories, v.subject, v.subjects, v.location, v.field, v.evidence, v.message,
-       v.policy_entry, v.fingerprint, v.timestamp, f.method, f.scheme, f.path, f.source
-from violations v join flows f on f.id = v.flow_id order by v.id"""
-_FINDINGS = """
-select x.id, f.run_id, x.flow_id, f.host, f.recipient, x.detector, x.category, x.subject,
-       x.location, x.field, x.form, x.evidence, x.fingerprint
-from findings x join flows f on f.id = x.flow_id order by x.id"""
-
-
-def rows(db: sqlite_utils.Database, sql: str) -> list[dict[str, Any]]:
-    cursor = db.execute(sql)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def export_json(db: sqlite_utils.Database, out: TextIO) -> None:
-    document = {
-        "runs": rows(db, "select * from runs order by id"),
-        "violations": rows(db, _VIOLATIONS),
-        "findings": rows(db, _FINDINGS),
-    }
-    json.dump(document, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+WRITERS: dict[str, Callable[[AuditLog, TextIO], None]] = {
+    "json": write_json,
+    "jsonl": write_jsonl,
+    "csv": write_csv,
+    "sarif": write_sarif,
+    "junit": write_junit,
+    "md": write_markdown,
+    "html": write_html,
+}
+FORMATS = tuple(WRITERS)
 
 
 def export(db: sqlite_utils.Database, fmt: str, out: TextIO) -> None:
-    if fmt == "json":
-        export_json(db, out)
-    else:
+    if fmt not in WRITERS:
         raise ValueError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
+    WRITERS[fmt](load(db), out)
+
+
+__all__ = ["FORMATS", "export", "rows"]  # rows: the other commands read the log the same way

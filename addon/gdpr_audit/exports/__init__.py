@@ -1,0 +1,1 @@
+"""The formats of `gdpr-audit export`, one module each, all read through `log.load`."""
