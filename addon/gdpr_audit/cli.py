@@ -5,6 +5,7 @@ input error (the message names the file and the line, offset or entry).
 """
 
 import argparse
+import json
 import os
 import sqlite3
 import sys
@@ -12,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -24,8 +26,23 @@ from .categories import SEVERITIES
 from .documents import PolicyError
 from .export import FORMATS, export
 from .policy import Policy, load_policy
+from .review import (
+    Filters,
+    Output,
+    access,
+    find_person,
+    list_violations,
+    map_html,
+    map_markdown,
+    parse_duration,
+    parse_since,
+    register,
+    report,
+    show,
+    show_map,
+)
 from .sanitize import safe_text
-from .store import AuditStore, open_existing
+from .store import AuditStore, compact, forget, merge, open_existing, purge
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
 _BATCH = 200
@@ -69,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="cap on a decoded body, in bytes (default: 10 MiB)")
     replay.add_argument("--format", choices=FORMATS, help="also write a report of the log")
     replay.add_argument("--output", help="where --format writes (default: standard output)")
+    replay.add_argument("--baseline", metavar="FILE",
+                        help="fail only on violations whose fingerprint is not in this baseline")
+    replay.add_argument("--write-baseline", metavar="FILE",
+                        help="write this run's violation fingerprints as a baseline")
     replay.set_defaults(handler=cmd_replay)
 
     exporter = commands.add_parser("export", parents=[common], help="export the audit log")
@@ -97,7 +118,63 @@ def _parser() -> argparse.ArgumentParser:
     check = policy_commands.add_parser("check", parents=[common],
                                        help="validate the policy and the subject registry")
     check.set_defaults(handler=cmd_policy_check)
+    draft = policy_commands.add_parser(
+        "draft", parents=[common], help="draft policy entries for undeclared recipients in a log")
+    draft.add_argument("--output", help="file to write (default: standard output)")
+    draft.set_defaults(handler=cmd_policy_draft)
+    _review_parsers(commands, common)
     return parser
+
+
+def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+                    common: argparse.ArgumentParser) -> None:
+    """Commands that read or maintain an existing log (SPEC 3.1)."""
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--run", type=int, help="only this run")
+    filters.add_argument("--since", type=parse_since,
+                         help="only flows at or after this ISO date/time, or this long ago (7d)")
+    filters.add_argument("--rule", help="only this rule id")
+    filters.add_argument("--recipient", help="only this recipient (policy name or host)")
+    filters.add_argument("--severity", choices=SEVERITIES, help="only this severity and above")
+    filters.add_argument("--subject", help="only violations about this registry subject id")
+
+    report = commands.add_parser("report", parents=[common, filters],
+                                 help="summary of the log by rule, recipient, category, subject, run")
+    report.set_defaults(handler=cmd_report)
+    listing = commands.add_parser("violations", parents=[common, filters], help="list violations")
+    listing.set_defaults(handler=cmd_violations)
+    show = commands.add_parser("show", parents=[common], help="one violation in full")
+    show.add_argument("violation_id", type=int, metavar="ID")
+    show.set_defaults(handler=cmd_show)
+
+    subject = commands.add_parser(
+        "subject", parents=[common],
+        help="right of access: what the log holds about a person (email, phone, id...)")
+    subject.add_argument("identifier", metavar="IDENTIFIER",
+                         help="an email, phone, id... or - to read it from standard input "
+                              "(keeps it out of shell history and process listings)")
+    subject.set_defaults(handler=cmd_subject)
+    forget = commands.add_parser("forget", parents=[common],
+                                 help="right to erasure: remove a person from the log")
+    forget.add_argument("identifier", metavar="IDENTIFIER", help="as for `subject`")
+    forget.set_defaults(handler=cmd_forget)
+    purge = commands.add_parser("purge", parents=[common],
+                                help="retention: delete what the log holds older than a duration")
+    purge.add_argument("--older-than", required=True, metavar="DURATION",
+                       help="e.g. 30d, 12h, 2w")
+    purge.set_defaults(handler=cmd_purge)
+
+    register = commands.add_parser(
+        "map", parents=[common],
+        help="transparency register: observed recipients x categories x purposes vs the policy")
+    register.add_argument("--format", choices=("md", "html"), help="write a document instead")
+    register.add_argument("--output", help="where --format writes (default: standard output)")
+    register.set_defaults(handler=cmd_map)
+
+    merge = commands.add_parser("merge", help="combine the logs of sharded CI jobs")
+    merge.add_argument("out", metavar="OUT.db")
+    merge.add_argument("inputs", nargs="+", metavar="IN.db")
+    merge.set_defaults(handler=cmd_merge)
 
 
 def _positive(text: str) -> int:
@@ -105,6 +182,18 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of bytes, not {text}")
     return value
+
+
+def cmd_policy_draft(args: argparse.Namespace, console: Console) -> int:
+    from .draft import draft_policy
+
+    policy = load_policy(args.policy, args.subjects) if Path(args.policy).exists() else None
+    text = draft_policy(open_existing(args.db), policy)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
@@ -135,8 +224,9 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
     ):
         console.print(safe_text(line, limit=1000))
     # mitmdump's own flow listing prints URLs, personal data included: quiet unless asked for.
-    mitmdump_args = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port),
-                     "--set", "flow_detail=0"]
+    mitmdump_args = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
+    if not any(a.startswith("flow_detail") for a in args.passthrough):  # mitmdump refuses twice
+        mitmdump_args += ["--set", "flow_detail=0"]
     for mode in args.mode or []:
         mitmdump_args += ["--mode", mode]
     for name, value in options.items():
@@ -147,6 +237,7 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     policy = load_policy(args.policy, args.subjects)
+    known = read_baseline(Path(args.baseline)) if args.baseline else set()  # fail before work
     auditor = Auditor(policy, max_body=args.max_body)
     store = AuditStore(args.db)
     reader = CaptureReader(list(args.paths))
@@ -176,10 +267,44 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         _write_export(store.db, args.format, args.output)
     if input_errors:
         return EXIT_ERROR
+    found = store.db.execute("select fingerprint, rule, recipient, host, severity "
+                             "from violations where run_id = ? order by id", [run_id]).fetchall()
+    if args.write_baseline:
+        write_baseline(Path(args.write_baseline), found)
     threshold = SEVERITIES.index(args.fail_on)
-    failing = any(SEVERITIES.index(severity) >= threshold
-                  for a in audits for _, severity in a.violations)
+    failing = [row for row in found
+               if SEVERITIES.index(row[4]) >= threshold and row[0] not in known]
+    if args.baseline:
+        baselined = sum(1 for row in found if row[0] in known)
+        console.print(safe_text(f"Baseline {args.baseline}: {baselined} violations known, "
+                                f"{len(failing)} new at or above {args.fail_on}", 1000,
+                                "bold red" if failing else "bold"), soft_wrap=True)
+        for fingerprint, rule, recipient, host, severity in failing:
+            console.print(safe_text(f"  new: {rule} ({severity}) to {recipient or host} "
+                                    f"[{fingerprint}]", 500), soft_wrap=True)
     return EXIT_VIOLATIONS if failing else EXIT_OK
+
+
+def write_baseline(path: Path, found: list[tuple[str, ...]]) -> None:
+    """Sorted and deduplicated so that it diffs well under version control."""
+    entries = {row[0]: {"fingerprint": row[0], "rule": row[1], "recipient": row[2] or row[3]}
+               for row in found}
+    document = {"version": 1, "violations": [entries[k] for k in sorted(entries)]}
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_baseline(path: Path) -> set[str]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}:{e.colno}: not a baseline: {e.msg}") from e
+    items = document.get("violations") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("fingerprint"), str) for i in items):
+        raise ValueError(f"{path}: not a baseline: expected "
+                         '{"violations": [{"fingerprint": "...", ...}, ...]} '
+                         "(written by replay --write-baseline)")
+    return {i["fingerprint"] for i in items}
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -193,6 +318,104 @@ def _write_export(db: object, fmt: str, output: str | None) -> None:
             export(db, fmt, out)  # type: ignore[arg-type]
     else:
         export(db, fmt, sys.stdout)  # type: ignore[arg-type]
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    return Filters(run=args.run, since=args.since, rule=args.rule, recipient=args.recipient,
+                   severity=args.severity, subject=args.subject)
+
+
+def _optional_policy(args: argparse.Namespace) -> Policy | None:
+    """The policy if there is one: reading a log must not need the policy that wrote it,
+    but a policy named on the command line must load."""
+    if args.policy == "policies/" and not Path(args.policy).exists() and not args.subjects:
+        return None
+    return load_policy(args.policy, args.subjects)
+
+
+def _existing_store(path: str) -> AuditStore:
+    open_existing(path).close()  # a typo is an error, not a new empty log
+    return AuditStore(path)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    report(open_existing(args.db), _filters(args), Output(console))
+    return EXIT_OK
+
+
+def cmd_violations(args: argparse.Namespace, console: Console) -> int:
+    list_violations(open_existing(args.db), _filters(args), Output(console))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    show(open_existing(args.db), args.violation_id, _optional_policy(args), Output(console))
+    return EXIT_OK
+
+
+def _identifier(args: argparse.Namespace) -> str:
+    text = sys.stdin.readline() if args.identifier == "-" else args.identifier
+    if not text.strip():
+        raise ValueError("no identifier given")
+    return text.strip()
+
+
+def cmd_subject(args: argparse.Namespace, console: Console) -> int:
+    store = _existing_store(args.db)
+    access(store, find_person(store, _identifier(args), _optional_policy(args)), Output(console))
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace, console: Console) -> int:
+    store = _existing_store(args.db)
+    person = find_person(store, _identifier(args), _optional_policy(args))
+    removed = forget(store, person.fingerprints, person.subjects)
+    who = ", ".join(sorted(person.subjects)) or "the given identifier"
+    out = Output(console)
+    out.line(f"Erased {who} from {args.db}: {sum(n for *_, n in removed['findings'])} findings, "
+             f"{len(removed['violations'])} violations removed, "
+             f"{len(removed['rewritten'])} violations kept on other people's evidence",
+             style="bold")
+    out.table("Findings removed", ("recipient", "category", "findings"), removed["findings"])
+    out.table("Violations removed", ("id", "rule", "recipient"), removed["violations"])
+    compact(store)
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace, console: Console) -> int:
+    age = parse_duration(args.older_than, "--older-than")
+    store = _existing_store(args.db)
+    cutoff = datetime.now(UTC) - age
+    counts = purge(store, cutoff)
+    compact(store)
+    console.print(safe_text(
+        f"Purged from {args.db} everything before {cutoff.isoformat(timespec='seconds')}: "
+        f"{counts['flows']} flows, {counts['findings']} findings, "
+        f"{counts['violations']} violations, {counts['runs']} runs", 1000))
+    return EXIT_OK
+
+
+def cmd_map(args: argparse.Namespace, console: Console) -> int:
+    policy = load_policy(args.policy, args.subjects)
+    register_rows = register(open_existing(args.db), policy)
+    if not args.format:
+        show_map(register_rows, policy, Output(console))
+        return EXIT_OK
+    text = (map_markdown if args.format == "md" else map_html)(register_rows, policy)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace, console: Console) -> int:
+    totals = merge(args.out, args.inputs)
+    console.print(safe_text(
+        f"Merged {len(args.inputs)} logs into {args.out}: {totals['runs']} runs, "
+        f"{totals['flows']} flows, {totals['findings']} findings, "
+        f"{totals['violations']} violations", 1000))
+    return EXIT_OK
 
 
 @dataclass(frozen=True)

@@ -290,3 +290,217 @@ class LogWriter:
                 self.queue.task_done()
         store.finish_run(self.run_id, self.errors)
         store.db.close()
+
+
+# --- Maintenance of the log: erasure, retention, merging (SPEC 3.1 forget, purge, merge) ---
+# Each works in one transaction and leaves no dangling row (`pragma foreign_key_check`).
+
+_RECOUNT = """update runs set
+    flows = (select count(*) from flows where run_id = runs.id),
+    violations = (select count(*) from violations where run_id = runs.id),
+    errors = (select count(*) from flows where run_id = runs.id and status = 'error')"""
+
+
+def recount(conn: sqlite3.Connection) -> None:
+    """Keep the counts that runs and flows carry equal to the rows that are left."""
+    conn.execute("update flows set violations = "
+                 "(select count(*) from violations where flow_id = flows.id)")
+    conn.execute(_RECOUNT)
+
+
+def _ids_table(conn: sqlite3.Connection, name: str, values: Iterable[Any]) -> None:
+    conn.execute(f"create temp table if not exists {name} (value primary key)")
+    conn.execute(f"delete from {name}")
+    conn.executemany(f"insert or ignore into {name} values (?)", [(v,) for v in values])
+
+
+def forget(store: AuditStore, fingerprints: Iterable[str],
+           subjects: Iterable[str]) -> dict[str, Any]:
+    """Erase one person from the log: their findings, and every violation whose evidence was
+    only theirs. A violation that also rests on someone else's data stays, rewritten from the
+    evidence that is left. Returns what was removed (no identifier in it)."""
+    subjects = sorted(set(subjects))
+    with store.db.conn as conn:
+        _ids_table(conn, "forget_fingerprints", fingerprints)
+        _ids_table(conn, "forget_subjects", subjects)
+        conn.execute("""create temp table if not exists forget_findings as
+                        select id as value from findings where 0""")
+        conn.execute("delete from forget_findings")
+        conn.execute("""insert into forget_findings select id from findings
+                        where fingerprint in (select value from forget_fingerprints)
+                           or subject in (select value from forget_subjects)""")
+        findings = conn.execute(
+            """select f.recipient, x.category, count(*) from findings x
+               join flows f on f.id = x.flow_id where x.id in (select value from forget_findings)
+               group by 1, 2 order by 1, 2""").fetchall()
+        touched = [r[0] for r in conn.execute(
+            """select distinct violation_id from violation_findings
+               where finding_id in (select value from forget_findings)""")]
+        conn.execute("delete from violation_findings "
+                     "where finding_id in (select value from forget_findings)")
+        _ids_table(conn, "forget_violations", touched)
+        removed = conn.execute(
+            """select id, rule, recipient from violations
+               where id in (select value from forget_violations)
+                 and id not in (select violation_id from violation_findings)
+               order by id""").fetchall()
+        conn.executemany("delete from violations where id = ?", [(r[0],) for r in removed])
+        kept = sorted(set(touched) - {r[0] for r in removed})
+        for violation_id in kept:
+            _rewrite_from_evidence(conn, violation_id, subjects)
+        conn.execute("delete from findings where id in (select value from forget_findings)")
+        recount(conn)
+    return {"findings": findings, "violations": removed, "rewritten": kept}
+
+
+def _rewrite_from_evidence(conn: sqlite3.Connection, violation_id: int,
+                           erased: list[str]) -> None:
+    """A violation's summary columns describe its first finding: describe the first one left."""
+    left = conn.execute(
+        """select x.category, x.subject, x.location, x.field, x.evidence from findings x
+           join violation_findings vf on vf.finding_id = x.id
+           where vf.violation_id = ? order by x.id""", [violation_id]).fetchall()
+    message = conn.execute("select message from violations where id = ?",
+                           [violation_id]).fetchone()[0] or ""
+    for subject in erased:
+        message = message.replace(subject, "an erased subject")
+    first = left[0]
+    conn.execute(
+        """update violations set category = ?, subject = ?, location = ?, field = ?,
+           evidence = ?, categories = ?, subjects = ?, message = ? where id = ?""",
+        [first[0], first[1], first[2], first[3], first[4],
+         ", ".join(sorted({row[0] for row in left})),
+         ", ".join(sorted({row[1] for row in left if row[1]})), message, violation_id])
+
+
+def purge(store: AuditStore, cutoff: datetime) -> dict[str, int]:
+    """Retention: drop flows (with their findings and violations) that happened before
+    `cutoff`, and runs started before it that no longer hold anything."""
+    when = cutoff.astimezone(UTC).isoformat()
+    with store.db.conn as conn:
+        conn.execute("create temp table if not exists purge_flows (value primary key)")
+        conn.execute("delete from purge_flows")
+        conn.execute("insert into purge_flows select id from flows "
+                     "where julianday(timestamp) < julianday(?)", [when])
+        counts = {
+            "flows": conn.execute("select count(*) from purge_flows").fetchone()[0],
+            "findings": conn.execute("select count(*) from findings where flow_id in "
+                                     "(select value from purge_flows)").fetchone()[0],
+            "violations": conn.execute("select count(*) from violations where flow_id in "
+                                       "(select value from purge_flows)").fetchone()[0],
+        }
+        conn.execute("""delete from violation_findings where violation_id in
+                        (select id from violations where flow_id in (select value from purge_flows))
+                        or finding_id in
+                        (select id from findings where flow_id in (select value from purge_flows))""")
+        conn.execute("delete from violations where flow_id in (select value from purge_flows)")
+        conn.execute("delete from findings where flow_id in (select value from purge_flows)")
+        conn.execute("delete from flows where id in (select value from purge_flows)")
+        counts["runs"] = conn.execute(
+            """delete from runs where julianday(started) < julianday(?)
+               and id not in (select run_id from flows)
+               and id not in (select run_id from violations)""", [when]).rowcount
+        recount(conn)
+    return counts
+
+
+def key_check(path: str) -> str:
+    """The log's fingerprint-key check value, read without the key."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no audit log here")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            row = conn.execute("select value from meta where key = 'key_check'").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"{path}: not an audit log ({e})") from e
+    if row is None:
+        raise ValueError(f"{path}: not an audit log (no key check in its meta table)")
+    return str(row[0])
+
+
+def merge(out_path: str, in_paths: list[str]) -> dict[str, int]:
+    """Combine the logs of sharded jobs into `out_path`. Runs get new ids, flows are upserted
+    by their (mitmproxy) id, findings and violations are copied under new ids.
+
+    All logs must share one fingerprint key, or the same person would not link across them."""
+    checks = {path: key_check(path) for path in in_paths}
+    if Path(out_path).exists():
+        checks[out_path] = key_check(out_path)
+    if len(set(checks.values())) > 1:
+        groups: dict[str, list[str]] = {}
+        for path, check in checks.items():
+            groups.setdefault(check, []).append(path)
+        described = "; ".join(", ".join(paths) for paths in groups.values())
+        raise ValueError(f"these logs were written with different fingerprint keys and cannot "
+                         f"be merged: {described} (give every shard the same {_KEY_ENV})")
+    source_key = Path(f"{in_paths[0]}.key")
+    if not Path(out_path).exists() and not os.environ.get(_KEY_ENV):
+        if not source_key.exists():
+            raise ValueError(f"{in_paths[0]}: its fingerprint key is not beside it "
+                             f"({source_key}); set {_KEY_ENV} to the key the shards used")
+        fd = os.open(f"{out_path}.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(source_key.read_text())
+    store = AuditStore(out_path)
+    totals = {"runs": 0, "flows": 0, "findings": 0, "violations": 0}
+    try:
+        for path in in_paths:
+            for name, count in _merge_one(store, path).items():
+                totals[name] += count
+    finally:
+        store.db.close()
+    return totals
+
+
+def _merge_one(store: AuditStore, path: str) -> dict[str, int]:
+    conn = store.db.conn
+    conn.execute("attach database ? as shard", [path])
+    try:
+        with conn:
+            columns = {table: _common_columns(conn, table)
+                       for table in ("runs", "flows", "findings", "violations")}
+            runs = _copy(conn, "runs", columns["runs"], {})
+            for (flow_id,) in conn.execute("select id from shard.flows").fetchall():
+                conn.execute("delete from violation_findings where violation_id in "
+                             "(select id from violations where flow_id = ?)", [flow_id])
+                conn.execute("delete from violations where flow_id = ?", [flow_id])
+                conn.execute("delete from findings where flow_id = ?", [flow_id])
+                conn.execute("delete from flows where id = ?", [flow_id])
+            _copy(conn, "flows", columns["flows"], {"run_id": runs}, keep_id=True)
+            findings = _copy(conn, "findings", columns["findings"], {})
+            violations = _copy(conn, "violations", columns["violations"], {"run_id": runs})
+            links = conn.execute("select violation_id, finding_id from shard.violation_findings")
+            conn.executemany("insert or ignore into violation_findings values (?, ?)",
+                             [(violations[v], findings[f]) for v, f in links.fetchall()])
+            recount(conn)
+        return {"runs": len(runs), "flows": len(conn.execute("select id from shard.flows").fetchall()),
+                "findings": len(findings), "violations": len(violations)}
+    finally:
+        conn.execute("detach database shard")
+
+
+def _common_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    """Columns both logs have: a shard written by an older or newer version still merges."""
+    ours = [row[1] for row in conn.execute(f"pragma main.table_info({table})")]
+    theirs = {row[1] for row in conn.execute(f"pragma shard.table_info({table})")}
+    return [c for c in ours if c in theirs]
+
+
+def _copy(conn: sqlite3.Connection, table: str, columns: list[str],
+          remap: dict[str, dict[Any, int]], keep_id: bool = False) -> dict[Any, int]:
+    """Copy a shard's table row by row; returns its old id -> new id."""
+    copied = [c for c in columns if keep_id or c != "id"]
+    new_ids: dict[Any, int] = {}
+    for row in conn.execute(f"select {', '.join(columns)} from shard.{table}").fetchall():
+        values = dict(zip(columns, row, strict=True))
+        for column, mapping in remap.items():
+            values[column] = mapping[values[column]]
+        new_ids[values["id"]] = _insert(conn, table, {c: values[c] for c in copied})
+    return new_ids
+
+
+def compact(store: AuditStore) -> None:
+    """Deleted rows stay in the file's free pages (and in the WAL) until overwritten: rewrite
+    the file so that erased data is really gone from the disk."""
+    store.db.execute("vacuum")
+    store.db.execute("pragma wal_checkpoint(truncate)")
