@@ -8,15 +8,25 @@ with sqlite3. Malformed signals must decode to nothing, never crash and never gr
 import json
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
-from conftest import make_flow, write
 
+from conftest import make_flow, write
 from gdpr_audit.audit import Auditor
 from gdpr_audit.consent import (
-    MalformedSignal, decode_axeptio, decode_cookiebot, decode_didomi, decode_gcd, decode_gcs,
-    decode_onetrust, decode_tarteaucitron, decode_tc_string, read_consent,
+    MalformedSignal,
+    decode_axeptio,
+    decode_cookiebot,
+    decode_didomi,
+    decode_gcd,
+    decode_gcs,
+    decode_onetrust,
+    decode_tarteaucitron,
+    decode_tc_string,
+    read_consent,
 )
 from gdpr_audit.fields import Field
 from gdpr_audit.policy import load_policy
@@ -87,7 +97,6 @@ def test_tcf_vector(vector: dict) -> None:
     tc = decode_tc_string(vector["tc_string"])
     for key, expected in vector["expected"].items():
         if key in EPOCHS:
-            from datetime import UTC, datetime
             expected = datetime.fromtimestamp(expected, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             key = EPOCHS[key]
         if key in ("created", "last_updated"):
@@ -194,7 +203,6 @@ def identifiers_of(vector: dict) -> list[str]:
 
 
 def unquote_stamp(value: str) -> str:
-    from urllib.parse import unquote
     return unquote(value).split("stamp:'")[1].split("'")[0]
 
 
@@ -215,7 +223,8 @@ def test_cmp_cookie_vector(vector: dict) -> None:
         if cmp == "onetrust":
             decoded = decode_onetrust(value)
             assert decoded["groups"] == expected["groups"]
-            assert sorted(g for g, v in decoded["groups"].items() if v) == expected["granted_groups"]
+            granted = sorted(g for g, v in decoded["groups"].items() if v)
+            assert granted == expected["granted_groups"]
             assert decoded["version"] == expected["version"]
             assert decoded.get("gen_vendors") == expected.get("genVendors")
         elif cmp == "cookiebot":
@@ -367,7 +376,8 @@ def test_malformed_tcf_cookie_is_no_consent_and_is_logged(auditor: Auditor,
         rules = db.execute("select flow_id, rule, message from violations").fetchall()
     malformed, granting = json.loads(rows[flows[0].id]), json.loads(rows[flows[1].id])
     assert malformed["malformed"] == ["tcf"] and "tcf" not in malformed
-    assert granting["tcf"]["cmp_id"] == 300  # the Perl corpus says so and "malformed" not in granting
+    assert granting["tcf"]["cmp_id"] == 300  # what the Perl corpus says
+    assert "malformed" not in granting
     [(flow_id, rule, message)] = rules
     assert (flow_id, rule) == (flows[0].id, "missing-consent")
     assert "malformed: tcf" in message and "unknown_subject: deny" in message

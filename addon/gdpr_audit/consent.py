@@ -247,14 +247,13 @@ def decode_tc_string(text: str) -> dict[str, Any]:
 
 def _id_ranges(ids: list[int]) -> str:
     """[1, 2, 3, 5] -> "1-3,5": vendor lists stay short in the log."""
-    parts: list[str] = []
+    runs: list[list[int]] = []
     for n in ids:
-        if parts and n == last + 1:
-            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
         else:
-            parts.append(str(n))
-        last = n
-    return ",".join(parts)
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _tcf_signal(text: str, where: str) -> Signal:
@@ -389,7 +388,8 @@ def _cookiebot_signals(value: str) -> list[Signal]:
     states = {k: v for k, v in decoded.items()
               if k in ("necessary", "preferences", "statistics", "marketing")
               and isinstance(v, bool) and not (v and implied)}
-    signals = [Signal("cookiebot", states, {k: decoded[k] for k in _COOKIEBOT_KEPT if k in decoded})]
+    kept = {k: decoded[k] for k in _COOKIEBOT_KEPT if k in decoded}
+    signals = [Signal("cookiebot", states, kept)]
     if isinstance(decoded.get("iab2"), str) and decoded["iab2"]:
         signals.append(_tcf_signal(decoded["iab2"], "cookie CookieConsent.iab2"))
     return signals
@@ -611,6 +611,7 @@ def read_consent(fields: Iterable[Field], overrides: Mapping[str, Switches]) -> 
     return reading
 
 
-def purposes_from_signals(fields: list[Field], overrides: Mapping[str, Switches]) -> SignalDecisions:
+def purposes_from_signals(fields: list[Field],
+                          overrides: Mapping[str, Switches]) -> SignalDecisions:
     """Purpose -> granted for every purpose the signals in the flow decide."""
     return read_consent(fields, overrides).decisions
