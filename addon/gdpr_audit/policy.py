@@ -3,6 +3,7 @@
 import bisect
 import fnmatch
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from .categories import IDENTIFIER_ALIASES, SENSITIVE
+from .categories import CATEGORIES, IDENTIFIER_ALIASES, SENSITIVE
 from .documents import (KeyPath, Origins, PolicyError, format_key, locate, merge_documents,
                         read_document)
 
