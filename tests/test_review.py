@@ -409,3 +409,14 @@ def test_merge_without_a_shared_key_copies_the_shards_key_file(tmp_path: Path) -
     assert os.stat(tmp_path / "m.db.key").st_mode & 0o077 == 0
     access = gdpr("subject", "cust-001", "--db", "m.db", "--policy", POLICY, cwd=tmp_path)
     assert len(requests_listed(access.stdout)) == len(flows_of("cust-001"))
+
+
+def test_rights_need_the_logs_key_and_never_make_a_new_one(copy: Path) -> None:
+    (copy.parent / "audit.db.key").unlink()
+    for command in ("subject", "forget"):
+        result = gdpr(command, "cust-001", "--db", str(copy), "--policy", POLICY, cwd=copy.parent)
+        assert result.returncode == 2 and "audit.db.key" in result.stderr
+        assert not (copy.parent / "audit.db.key").exists()
+    # retention needs no key: nothing in it is looked up by person
+    purged = gdpr("purge", "--older-than", "1h", "--db", str(copy), cwd=copy.parent)
+    assert purged.returncode == 0, purged.stderr

@@ -42,7 +42,7 @@ from .review import (
     show_map,
 )
 from .sanitize import safe_text
-from .store import AuditStore, compact, forget, merge, open_existing, purge
+from .store import AuditStore, compact, forget, has_key, merge, open_existing, purge
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
 _BATCH = 200
@@ -60,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, console))
     except PolicyError as e:
         errors.print(safe_text(f"Error: policy: {e}", limit=2000, style="red"))
+    except BrokenPipeError:  # `gdpr-audit violations | head`: the reader stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, sqlite3.Error, RecursionError) as e:
         errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
     return EXIT_ERROR
@@ -138,8 +140,9 @@ def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParse
     filters.add_argument("--severity", choices=SEVERITIES, help="only this severity and above")
     filters.add_argument("--subject", help="only violations about this registry subject id")
 
-    report = commands.add_parser("report", parents=[common, filters],
-                                 help="summary of the log by rule, recipient, category, subject, run")
+    report = commands.add_parser(
+        "report", parents=[common, filters],
+        help="summary of the log by rule, recipient, category, subject, run")
     report.set_defaults(handler=cmd_report)
     listing = commands.add_parser("violations", parents=[common, filters], help="list violations")
     listing.set_defaults(handler=cmd_violations)
@@ -335,6 +338,9 @@ def _optional_policy(args: argparse.Namespace) -> Policy | None:
 
 def _existing_store(path: str) -> AuditStore:
     open_existing(path).close()  # a typo is an error, not a new empty log
+    if not has_key(path):  # else a new key would be made, which matches nothing in the log
+        raise ValueError(f"{path}.key: this log's fingerprint key is missing (restore the file "
+                         "or set GDPR_AUDIT_KEY); people are found in the log through it")
     return AuditStore(path)
 
 
@@ -378,20 +384,20 @@ def cmd_forget(args: argparse.Namespace, console: Console) -> int:
              style="bold")
     out.table("Findings removed", ("recipient", "category", "findings"), removed["findings"])
     out.table("Violations removed", ("id", "rule", "recipient"), removed["violations"])
-    compact(store)
+    compact(store.db)
     return EXIT_OK
 
 
 def cmd_purge(args: argparse.Namespace, console: Console) -> int:
     age = parse_duration(args.older_than, "--older-than")
-    store = _existing_store(args.db)
+    db = open_existing(args.db)
     cutoff = datetime.now(UTC) - age
-    counts = purge(store, cutoff)
-    compact(store)
+    counts = purge(db, cutoff)
+    compact(db)
     console.print(safe_text(
         f"Purged from {args.db} everything before {cutoff.isoformat(timespec='seconds')}: "
         f"{counts['flows']} flows, {counts['findings']} findings, "
-        f"{counts['violations']} violations, {counts['runs']} runs", 1000))
+        f"{counts['violations']} violations, {counts['runs']} runs", 1000), soft_wrap=True)
     return EXIT_OK
 
 
@@ -414,7 +420,7 @@ def cmd_merge(args: argparse.Namespace, console: Console) -> int:
     console.print(safe_text(
         f"Merged {len(args.inputs)} logs into {args.out}: {totals['runs']} runs, "
         f"{totals['flows']} flows, {totals['findings']} findings, "
-        f"{totals['violations']} violations", 1000))
+        f"{totals['violations']} violations", 1000), soft_wrap=True)
     return EXIT_OK
 
 

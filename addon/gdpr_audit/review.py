@@ -157,7 +157,8 @@ def report(db: sqlite_utils.Database, filters: Filters, out: Output) -> None:
                for name, vs in ranked(by_category)])
     out.table("Violations by subject", ("subject", "violations", "rules", "recipients"),
               [(name, len(vs), _names(v["rule"] for v in vs),
-                _names(v["recipient"] or v["host"] for v in vs)) for name, vs in ranked(by_subject)])
+                _names(v["recipient"] or v["host"] for v in vs))
+               for name, vs in ranked(by_subject)])
     runs = {r["id"]: r for r in query(db, "select * from runs order by id")}
     by_run: dict[int, int] = defaultdict(int)
     for v in items:
@@ -171,7 +172,8 @@ def _names(values: Iterable[str | None]) -> str:
     counts: dict[str, int] = defaultdict(int)
     for value in values:
         counts[value or "?"] += 1
-    return ", ".join(f"{n} ({c})" for n, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} ({c})" for n, c in ranked)
 
 
 def list_violations(db: sqlite_utils.Database, filters: Filters, out: Output) -> int:
@@ -239,29 +241,34 @@ class Person:
 
 
 def find_person(store: AuditStore, identifier: str, policy: Policy | None) -> Person:
+    """The identifier in every category it could be (an email is not a phone, but trying
+    costs one HMAC each), and, when it is one of a registry subject's identifiers (or their
+    id), all of that subject's identifiers too."""
     region = policy.country if policy else "FR"
-    fingerprints = {store.fingerprint(c, canonical(c, identifier, region)) for c in CATEGORIES}
+    spellings = {(c, canonical(c, identifier, region)) for c in CATEGORIES}
     subjects: set[str] = set()
     for subject in policy.subjects if policy else ():
-        if subject.id == identifier.strip() or fingerprints & _subject_fingerprints(store, subject, region):
+        theirs = _canonical_identifiers(subject, region)
+        if subject.id == identifier.strip() or spellings & theirs:
             subjects.add(subject.id)
-            fingerprints |= _subject_fingerprints(store, subject, region)
-    return Person(frozenset(fingerprints), frozenset(subjects))
+            spellings |= theirs
+    return Person(frozenset(store.fingerprint(c, v) for c, v in spellings), frozenset(subjects))
 
 
-def _subject_fingerprints(store: AuditStore, subject: Subject, region: str) -> set[str]:
+def _canonical_identifiers(subject: Subject, region: str) -> set[tuple[str, str]]:
     pairs = [(category_of(key), value) for key, value in subject.identifiers]
     names = dict(subject.identifiers)
-    if "first_name" in names and "last_name" in names:
+    if "first_name" in names and "last_name" in names:  # as detectors.known joins them
         pairs.append(("name", f"{names['first_name']} {names['last_name']}"))
-    return {store.fingerprint(c, canonical(c, v, region)) for c, v in pairs}
+    return {(c, canonical(c, v, region)) for c, v in pairs}
 
 
 _PERSON_FINDINGS = """
 select f.id as flow_id, f.timestamp, f.recipient, f.recipient_kind, f.host, f.purposes,
        x.category, x.location, x.field, x.subject
 from findings x join flows f on f.id = x.flow_id
-where x.fingerprint in (select value from json_each(?)) or x.subject in (select value from json_each(?))
+where x.fingerprint in (select value from json_each(?))
+   or x.subject in (select value from json_each(?))
 order by f.timestamp, f.id"""
 
 
@@ -408,18 +415,22 @@ def _md(text: object) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", value)
 
 
+def _row_class(row: RegisterRow) -> str:
+    return "undeclared" if row.status == "undeclared" else "excess" if row.undeclared_data else ""
+
+
 def map_html(register_rows: list[RegisterRow], policy: Policy) -> str:
     e = html.escape
     head = "".join(f"<th>{e(c)}</th>" for c in _MAP_COLUMNS)
     body = "".join(
-        f'<tr class="{"undeclared" if r.status == "undeclared" else "excess" if r.undeclared_data else ""}">'
-        + "".join(f"<td>{e(safe_str(c, 500))}</td>" for c in _cells(r)) + "</tr>"
+        f'<tr class="{_row_class(r)}">' + "".join(f"<td>{e(safe_str(c, 500))}</td>" for c in _cells(r)) + "</tr>"
         for r in register_rows)
     gaps = "".join(
         f"<h2>{e(title)}</h2><ul>"
         + ("".join(f"<li>{e(safe_str(n, 500))}</li>" for n in names) or "<li>none</li>")
         + "</ul>" for title, names in _gaps(register_rows))
-    title = e(f"Record of processing: recipients of personal data ({safe_str(policy.organization)})")
+    title = e("Record of processing: recipients of personal data "
+              f"({safe_str(policy.organization)})")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">

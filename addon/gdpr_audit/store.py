@@ -373,11 +373,12 @@ def _rewrite_from_evidence(conn: sqlite3.Connection, violation_id: int,
          ", ".join(sorted({row[1] for row in left if row[1]})), message, violation_id])
 
 
-def purge(store: AuditStore, cutoff: datetime) -> dict[str, int]:
+def purge(db: sqlite_utils.Database, cutoff: datetime) -> dict[str, int]:
     """Retention: drop flows (with their findings and violations) that happened before
-    `cutoff`, and runs started before it that no longer hold anything."""
+    `cutoff`, and runs started before it that no longer hold anything. Needs no key."""
     when = cutoff.astimezone(UTC).isoformat()
-    with store.db.conn as conn:
+    db.execute("PRAGMA foreign_keys = ON")
+    with db.conn as conn:
         conn.execute("create temp table if not exists purge_flows (value primary key)")
         conn.execute("delete from purge_flows")
         conn.execute("insert into purge_flows select id from flows "
@@ -389,10 +390,11 @@ def purge(store: AuditStore, cutoff: datetime) -> dict[str, int]:
             "violations": conn.execute("select count(*) from violations where flow_id in "
                                        "(select value from purge_flows)").fetchone()[0],
         }
-        conn.execute("""delete from violation_findings where violation_id in
-                        (select id from violations where flow_id in (select value from purge_flows))
-                        or finding_id in
-                        (select id from findings where flow_id in (select value from purge_flows))""")
+        conn.execute("""delete from violation_findings
+                        where violation_id in (select id from violations
+                                               where flow_id in (select value from purge_flows))
+                           or finding_id in (select id from findings
+                                             where flow_id in (select value from purge_flows))""")
         conn.execute("delete from violations where flow_id in (select value from purge_flows)")
         conn.execute("delete from findings where flow_id in (select value from purge_flows)")
         conn.execute("delete from flows where id in (select value from purge_flows)")
@@ -434,6 +436,9 @@ def merge(out_path: str, in_paths: list[str]) -> dict[str, int]:
         raise ValueError(f"these logs were written with different fingerprint keys and cannot "
                          f"be merged: {described} (give every shard the same {_KEY_ENV})")
     source_key = Path(f"{in_paths[0]}.key")
+    if Path(out_path).exists() and not has_key(out_path):
+        raise ValueError(f"{out_path}: its fingerprint key is missing (restore {out_path}.key "
+                         f"or set {_KEY_ENV})")
     if not Path(out_path).exists() and not os.environ.get(_KEY_ENV):
         if not source_key.exists():
             raise ValueError(f"{in_paths[0]}: its fingerprint key is not beside it "
@@ -473,8 +478,9 @@ def _merge_one(store: AuditStore, path: str) -> dict[str, int]:
             conn.executemany("insert or ignore into violation_findings values (?, ?)",
                              [(violations[v], findings[f]) for v, f in links.fetchall()])
             recount(conn)
-        return {"runs": len(runs), "flows": len(conn.execute("select id from shard.flows").fetchall()),
-                "findings": len(findings), "violations": len(violations)}
+        flows = conn.execute("select count(*) from shard.flows").fetchone()[0]
+        return {"runs": len(runs), "flows": flows, "findings": len(findings),
+                "violations": len(violations)}
     finally:
         conn.execute("detach database shard")
 
@@ -499,8 +505,13 @@ def _copy(conn: sqlite3.Connection, table: str, columns: list[str],
     return new_ids
 
 
-def compact(store: AuditStore) -> None:
+def compact(db: sqlite_utils.Database) -> None:
     """Deleted rows stay in the file's free pages (and in the WAL) until overwritten: rewrite
     the file so that erased data is really gone from the disk."""
-    store.db.execute("vacuum")
-    store.db.execute("pragma wal_checkpoint(truncate)")
+    db.execute("vacuum")
+    db.execute("pragma wal_checkpoint(truncate)")
+
+
+def has_key(path: str) -> bool:
+    """Whether the key of an existing log is at hand (opening it without would make a new one)."""
+    return bool(os.environ.get(_KEY_ENV)) or Path(f"{path}.key").exists()
