@@ -285,6 +285,10 @@ def test_map_sets_observed_recipients_beside_the_policy(log: Path, tmp_path: Pat
     assert "national_id" in rows["Salesforce"][6].split(", ")
     assert rows["Stripe"][6] == "iban"
     assert rows["Boutique Exemple SAS"][1] == "first party"
+    # undeclared hosts are named: who owns them (the vendor register, captures' hosts)
+    who = {r[2]: r[8] for r in rows.values() if r[1] == "undeclared"}
+    assert who["sslwidget.criteo.com"].startswith("Criteo") and ", FR," in who["sslwidget.criteo.com"]
+    assert who["hooks.zapier.com"].startswith("Zapier")
     assert "Observed, undeclared recipients: " in result.stdout
 
 
@@ -304,7 +308,7 @@ def test_map_documents_escape_text_from_the_log(copy: Path) -> None:
     md_text = md.read_text()
     assert "<script>" not in md_text and "](http" not in md_text
     row = next(line for line in md_text.splitlines() if "alert" in line)
-    assert row.count(" | ") == 7  # the hostile | did not add a column
+    assert row.count(" | ") == 8  # the hostile | did not add a column
     assert "## Observed, undeclared recipients" in md_text
 
 
@@ -394,6 +398,8 @@ def test_merge_refuses_logs_with_different_keys(tmp_path: Path) -> None:
     assert "different fingerprint keys" in result.stderr
     assert "one.db" in result.stderr and "two.db" in result.stderr
     assert not (tmp_path / "out.db").exists()
+    itself = gdpr("merge", str(tmp_path / "one.db"), str(tmp_path / "one.db"), cwd=tmp_path)
+    assert itself.returncode == 2 and "cannot also be one of the inputs" in itself.stderr
 
 
 def test_merge_without_a_shared_key_copies_the_shards_key_file(tmp_path: Path) -> None:

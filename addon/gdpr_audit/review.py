@@ -17,6 +17,7 @@ from rich.table import Table
 
 from .categories import CATEGORIES, SEVERITIES
 from .detectors import canonical
+from .entities import identify
 from .policy import Policy, Subject, category_of
 from .rules import RULES
 from .sanitize import safe_str, safe_text
@@ -149,8 +150,9 @@ def report(db: sqlite_utils.Database, filters: Filters, out: Output) -> None:
     out.table("Violations by rule", ("rule", "severity", "violations", "recipients"),
               [(rule, vs[0]["severity"], len(vs), _names(v["recipient"] or v["host"] for v in vs))
                for rule, vs in ranked(by_rule)])
-    out.table("Violations by recipient", ("recipient", "kind", "violations", "rules"),
-              [(name, vs[0]["recipient_kind"], len(vs), _names(v["rule"] for v in vs))
+    out.table("Violations by recipient", ("recipient", "kind", "violations", "rules", "who"),
+              [(name, vs[0]["recipient_kind"], len(vs), _names(v["rule"] for v in vs),
+                owner(vs[0]["host"]) if vs[0]["recipient_kind"] == "undeclared" else "")
                for name, vs in ranked(by_recipient)])
     out.table("Violations by category", ("category", "violations", "recipients"),
               [(name, len(vs), _names(v["recipient"] or v["host"] for v in vs))
@@ -166,6 +168,12 @@ def report(db: sqlite_utils.Database, filters: Filters, out: Output) -> None:
     out.table("Runs", ("run", "started", "command", "flows", "violations shown"),
               [(rid, r["started"], r["command"], r["flows"], by_run.get(rid, 0))
                for rid, r in runs.items() if filters.run in (None, rid)])
+
+
+def owner(host: str | None) -> str:
+    """Who an undeclared host belongs to (vendor register, third-party-web), if known."""
+    entity = identify(host) if host else None
+    return entity.describe() if entity else "unknown"
 
 
 def _names(values: Iterable[str | None]) -> str:
@@ -197,6 +205,7 @@ def show(db: sqlite_utils.Database, violation_id: int, policy: Policy | None, ou
         ("message", v["message"]),
         ("rule", rule.explanation if rule else "(a rule this version does not know)"),
         ("recipient", f"{v['recipient']} ({v['recipient_kind']})"),
+        *([("who", owner(v["host"]))] if v["recipient_kind"] == "undeclared" else []),
         ("request", f"{v['method']} {v['scheme']}://{v['host']}{v['path']}"),
         ("purposes", v["purposes"]),
         ("time", v["timestamp"]),
@@ -362,14 +371,16 @@ def register(db: sqlite_utils.Database, policy: Policy) -> list[RegisterRow]:
 
 
 _MAP_COLUMNS = ("recipient", "status", "hosts", "purposes (observed / declared)",
-                "data observed", "data declared", "observed, not declared", "requests")
+                "data observed", "data declared", "observed, not declared", "requests", "who")
 
 
 def _cells(row: RegisterRow) -> tuple[str, ...]:
     return (row.recipient, row.status, ", ".join(sorted(row.hosts)),
             f"{_joined(row.observed_purposes) or '-'} / {_joined(row.declared_purposes) or '-'}",
             _joined(row.observed_data), _joined(row.declared_data),
-            _joined(row.undeclared_data), str(row.flows))
+            _joined(row.undeclared_data), str(row.flows),
+            owner(min(row.hosts)) if row.status == "undeclared" else
+            ", ".join(filter(None, (row.role, row.country))))
 
 
 def show_map(register_rows: list[RegisterRow], policy: Policy, out: Output) -> None:

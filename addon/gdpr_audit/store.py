@@ -425,6 +425,8 @@ def merge(out_path: str, in_paths: list[str]) -> dict[str, int]:
     by their (mitmproxy) id, findings and violations are copied under new ids.
 
     All logs must share one fingerprint key, or the same person would not link across them."""
+    if any(Path(p).resolve() == Path(out_path).resolve() for p in in_paths):
+        raise ValueError(f"{out_path}: the merged log cannot also be one of the inputs")
     checks = {path: key_check(path) for path in in_paths}
     if Path(out_path).exists():
         checks[out_path] = key_check(out_path)
