@@ -151,3 +151,10 @@ def test_policy_error_names_the_policy_file_when_a_registry_is_given(tmp_path: P
     assert result.returncode == 2
     line = next(i for i, t in enumerate(policy.read_text().splitlines(), 1) if "newsleter" in t)
     assert f"{policy}:{line}:" in result.stderr.replace("\n", "")
+
+
+def test_har_entries_keep_a_recorded_flow_id() -> None:
+    """captures/generate.py records each flow's id in the HAR entry's `_flow_id` field."""
+    expected = [c["flow_id"] for c in json.loads((ROOT / "captures" / "expected.json").read_text())
+                if c["file"] == "browser.har"]
+    assert [f.id for f, _ in CaptureReader([str(ROOT / "captures" / "browser.har")]).flows()] == expected

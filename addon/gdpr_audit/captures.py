@@ -113,9 +113,21 @@ class CaptureReader:
                 self.errors.append(CaptureError(str(path), f"entry {index}",
                                                 f"not a readable HAR entry ({problem})"))
                 continue
-            digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-            flow.id = str(uuid.uuid5(_HAR_NAMESPACE, f"{index}:{digest}"))
+            flow.id = _har_flow_id(entry, index)
             yield flow, f"{path}#{index}"
+
+
+def _har_flow_id(entry: dict[str, Any], index: int) -> str:
+    """The id a tool recorded in the entry's custom `_flow_id` field (HAR allows custom
+    fields starting with `_`), else one derived from the entry: stable across replays."""
+    recorded = entry.get("_flow_id")
+    if isinstance(recorded, str):
+        try:
+            return str(uuid.UUID(recorded))
+        except ValueError:
+            pass
+    digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+    return str(uuid.uuid5(_HAR_NAMESPACE, f"{index}:{digest}"))
 
 
 def _lenient_entry(entry: Any) -> Any:
