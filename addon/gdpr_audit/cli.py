@@ -191,11 +191,7 @@ def cmd_policy_draft(args: argparse.Namespace, console: Console) -> int:
     from .draft import draft_policy
 
     policy = load_policy(args.policy, args.subjects) if Path(args.policy).exists() else None
-    text = draft_policy(open_existing(args.db), policy)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    _write_text(draft_policy(open_existing(args.db), policy), args.output)
     return EXIT_OK
 
 
@@ -407,12 +403,16 @@ def cmd_map(args: argparse.Namespace, console: Console) -> int:
     if not args.format:
         show_map(register_rows, policy, Output(console))
         return EXIT_OK
-    text = (map_markdown if args.format == "md" else map_html)(register_rows, policy)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    _write_text((map_markdown if args.format == "md" else map_html)(register_rows, policy),
+                args.output)
+    return EXIT_OK
+
+
+def _write_text(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return EXIT_OK
 
 
 def cmd_merge(args: argparse.Namespace, console: Console) -> int:
