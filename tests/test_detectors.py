@@ -214,7 +214,30 @@ SHA256_HEX = "a" * 40 + "0123456789abcdef01234567"  # 64 hex characters
     ("cookie", "ajs_anonymous_id", "5f0c", [("device_id", "device_id:5f0c")]),
     ("query", "ud[em]", SHA256_HEX, [("email", f"email:{SHA256_HEX}")]),
     ("query", "ud[ph]", SHA256_HEX.upper(), [("phone", f"phone:{SHA256_HEX}")]),
+    # categories from context (issue 4): ids, location, behaviour, purchases, credentials
+    ("cookie", "_ga", "GA1.1.1478523690.1768035600",
+     [("device_id", "device_id:ga1.1.1478523690.1768035600")]),
+    ("cookie", "_fbp", "fb.1.1768035600123.1478523690",
+     [("device_id", "device_id:fb.1.1768035600123.1478523690")]),
+    ("query", "fbc", "fb.1.1768.IwAR", [("device_id", "device_id:fb.1.1768.iwar")]),
+    ("body", "properties.distinct_id", "u-77", [("device_id", "device_id:u-77")]),
+    ("body", "device.advertising_id", "38400000-8cf0-11bd-b23e-10b96e40000d",
+     [("device_id", "device_id:38400000-8cf0-11bd-b23e-10b96e40000d")]),
+    ("query", "gclid", "Cj0KCQ", [("device_id", "device_id:cj0kcq")]),
+    ("body", "billing.postcode", "75002", [("postal_address", "postal_address:75002")]),
+    ("body", "user.bday", "04/01", [("birth_date", "birth_date:04/01")]),
+    ("body", "geo.latitude", "48.85", [("location", "location:48.85")]),
+    ("query", "dl", "https://shop.example/p/42", [("behavioural", "behavioural:https://shop.example/p/42")]),
+    ("query", "q", "running shoes", [("behavioural", "behavioural:running shoes")]),
+    ("body", "ecommerce.order_total", "59.90", [("purchase", "purchase:59.90")]),
+    ("body", "cart", "3 items", [("purchase", "purchase:3 items")]),
+    ("body", "form.new_password", "x", [("credentials", "credentials:x")]),
+    ("body", "passwordConfirm", "x", [("credentials", "credentials:x")]),
+    ("body", "client_secret", "s3", [("credentials", "credentials:s3")]),
+    ("body", "card.cvc", "123", [("credentials", "credentials:123")]),
     # must avoid
+    ("body", "userId", "u-77", []),           # pseudonymous ids say nothing by their key
+    ("body", "passenger_count", "2", []),
     ("body", "product.name", "Chair", []),   # a name, but of no person
     ("body", "name", "Chair", []),
     ("query", "em", "jane.roe@example.org", []),  # short keys mean personal data only hashed

@@ -17,6 +17,7 @@ import zlib
 from urllib.parse import quote
 
 import brotli
+import lzstring
 import pytest
 from mitmproxy import http
 from mitmproxy.net.http import multipart
@@ -89,7 +90,7 @@ def test_headers_referer_custom_and_plumbing():
     assert ("header", "Referer", "https://shop.example/account?email=jane.roe%40example.org",
             ()) in fields
     # The Referer's own query is read as fields of the header.
-    assert ("header", "Referer.email", EMAIL, ("url-query",)) in fields
+    assert ("header", "Referer.email", EMAIL, ("url-query.email",)) in fields
     assert ("header", "X-User-Email", EMAIL, ()) in fields
     # Protocol plumbing is not data about a person.
     assert not [f for f in fields if f[1] in ("Accept", "Content-Type", "Accept-Language")]
@@ -176,8 +177,20 @@ def test_plain_text_body_is_one_value():
     assert tuples(request)[1:] == [("body", "", "Contact: jane.roe@example.org", ())]
 
 
-def test_xml_body_is_searched_as_text():
-    raw = b"<user><email>jane.roe@example.org</email></user>"
+def test_xml_body_element_text_and_attributes():
+    raw = (b'<?xml version="1.0"?><user id="C-1001"><email>jane.roe@example.org</email>'
+           b'<x:phone xmlns:x="urn:x">+33612345678</x:phone></user>')
+    request = make(raw=raw, content_type="application/xml")
+    assert tuples(request)[1:] == [
+        ("body", "user@id", "C-1001", ()),
+        ("body", "user.email", EMAIL, ()),
+        ("body", "user.phone", "+33612345678", ()),
+    ]
+
+
+def test_xml_with_a_doctype_is_not_parsed_so_entities_cannot_expand():
+    raw = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
+           b'<l>&b;</l>')
     request = make(raw=raw, content_type="application/xml")
     assert tuples(request)[1:] == [("body", "", raw.decode(), ())]
 
@@ -214,8 +227,8 @@ def test_json_string_inside_a_json_value():
     request = make(raw=json.dumps({"props": inner}).encode(), content_type="application/json")
     assert tuples(request)[1:] == [
         ("body", "props", inner, ()),
-        ("body", "props.email", EMAIL, ("json",)),
-        ("body", "props.plan", "pro", ("json",)),
+        ("body", "props.email", EMAIL, ("json.email",)),
+        ("body", "props.plan", "pro", ("json.plan",)),
     ]
 
 
@@ -226,7 +239,7 @@ def test_base64_json_in_a_query_parameter():
     assert tuples(request)[1:] == [
         ("query", "d", encoded, ()),
         ("query", "d", inner, ("base64",)),
-        ("query", "d.user.email", EMAIL, ("base64", "json")),
+        ("query", "d.user.email", EMAIL, ("base64", "json.user.email")),
     ]
 
 
@@ -235,14 +248,14 @@ def test_base64url_without_padding():
     encoded = b64url(inner.encode())
     assert "=" not in encoded
     request = make(f"https://tracker.example/i?d={encoded}", method="GET")
-    assert ("query", "d.e", EMAIL, ("base64", "json")) in tuples(request)
+    assert ("query", "d.e", EMAIL, ("base64", "json.e")) in tuples(request)
 
 
 def test_three_layer_chain_referer_query_base64_json():
     inner = json.dumps({"u": {"email": EMAIL}})
     referer = f"https://shop.example/p?d={quote(b64(inner))}"
     request = make(method="GET", Referer=referer)
-    expected = ("header", "Referer.d.u.email", EMAIL, ("url-query", "base64", "json"))
+    expected = ("header", "Referer.d.u.email", EMAIL, ("url-query.d", "base64", "json.u.email"))
     assert expected in tuples(request)
 
 
@@ -251,7 +264,7 @@ def test_gzip_then_base64_in_a_query_parameter():
     encoded = base64.b64encode(gzip.compress(inner.encode())).decode()
     request = make(f"https://tracker.example/i?p={quote(encoded)}", method="GET")
     assert ("query", "p", inner, ("base64+gzip",)) in tuples(request)
-    assert ("query", "p.email", EMAIL, ("base64+gzip", "json")) in tuples(request)
+    assert ("query", "p.email", EMAIL, ("base64+gzip", "json.email")) in tuples(request)
 
 
 def test_url_encoded_value_inside_json():
@@ -263,7 +276,7 @@ def test_url_encoded_value_inside_json():
 def test_url_with_query_inside_json():
     raw = json.dumps({"page": "https://shop.example/thanks?email=jane.roe%40example.org"}).encode()
     request = make(raw=raw, content_type="application/json")
-    assert ("body", "page.email", EMAIL, ("url-query",)) in tuples(request)
+    assert ("body", "page.email", EMAIL, ("url-query.email",)) in tuples(request)
 
 
 JWT_HEADER = b64url(b'{"alg":"HS256","typ":"JWT"}')
@@ -274,14 +287,14 @@ JWT = f"{JWT_HEADER}.{JWT_PAYLOAD}.c2lnbmF0dXJl"
 def test_jwt_payload_in_a_cookie():
     request = make(method="GET", Cookie=f"session={JWT}")
     fields = tuples(request)
-    assert ("cookie", "session.sub", "C-1001", ("jwt",)) in fields
-    assert ("cookie", "session.email", EMAIL, ("jwt",)) in fields
+    assert ("cookie", "session.sub", "C-1001", ("jwt.sub",)) in fields
+    assert ("cookie", "session.email", EMAIL, ("jwt.email",)) in fields
 
 
 def test_jwt_payload_in_a_bearer_authorization_header():
     request = make(method="GET", Authorization=f"Bearer {JWT}")
     fields = tuples(request)
-    assert ("header", "Authorization.email", EMAIL, ("jwt",)) in fields
+    assert ("header", "Authorization.email", EMAIL, ("jwt.email",)) in fields
 
 
 def test_random_token_is_not_decoded():
@@ -403,4 +416,97 @@ def test_provenance_names_location_key_and_layers():
     inner = json.dumps({"email": EMAIL})
     request = make(f"https://tracker.example/i?d={quote(b64(inner))}", method="GET")
     field = next(f for f in request_fields(request, MAX_BODY).fields if f.value == EMAIL)
-    assert field.provenance() == "query.d.email -> base64 -> json"
+    assert field.provenance() == "query.d -> base64 -> json.email"
+
+
+# --- more codecs, each checked against an independent encoder or a published vector ----------
+
+def layered(value: str, key: str = "d") -> list[tuple]:
+    request = make(f"https://tracker.example/i?{key}={quote(value, safe='')}", method="GET")
+    return tuples(request)
+
+
+def test_hex_base16_value():
+    assert ("query", "d", EMAIL, ("hex",)) in layered(EMAIL.encode().hex())
+    assert ("query", "d", EMAIL, ("hex",)) in layered(EMAIL.encode().hex().upper())
+
+
+def test_base32_with_and_without_padding():
+    encoded = base64.b32encode(b"jane@example.org").decode()
+    assert encoded.endswith("=")
+    assert ("query", "d", "jane@example.org", ("base32",)) in layered(encoded)
+    assert ("query", "d", "jane@example.org", ("base32",)) in layered(encoded.rstrip("="))
+
+
+def test_base58_published_vector():
+    # "hello world" in Bitcoin's base58 alphabet, as the base58 reference vectors give it.
+    assert ("query", "d", "hello world", ("base58",)) in layered("StV1DL6CwTryKyV")
+
+
+def test_html_entities():
+    value = "jane.roe&#64;example&period;org"
+    request = make(raw=json.dumps({"e": value}).encode(), content_type="application/json")
+    assert ("body", "e", EMAIL, ("html",)) in tuples(request)
+
+
+def test_lz_string_both_alphabets():
+    codec = lzstring.LZString()
+    inner = json.dumps({"em": EMAIL})
+    uri = codec.compressToEncodedURIComponent(inner)
+    assert ("query", "d.em", EMAIL, ("lz-string", "json.em")) in layered(uri)
+    b64_form = codec.compressToBase64(inner)
+    assert ("query", "d.em", EMAIL, ("lz-string", "json.em")) in layered(b64_form)
+
+
+@pytest.mark.parametrize("name,packed", [
+    ("zlib", lambda raw: zlib.compress(raw)),
+    ("deflate", lambda raw: zlib.compress(raw)[2:-4]),  # raw deflate: no zlib header/trailer
+    ("gzip", lambda raw: gzip.compress(raw)),
+])
+def test_compressed_streams_inside_base64(name, packed):
+    inner = json.dumps({"email": EMAIL, "pad": "x" * 40})
+    encoded = base64.b64encode(packed(inner.encode())).decode()
+    assert ("query", "d.email", EMAIL, (f"base64+{name}", "json.email")) in layered(encoded)
+
+
+def test_three_mixed_layers_hex_of_base64_of_json_inside_a_form_value():
+    inner = json.dumps({"user": {"em": EMAIL}})
+    value = b64(inner).encode().hex()
+    assert ("query", "d.user.em", EMAIL, ("hex", "base64", "json.user.em")) in layered(value)
+
+
+def test_double_url_encoding():
+    value = quote(quote(EMAIL, safe=""), safe="")  # layered() quotes a third time
+    assert ("query", "d", EMAIL, ("url", "url")) in layered(value)
+
+
+def test_ga4_batched_hits_one_query_string_per_line():
+    raw = b"en=page_view&ep.email=jane.roe%40example.org\nen=scroll&epn.percent=90\n"
+    request = make(raw=raw, content_type="text/plain")
+    fields = tuples(request)
+    assert ("body", "[0].ep.email", EMAIL, ("beacon",)) in fields
+    assert ("body", "[1].en", "scroll", ("beacon",)) in fields
+
+
+def test_segment_batch_json():
+    raw = json.dumps({"batch": [{"type": "identify", "traits": {"email": EMAIL}}]}).encode()
+    request = make(raw=raw, content_type="application/json")
+    assert ("body", "batch[0].traits.email", EMAIL, ()) in tuples(request)
+
+
+def test_xml_inside_a_json_string():
+    raw = json.dumps({"doc": f"<c><email>{EMAIL}</email></c>"}).encode()
+    request = make(raw=raw, content_type="application/json")
+    assert ("body", "doc.c.email", EMAIL, ("xml.c.email",)) in tuples(request)
+
+
+def test_provenance_of_a_finding_reads_like_the_research_detectors():
+    inner = json.dumps({"em": "0" * 64})
+    request = make(f"https://tracker.example/i?ud={b64(inner)}", method="GET")
+    field = next(f for f in request_fields(request, MAX_BODY).fields if f.value == "0" * 64)
+    assert field.provenance() == "query.ud -> base64 -> json.em"
+
+
+def test_random_hex_digest_is_not_decoded_as_text():
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert layered(digest)[1:] == [("query", "d", digest, ())]

@@ -9,9 +9,13 @@ told apart. A 20,000-subject registry is built once to show the index scales (no
 
 import base64
 import hashlib
+import zlib
 from urllib.parse import quote, quote_plus
 
+import mmh3
 import pytest
+import whirlpool
+from Crypto.Hash import MD2, MD4
 
 from gdpr_audit.detectors import KnownSubjects
 from gdpr_audit.fields import Field
@@ -219,14 +223,162 @@ def test_a_name_given_twice_is_reported_once():
 
 # --- a large registry ---------------------------------------------------------------------------
 
-def test_twenty_thousand_subjects():
+def test_five_thousand_subjects():
+    # Every hash of every subject is in one sorted array of 8-byte prefixes: a lookup is a
+    # binary search whatever the size (bench/detection measures 100,000 subjects).
     subjects = [Subject(f"gen-{i:05d}", (("email", f"person{i:05d}@example.org"),
                                          ("customer_id", f"G-{i:05d}")), {})
-                for i in range(20_000)]
+                for i in range(5_000)]
     registry = KnownSubjects(subjects)
-    assert registry.size == 20_000
-    assert hits(registry, "person12345@example.org") == [("gen-12345", "email", "plain")]
-    digest = hashlib.sha256(b"person19999@example.org").hexdigest()
-    assert hits(registry, digest) == [("gen-19999", "email", "sha256(email)")]
+    assert registry.size == 5_000
+    assert hits(registry, "person01234@example.org") == [("gen-01234", "email", "plain")]
+    digest = hashlib.sha256(b"person04999@example.org").hexdigest()
+    assert hits(registry, digest) == [("gen-04999", "email", "sha256(email)")]
+    chained = hashlib.sha1(hashlib.md5(b"person00007@example.org").hexdigest().encode()).hexdigest()
+    assert hits(registry, chained) == [("gen-00007", "email", "sha1(md5(email))")]
     assert hits(registry, "G-00042") == [("gen-00042", "customer_id", "plain")]
-    assert hits(registry, "person20000@example.org") == []
+    assert hits(registry, "person05000@example.org") == []
+
+
+# --- every hash of the research detectors, as hex (either case), base64 and decimal ---------------
+
+def library_digest(name: str, data: bytes) -> bytes:
+    """The digest as each hash's own library computes it (what a tracker's code would send)."""
+    if name == "md2":
+        return MD2.new(data).digest()
+    if name == "md4":
+        return MD4.new(data).digest()
+    if name == "whirlpool":
+        return whirlpool.new(data).digest()
+    if name == "murmur3_32":
+        return mmh3.hash(data, signed=False).to_bytes(4, "big")
+    if name == "murmur3_64":
+        return mmh3.hash64(data, signed=False)[0].to_bytes(8, "big")
+    if name == "murmur3_128":
+        return mmh3.hash128(data, signed=False).to_bytes(16, "big")
+    if name == "crc32":
+        return zlib.crc32(data).to_bytes(4, "big")
+    if name == "adler32":
+        return zlib.adler32(data).to_bytes(4, "big")
+    return hashlib.new(name, data).digest()
+
+
+RESEARCH_HASHES = ["md2", "md4", "md5", "sha1", "sha224", "sha256", "sha384", "sha512",
+                   "sha3_224", "sha3_256", "sha3_384", "sha3_512", "ripemd160", "whirlpool",
+                   "blake2b", "blake2s", "murmur3_32", "murmur3_64", "murmur3_128", "crc32",
+                   "adler32"]
+
+
+@pytest.mark.parametrize("name", RESEARCH_HASHES)
+def test_every_research_hash_of_the_email_in_hex(registry, name):
+    digest = library_digest(name, JANE_EMAIL.encode())
+    assert hits(registry, digest.hex()) == [("cust-001", "email", f"{name}(email)")]
+    assert hits(registry, digest.hex().upper()) == [("cust-001", "email", f"{name}(email)")]
+
+
+def test_md4_rfc_1320_vector():
+    # RFC 1320, appendix A.5: MD4("abc").
+    subject = Subject("s", (("email", "abc"),), {})
+    assert hits(KnownSubjects([subject]), "a448017aaf21d8525fc10ae87aa6729d") == [
+        ("s", "email", "md4(email)")]
+
+
+def test_mailchimp_birthday_month_and_day_as_a_whole_value():
+    registry = KnownSubjects([Subject("b", (("birth_date", "1990-04-01"),), {})])
+    assert hits(registry, "04/01") == [("b", "birth_date", "birthday")]
+    assert hits(registry, "paid 04/01 invoice") == []
+
+
+@pytest.mark.parametrize("name", [n for n in RESEARCH_HASHES if n not in
+                                  ("murmur3_32", "murmur3_64", "crc32", "adler32")])
+def test_base64_of_the_digest(registry, name):
+    encoded = base64.b64encode(library_digest(name, JANE_EMAIL.encode())).decode()
+    assert hits(registry, encoded) == [("cust-001", "email", f"base64({name}(email))")]
+
+
+@pytest.mark.parametrize(("name", "number"), [
+    ("crc32", zlib.crc32(JANE_EMAIL.encode())),
+    ("adler32", zlib.adler32(JANE_EMAIL.encode())),
+    ("murmur3_32", mmh3.hash(JANE_EMAIL.encode())),                 # mmh3's signed default
+    ("murmur3_32", mmh3.hash(JANE_EMAIL.encode(), signed=False)),
+    ("murmur3_64", mmh3.hash64(JANE_EMAIL.encode())[0]),
+])
+def test_decimal_checksums(registry, name, number):
+    assert hits(registry, str(number)) == [("cust-001", "email", f"decimal({name}(email))")]
+
+
+@pytest.mark.parametrize("name", ["sha256", "sha1", "crc32", "murmur3_128", "blake2b"])
+def test_phone_gets_every_hash_too(registry, name):
+    digest = library_digest(name, JANE_PHONE.lstrip("+").encode())
+    assert ("cust-001", "phone", f"{name}(phone)") in hits(registry, digest.hex())
+
+
+@pytest.mark.parametrize("chain", [("md5", "sha256"), ("sha256", "md5"), ("sha1", "sha512"),
+                                   ("md5", "sha1", "sha256"), ("sha512", "sha512", "md5")])
+def test_hash_chains(registry, chain):
+    data = JANE_EMAIL.encode()
+    for name in chain:
+        data = hashlib.new(name, data).hexdigest().encode()
+    form = "email"
+    for name in chain:
+        form = f"{name}({form})"
+    assert hits(registry, data.decode()) == [("cust-001", "email", form)]
+
+
+def test_salted_sha256_with_the_policy_salt():
+    registry = KnownSubjects([JANE], salts=["pepper-2026"])
+    digest = hashlib.sha256(b"pepper-2026" + JANE_EMAIL.encode()).hexdigest()
+    assert hits(registry, digest) == [("cust-001", "email", "sha256+salt(email)")]
+    unsalted_registry = KnownSubjects([JANE])
+    assert hits(unsalted_registry, digest) == []
+
+
+def test_gmail_dots_removed_before_hashing():
+    subject = Subject("g", (("email", "Jane.Q.Roe@gmail.com"),), {})
+    digest = hashlib.sha256(b"janeqroe@gmail.com").hexdigest()
+    assert hits(KnownSubjects([subject]), digest) == [("g", "email", "sha256(email)")]
+
+
+@pytest.mark.parametrize(("text", "category"), [
+    ("jane", "name"), ("roé", "name"), ("roe", "name"),   # Meta fn / ln of a full name
+    ("75002", "postal_address"), ("paris", "postal_address"), ("1990-04-01", "birth_date"),
+    ("19900401", "birth_date"),
+])
+def test_meta_and_google_normalisations_of_other_identifiers(text, category):
+    subject = Subject("p", (("name", "Jane Roé"), ("postal_address", "12 rue de la Paix, 75002 Paris"),
+                            ("birth_date", "1990-04-01")), {})
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert hits(KnownSubjects([subject]), digest) == [("p", category, f"sha256({category})")]
+
+
+def test_random_digests_and_numbers_name_nobody(registry):
+    assert hits(registry, hashlib.sha256(b"someone else").hexdigest()) == []
+    assert hits(registry, base64.b64encode(hashlib.md5(b"x").digest()).decode()) == []
+    assert hits(registry, "1781517600") == []
+    assert hits(registry, "deadbeef") == []
+
+
+# --- keystrokes and split names -----------------------------------------------------------------
+
+@pytest.mark.parametrize("typed", ["jane.roe@example.or", "jane.roe@example.o"])
+def test_an_email_typed_keystroke_by_keystroke(registry, typed):
+    assert hits(registry, typed) == [("cust-001", "email", "keystroke")]
+
+
+def test_keystroke_prefixes_only_as_a_whole_value_and_only_for_long_identifiers(registry):
+    assert hits(registry, "see jane.roe@example.o later") == []
+    assert hits(registry, "jane.roe@example.") == []        # three characters short
+    short = KnownSubjects([Subject("s", (("email", "a@b.io"),), {})])
+    assert hits(short, "a@b.i") == []
+
+
+def test_a_name_split_over_two_fields_names_the_subject(registry):
+    fields = [Field("body", "given", "JANE"), Field("body", "family", "Roe"),
+              Field("body", "city", "Lyon")]
+    found = [(f.subject, f.category, f.form) for f in registry.find_split(fields)]
+    assert found == [("cust-001", "name", "split name")]
+
+
+def test_one_half_of_a_name_is_not_enough(registry):
+    assert list(registry.find_split([Field("body", "given", "Jane"),
+                                     Field("body", "city", "Lyon")])) == []

@@ -48,7 +48,7 @@ class Auditor:
     def __init__(self, policy: Policy, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.policy = policy
         self.max_body = max_body
-        self.known = KnownSubjects(policy.subjects, policy.country)
+        self.known = KnownSubjects(policy.subjects, policy.country, policy.hash_salts)
         own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self.subjects = {s.id: s for s in policy.subjects}
@@ -133,6 +133,9 @@ class Auditor:
                 kept = findings.get(key)
                 if kept is None or len(finding.canonical) > len(kept.canonical):
                     findings[key] = finding  # the full name, not the first name inside it
+        for finding in self.known.find_split(extraction.fields):  # first and last name apart
+            findings.setdefault((finding.field.location, finding.field.key, "name",
+                                 finding.subject or ""), finding)
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}

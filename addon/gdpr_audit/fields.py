@@ -9,12 +9,14 @@ a bounded amount of work; hitting one marks the flow as partially audited.
 
 import base64
 import binascii
+import html
 import json
 import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from xml.etree import ElementTree
 
 import brotli
 from mitmproxy import http
@@ -25,8 +27,9 @@ try:
 except ImportError:  # Python < 3.14: the backport mitmproxy itself depends on
     from backports import zstd  # type: ignore[import-not-found,no-redef]
 
-MAX_DEPTH = 3
-"""How many encodings deep a value is peeled."""
+MAX_DEPTH = 4
+"""How many encodings deep a value is peeled (3 layers of encoding, plus JSON or a query
+string in between)."""
 MAX_FIELDS = 20_000
 MAX_VALUE_CHARS = 1_000_000
 # Headers that carry protocol plumbing, never data about a person.
@@ -48,8 +51,18 @@ class Field:
     layers: tuple[str, ...] = ()
 
     def provenance(self) -> str:
-        return " -> ".join((f"{self.location}.{self.key}" if self.key else self.location,
-                            *self.layers))
+        """`query.ud -> base64 -> json.em`: the outer key, then each decoding with the key
+        it revealed (which `key` also carries, joined to the outer one)."""
+        outer = self.key
+        for layer in reversed(self.layers):
+            inner = _LAYER_KEY.match(layer).group(2).lstrip(".")
+            if inner and outer.endswith(inner):
+                outer = outer[:-len(inner)].rstrip(".")
+        return " -> ".join((f"{self.location}.{outer}" if outer else self.location, *self.layers))
+
+
+# A layer name, then the key path it revealed: `json.user.em`, `form.ud[em]`, `xml.user.email`.
+_LAYER_KEY = re.compile(r"([a-z0-9+-]+)(.*)", re.S)
 
 
 @dataclass
@@ -146,6 +159,10 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
         return
     if _walk_json_text(out, location, "", text, depth, layers):
         return
+    if _walk_xml(out, location, "", text, depth, layers):
+        return
+    if _walk_beacon_batch(out, location, text, depth, layers):
+        return
     _add_value(out, Field(location, "", text, layers), depth)
 
 
@@ -170,8 +187,9 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
         documents = [json.loads(line) for line in lines]
     except (ValueError, RecursionError):
         return False
+    nested = (*layers[:-1], "ndjson") if layers and layers[-1] == "json" else (*layers, "ndjson")
     for index, document in enumerate(documents):
-        _walk(out, location, _join(key, f"[{index}]"), document, depth, (*layers, "ndjson"))
+        _walk(out, location, _join(key, f"[{index}]"), document, depth, nested)
     return True
 
 
@@ -185,8 +203,64 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
         elif item is not None and not isinstance(item, bool):
-            if not _add_value(out, Field(location, path, str(item), layers), depth):
+            if not _add_value(out, Field(location, path, str(item), _named(layers, key, path)),
+                              depth):
                 return
+
+
+def _named(layers: tuple[str, ...], outer: str, path: str) -> tuple[str, ...]:
+    """The last decoding layer named with the key it revealed: `json` -> `json.em`."""
+    if not layers or layers[-1] in ("ndjson", "beacon") or _LAYER_KEY.match(layers[-1]).group(2):
+        return layers
+    inner = path[len(outer):] if path.startswith(outer) else path
+    if not inner:
+        return layers
+    return (*layers[:-1], layers[-1] + (inner if inner.startswith("[") else "." + inner.lstrip(".")))
+
+
+def _walk_xml(out: Extraction, location: str, key: str, text: str, depth: int,
+              layers: tuple[str, ...]) -> bool:
+    """Element text and attributes of an XML document, keyed by their tag path; False when the
+    text is not XML. Documents with a DOCTYPE are not parsed: no entity can then be declared,
+    so no entity expansion bomb either."""
+    stripped = text.strip()
+    if not (stripped.startswith("<") and stripped.endswith(">")) or "<!DOCTYPE" in stripped.upper():
+        return False
+    try:
+        root = ElementTree.fromstring(stripped)
+    except ElementTree.ParseError:
+        return False
+    nested = (*layers[:-1], "xml") if layers and layers[-1] == "json" else layers
+    stack = [(_join(key, _local(root.tag)), root)]
+    while stack:
+        path, element = stack.pop()
+        for name, value in element.attrib.items():
+            if not _add_value(out, Field(location, f"{path}@{_local(name)}", value,
+                                         _named(nested, key, f"{path}@{_local(name)}")), depth):
+                return True
+        if element.text and element.text.strip():
+            if not _add_value(out, Field(location, path, element.text.strip(),
+                                         _named(nested, key, path)), depth):
+                return True
+        stack.extend((f"{path}.{_local(child.tag)}", child) for child in reversed(element))
+    return True
+
+
+def _local(tag: str) -> str:
+    """`{http://namespace}email` -> `email`."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _walk_beacon_batch(out: Extraction, location: str, text: str, depth: int,
+                       layers: tuple[str, ...]) -> bool:
+    """GA4's batched hits: one query string of parameters per line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) < 2 or not all(_FORM.fullmatch(line.strip()) for line in lines):
+        return False
+    for index, line in enumerate(lines):
+        for key, value in parse_qsl(line.strip(), keep_blank_values=True):
+            _add_value(out, Field(location, f"[{index}].{key}", value, (*layers, "beacon")), depth)
+    return True
 
 
 def _join(prefix: str, key: str) -> str:
@@ -207,10 +281,12 @@ def _add_value(out: Extraction, item: Field, depth: int) -> bool:
                 parsed = _walk_json_text(out, item.location, item.key, decoded, depth + 1, nested)
                 if not parsed and decoded != item.value:
                     _add_value(out, Field(item.location, item.key, decoded, nested), depth + 1)
-            elif layer == "url-query":
+            elif layer in ("url-query", "form"):
                 for key, value in parse_qsl(decoded, keep_blank_values=True):
-                    _add_value(out, Field(item.location, _join(item.key, key), value, nested),
-                               depth + 1)
+                    _add_value(out, Field(item.location, _join(item.key, key), value,
+                                          (*item.layers, f"{layer}.{key}")), depth + 1)
+            elif layer == "xml":
+                _walk_xml(out, item.location, item.key, decoded, depth + 1, nested)
             else:
                 _add_value(out, Field(item.location, item.key, decoded, nested), depth + 1)
     elif _decodings(item.value):
@@ -218,12 +294,25 @@ def _add_value(out: Extraction, item: Field, depth: int) -> bool:
     return True
 
 
-# base64 of anything worth decoding is at least 12 characters; both alphabets, padding optional.
-_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{12,}={0,2}")
+# base64 of anything worth decoding (a 32-bit checksum in hex, at least) is 8 characters or
+# more; both alphabets, padding optional.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+_BASE32 = re.compile(r"(?:[A-Z2-7]{8,}|[a-z2-7]{8,})={0,6}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}){6,}")
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{8,}")
+# lz-string's compressToEncodedURIComponent alphabet adds '$' to base64url's.
+_LZ_URI = re.compile(r"[A-Za-z0-9+$-]{8,}")
+# compressToBase64 pads to a multiple of four with up to three '='.
+_LZ_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,3}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*")
 # JWTs mostly travel as `Authorization: Bearer <token>`.
 _BEARER = re.compile(r"^bearer\s+", re.I)
 _FORM = re.compile(r"[^=&\s]+=[^&]*(&[^=&\s]+=[^&]*)+")
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-f]+|[a-z]+\d*);", re.I)
+# Past these sizes a token is not tried with the costlier codecs: lz-string is read bit by bit,
+# and base58 is one big-integer conversion, quadratic in the length.
+_MAX_LZ_STRING = 50_000
+_MAX_BASE58 = 512
 
 
 def _decodings(value: str) -> list[tuple[str, str]]:
@@ -234,25 +323,51 @@ def _decodings(value: str) -> list[tuple[str, str]]:
         decoded = unquote_plus(value) if "=" in value else unquote(value)
         if decoded != value:
             found.append(("url", decoded))
+    if "&" in value and _ENTITY.search(value):
+        unescaped = html.unescape(value)
+        if unescaped != value:
+            found.append(("html", unescaped))
+            return found
     if head in ("{", "[") and len(value) > 1:
         found.append(("json", value))
+    elif head == "<" and value.rstrip().endswith(">"):
+        found.append(("xml", value))
     elif value.startswith(("http://", "https://")) and "?" in value:
         found.append(("url-query", urlsplit(value).query))
     elif _FORM.fullmatch(value) and not found:
-        found.append(("url-query", value))
+        found.append(("form", value))
     elif jwt := _JWT.fullmatch(_BEARER.sub("", value, count=1)):
         payload = _b64decode(jwt.group(1))
         if payload is not None:
             found.append(("jwt", payload.decode("utf-8", errors="replace")))
-    elif _BASE64.fullmatch(value):
-        raw = _b64decode(value)
-        if raw is not None:
-            if raw[:2] == b"\x1f\x8b" or raw[:1] == b"\x78":
-                inflated = _inflate(raw)
-                if inflated is not None and _is_text(inflated):
-                    found.append(("base64+gzip", inflated.decode("utf-8")))
-            elif _is_text(raw):
-                found.append(("base64", raw.decode("utf-8")))
+    else:
+        found += _binary_to_text(value)
+    return found
+
+
+def _binary_to_text(value: str) -> list[tuple[str, str]]:
+    """Every binary-to-text reading of `value` that yields text: hex, base32, base64 (plain,
+    or holding gzip/zlib/raw deflate), lz-string, base58. Their alphabets overlap, so a
+    token is read every way that fits; noise rarely decodes to text."""
+    found: list[tuple[str, str]] = []
+    if _HEX.fullmatch(value):
+        if (text := _text(bytes.fromhex(value))) is not None:
+            return [("hex", text)]
+    if _BASE32.fullmatch(value):
+        if (text := _text(_b32decode(value))) is not None:
+            return [("base32", text)]
+    if _BASE64.fullmatch(value) and (raw := _b64decode(value)) is not None:
+        if (text := _text(raw)) is not None:
+            return [("base64", text)]
+        for name, inflated in _inflations(raw):
+            if (text := _text(inflated)) is not None:
+                found.append((f"base64+{name}", text))
+    if len(value) <= _MAX_LZ_STRING and (_LZ_URI.fullmatch(value) or _LZ_BASE64.fullmatch(value)):
+        if (text := _text_of(lzstring_decompress(value), strict=True)) is not None:
+            found.append(("lz-string", text))
+    if len(value) <= _MAX_BASE58 and _BASE58.fullmatch(value):
+        if (text := _text(_b58decode(value), strict=True)) is not None:
+            found.append(("base58", text))
     return found
 
 
@@ -266,6 +381,43 @@ def _b64decode(text: str) -> bytes | None:
         return None
 
 
+def _b32decode(text: str) -> bytes | None:
+    stripped = text.rstrip("=").upper()
+    try:
+        return base64.b32decode(stripped + "=" * (-len(stripped) % 8))
+    except (binascii.Error, ValueError):
+        return None
+
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+
+
+def _b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        number = number * 58 + _B58_INDEX[char]
+    zeros = len(text) - len(text.lstrip("1"))
+    return b"\0" * zeros + number.to_bytes((number.bit_length() + 7) // 8, "big")
+
+
+def _inflations(raw: bytes) -> list[tuple[str, bytes]]:
+    """gzip, zlib or raw deflate streams inside decoded base64."""
+    if raw[:2] == b"\x1f\x8b":
+        candidates = [("gzip", 31)]
+    elif raw[:1] == b"\x78":
+        candidates = [("zlib", 15)]
+    else:
+        candidates = [("deflate", -15)]
+    found = []
+    for name, wbits in candidates:
+        try:
+            found.append((name, zlib.decompressobj(wbits).decompress(raw, MAX_VALUE_CHARS)))
+        except zlib.error:
+            pass
+    return found
+
+
 def _inflate(raw: bytes) -> bytes | None:
     try:
         return zlib.decompressobj(47).decompress(raw, MAX_VALUE_CHARS)
@@ -273,12 +425,89 @@ def _inflate(raw: bytes) -> bytes | None:
         return None
 
 
-def _is_text(raw: bytes) -> bool:
+def _text(raw: bytes | None, strict: bool = False) -> str | None:
     """Decoded bytes worth searching: UTF-8 and mostly printable (random base64-looking
     tokens decode to binary noise, which fails this)."""
+    if not raw:
+        return None
     try:
-        text = raw.decode("utf-8")
+        return _text_of(raw.decode("utf-8"), strict)
     except UnicodeDecodeError:
-        return False
+        return None
+
+
+def _text_of(text: str | None, strict: bool = False) -> str | None:
+    """`strict` for codecs that turn any input into some string (lz-string, base58): their
+    noise is printable often enough, but it is rarely mostly ASCII."""
+    if not text:
+        return None
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
-    return bool(text) and printable >= 0.95 * len(text)
+    if strict and sum(" " <= ch <= "~" for ch in text) < 0.8 * len(text):
+        return None
+    return text if printable >= 0.95 * len(text) else None
+
+
+_LZ_URI_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-$"
+_LZ_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def lzstring_decompress(value: str) -> str | None:
+    """lz-string's decompressFromEncodedURIComponent / decompressFromBase64 (the JavaScript
+    library trackers bundle), or None when `value` is not such a stream. The output is capped
+    at MAX_VALUE_CHARS, so a crafted stream cannot expand without bound."""
+    alphabet = _LZ_B64_ALPHABET if ("/" in value or value.endswith("=")) else _LZ_URI_ALPHABET
+    try:
+        codes = [alphabet.index(c) for c in value.replace(" ", "+")]
+    except ValueError:
+        return None
+    position, bit_mask = 0, 32
+
+    def bits(count: int) -> int:
+        nonlocal position, bit_mask
+        result = 0
+        for power in range(count):
+            if position >= len(codes):
+                raise EOFError
+            if codes[position] & bit_mask:
+                result |= 1 << power
+            bit_mask >>= 1
+            if bit_mask == 0:
+                position, bit_mask = position + 1, 32
+        return result
+
+    try:
+        dictionary: list[str] = ["", "", ""]
+        width, enlarge_in = 3, 4
+        kind = bits(2)
+        if kind == 2:
+            return ""
+        entry = chr(bits(8 if kind == 0 else 16))
+        dictionary.append(entry)
+        previous, output, size = entry, [entry], len(entry)
+        while True:
+            code = bits(width)
+            if code in (0, 1):
+                dictionary.append(chr(bits(8 if code == 0 else 16)))
+                code = len(dictionary) - 1
+                enlarge_in -= 1
+            elif code == 2:
+                return "".join(output)
+            if enlarge_in == 0:
+                enlarge_in, width = 1 << width, width + 1
+            if code < len(dictionary):
+                entry = dictionary[code]
+            elif code == len(dictionary):
+                entry = previous + previous[0]
+            else:
+                return None
+            output.append(entry)
+            size += len(entry)
+            if size > MAX_VALUE_CHARS:
+                return None
+            dictionary.append(previous + entry[0])
+            enlarge_in -= 1
+            previous = entry
+            if enlarge_in == 0:
+                enlarge_in, width = 1 << width, width + 1
+    except EOFError:
+        return None

@@ -4,6 +4,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import phonenumbers
@@ -55,6 +56,7 @@ def strip_accents(text: str) -> str:
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=65536)
 def canonical(category: str, text: str, region: str = "FR") -> str:
     """The one spelling of an identifier that fingerprints are computed over."""
     text = _SPACES.sub(" ", text.strip())

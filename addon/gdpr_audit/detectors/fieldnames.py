@@ -9,19 +9,29 @@ from .base import Detector, Finding
 
 _KEYS = {
     "name": "firstname fname givenname prenom lastname lname surname familyname nom fullname "
-            "displayname customername contactname billingname shippingname",
+            "displayname customername contactname billingname shippingname middlename nomfamille",
     "postal_address": "address address1 address2 addressline1 addressline2 line1 line2 street "
-                      "streetaddress adresse mailingstreet postalcode zip zipcode codepostal",
-    "birth_date": "birthdate dob dateofbirth birthday datenaissance",
-    "device_id": "deviceid anonymousid distinctid ga gid fbp fbc cid clientid idfa gaid adid "
-                 "advertisingid visitorid ajsanonymousid userpseudoid sessionuser",
+                      "streetaddress adresse mailingstreet postalcode zip zipcode codepostal "
+                      "postcode housenumber streetname billingaddress shippingaddress "
+                      "mailingcity mailingpostalcode",
+    "birth_date": "birthdate dob dateofbirth birthday datenaissance bday birthyear yob",
+    "device_id": "deviceid anonymousid distinctid ga gid fbp fbc cid clientid idfa idfv gaid "
+                 "aaid adid ifa advertisingid mobileadid visitorid ajsanonymousid userpseudoid "
+                 "sessionuser fbclid gclid gbraid wbraid msclkid ttclid ttp sclid scid "
+                 "epik liadid limsclid",
     "behavioural": "page pageurl dl dr dt referrer referer pagelocation pagereferrer pagetitle "
-                   "pagepath event ev en eventname eventtype searchterm search action",
+                   "pagepath event ev en eventname eventtype searchterm search action url href "
+                   "currenturl screenname q query searchquery keyword keywords searchstring",
     "purchase": "orderid transactionid revenue amount totalprice cart basket price items "
-                "productid sku quantity",
-    "credentials": "password passwd pwd passphrase",
-    "location": "lat latitude lng lon longitude geo coordinates geolocation",
+                "productid sku quantity ordertotal subtotal total currency coupon contents "
+                "contentids numitems orderitems lineitems products",
+    "credentials": "password passwd pwd passphrase passcode pin otp onetimecode "
+                   "verificationcode cvv cvc cvc2 securitycode secret clientsecret",
+    "location": "lat latitude lng lon longitude geo coordinates geolocation gps latlng "
+                "accuracy",
 }
+# Any key that spells out a password (`new_password`, `passwordConfirm`) is a credential.
+_PASSWORD = re.compile(r"pass(word|wd|phrase|code)|secret", re.I)
 _CATEGORY_OF_KEY = {key: category for category, keys in _KEYS.items() for key in keys.split()}
 # Meta's and TikTok's short keys for hashed user data: they only mean personal data when the
 # value is a SHA-256 digest.
@@ -56,6 +66,8 @@ class FieldNameDetector(Detector):
                               f"sha256({category})?")
             return
         category = _CATEGORY_OF_KEY.get(leaf)
+        if category is None and _PASSWORD.search(leaf):
+            category = "credentials"
         if category is None and leaf == "name" and _PERSON.search(field.key):
             category = "name"
         if category is not None:
