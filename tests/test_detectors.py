@@ -140,6 +140,8 @@ def test_iban(value, expected):
     ("41111111111111111111", []),    # 20 digits
     ("4111111111111111.5", []),      # part of a decimal number
     ("v1.4111111111111111", []),
+    ("9a4111111111111111f0", []),    # a digit run inside a hex token
+    ("36303132333432", []),          # Diners-shaped and Luhn-valid, but hex of the text 6012342
     ("9999999999999995", []),        # Luhn-valid, no issuer
 ])
 def test_payment_card(value, expected):

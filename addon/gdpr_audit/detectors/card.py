@@ -6,8 +6,9 @@ from stdnum import luhn
 from ..fields import Field
 from .base import Detector, Finding
 
-# 13 to 19 digits, optionally grouped by spaces or dashes as people type them.
-_CARD = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")
+# 13 to 19 digits, optionally grouped by spaces or dashes as people type them; a run of
+# digits inside a hex token (`9a41374162484541f`) is not a number of its own.
+_CARD = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z.])")
 # Issuer prefixes and lengths (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay):
 # a Luhn check alone passes one random number in ten, timestamps and order ids included.
 _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)\d{12}"
@@ -22,5 +23,10 @@ class CardDetector(Detector):
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _CARD.finditer(field.value):
             digits = re.sub(r"[ -]", "", match.group())
-            if _ISSUERS.fullmatch(digits) and luhn.is_valid(digits):
+            if _ISSUERS.fullmatch(digits) and luhn.is_valid(digits) and not _hex_of_digits(digits):
                 yield Finding(self.id, self.category, field, match.group(), digits)
+
+
+def _hex_of_digits(digits: str) -> bool:
+    """`39373137363731` is hex for the text `9717671`: an encoded number, not a card."""
+    return len(digits) % 2 == 0 and all(digits[i] == "3" for i in range(0, len(digits), 2))
