@@ -126,7 +126,7 @@ class KnownSubjects:
         plain: dict[str, list[Form]] = defaultdict(list)
         encoded: dict[str, list[Form]] = defaultdict(list)
         self._split: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        prefixes: list[bytes] = []
+        prefixes = bytearray()
         refs = array("I")
         for number, subject in enumerate(subjects):
             if number >= MAX_SUBJECTS:
@@ -135,11 +135,14 @@ class KnownSubjects:
             for key, value in _with_full_names(subject.identifiers):
                 category = category_of(key)
                 canon = canonical(category, value, self.region)
+                forms: dict[str, Form] = {}  # one tuple per kind of form, shared by its spellings
                 for text, form in self._spellings(category, value, canon).items():
-                    plain[text].append(Form(subject.id, category, canon, form))
+                    plain[text].append(forms.setdefault(form, Form(subject.id, category, canon,
+                                                                   form)))
+                base64_form = Form(subject.id, category, canon, "base64")
                 for text in {value, value.lower(), canon}:
                     for b64 in _base64_prefixes(text):
-                        encoded[b64].append(Form(subject.id, category, canon, "base64"))
+                        encoded[b64].append(base64_form)
                 if category == "name" and key == "name":
                     parts = _name_parts(value)
                     if len(parts) >= 2:
@@ -147,15 +150,16 @@ class KnownSubjects:
             base = number << (_CHAIN_BITS + _INPUT_BITS)
             for position, item in enumerate(self.hash_inputs(subject)):
                 digests = self._digest_list(item.text, item.chains)
-                prefixes.append(b"".join(digest[:8].rjust(8, b"\0") for digest, _ in digests))
+                prefixes += b"".join(digest[:8].rjust(8, b"\0") for digest, _ in digests)
                 refs.extend([base | position << _CHAIN_BITS | chain for _, chain in digests])
         self.size = len(self.subjects)
         self.plain = _automaton(plain)
         self.encoded = _automaton(encoded)
-        keys = numpy.frombuffer(b"".join(prefixes), dtype=">u8").astype(numpy.uint64)
+        keys = numpy.frombuffer(prefixes, dtype=">u8").astype(numpy.uint64)
         del prefixes
         order = numpy.argsort(keys, kind="stable")
         self._keys = keys[order]
+        del keys
         self._refs = numpy.frombuffer(refs, dtype=numpy.uint32)[order]
 
     # --- what is indexed ------------------------------------------------------------------
