@@ -47,9 +47,9 @@ def test_identifiers_found_and_named(audits: dict) -> None:
     total = sum(found.values()) + len(missed)
     print(f"registry identifiers found: {sum(found.values())}/{total}; missed: {missed}")
     assert total > 150
-    # measured 211/219 (0.963): the misses are city-level address parts, an mm/dd birthday
-    # and a one-time code inside SMS text, which issue 4 (deeper detection) takes on.
-    assert sum(found.values()) / total >= 0.95, missed
+    # measured 216/219: the misses are two Mixpanel city values (a city alone names nobody)
+    # and a one-time code inside SMS text.
+    assert sum(found.values()) / total >= 0.98, missed
 
 
 def test_requests_without_personal_data_stay_clean(audits: dict) -> None:
