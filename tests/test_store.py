@@ -108,3 +108,26 @@ def test_identifiers_in_keys_hosts_and_encodings_are_not_logged(tmp_path: Path, 
         p.read_bytes() for p in tmp_path.glob("audit.db-*"))
     for value in (b"Alice Martin", b"alice martin", b"C-9001", b"c-9001", b"alice.martin@example.org"):
         assert value not in data
+
+
+def test_hostile_places_neither_hide_nor_leak_identifiers(tmp_path: Path, policy: Policy) -> None:
+    """Identifiers used as JSON keys, cookie names, host labels, HTTP methods, checkbox names
+    and consent cookie vendor names: found (so the flow is judged) and never stored raw."""
+    store = AuditStore(str(tmp_path / "audit.db"))
+    page_flow = make_flow("https://shop.test/signup")
+    page_flow.response.headers["content-type"] = "text/html"
+    page_flow.response.content = (b'<input type="checkbox" name="newsletter_alice.martin@example.org" '
+                                  b'checked> Je veux la newsletter')
+    keyed = make_flow("https://collect.adnetwork.test/e", "POST",
+                      json.dumps({"alice.martin@example.org": {"score": 3}}),
+                      {"content-type": "application/json",
+                       "cookie": "uid_alice.martin@example.org=1; tarteaucitron=!Alice Martin=true"})
+    odd_method = make_flow("https://alice-martin.adnetwork.test/x?email=bob.durand%40example.org")
+    odd_method.request.method = "GET alice.martin@example.org"
+    record(store, policy, page_flow, keyed, odd_method)
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        rules = {r for (r,) in db.execute("select rule from violations")}
+    assert {"pre-ticked-consent", "undeclared-recipient"} <= rules
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("audit.db*")).lower()
+    for value in (b"alice.martin@example.org", b"alice martin", b"alice-martin", b"bob.durand"):
+        assert value not in data, value

@@ -1,8 +1,9 @@
 """One flow in, its findings and violations out: the pipeline that replay and the live proxy share."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from mitmproxy import http
@@ -61,7 +62,8 @@ class Auditor:
         scheme = request.scheme
         if flow.websocket is not None:
             scheme = "wss" if scheme == "https" else "ws"
-        result = FlowAudit(flow.id, request.method, scheme, request.pretty_host,
+        method = request.method if _METHOD.fullmatch(request.method) else "*"
+        result = FlowAudit(flow.id, method, scheme, request.pretty_host,
                            request.path, datetime.fromtimestamp(request.timestamp_start, UTC))
         try:
             self._audit(flow, result, only)
@@ -101,7 +103,7 @@ class Auditor:
         result.destination = resolve(self.policy, result.host, flow.request.path)
         consent = (read_consent(extraction.fields, self.policy.signal_purposes)
                    if self.policy.read_signals else ConsentReading())
-        result.consent = consent.record or None
+        result.consent = self._redact_json(consent.record) if consent.record else None
         facts = FlowFacts(
             flow_id=flow.id, method=result.method, scheme=result.scheme, host=result.host,
             path=flow.request.path, at=result.at, destination=result.destination,
@@ -110,7 +112,9 @@ class Auditor:
             consent_signals=consent.decisions,
             page=page)
         for rule in RULES.values():
-            result.violations.extend(rule.check(facts))
+            # A message may quote the traffic (a checkbox's name, a host): redacted like keys.
+            result.violations.extend(replace(v, message=self.redact_key(v.message))
+                                     for v in rule.check(facts))
         result.fields = {id(f): self.redact_key(f.field.key) for f in result.findings}
 
     def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
@@ -175,8 +179,21 @@ class Auditor:
     def redact_key(self, key: str) -> str:
         """A key path (`contacts.Marie Dupont.email`) or host, redacted part by part: a
         registry value between dots is not found by `redact`, which wants it standalone."""
-        return "".join(part if _KEY_SEPARATOR.fullmatch(part) or not part else self.redact(part)
+        return "".join(part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
                        for part in _KEY_SEPARATOR.split(key))
+
+    def _redact_part(self, part: str) -> str:
+        redacted = self.redact(part)
+        spaced = re.sub(r"[-_+]", " ", redacted)  # `marie-dupont` in a host label is a name
+        return redacted if spaced == redacted or self.redact(spaced) == spaced else "*"
+
+    def _redact_json(self, value: Any) -> Any:
+        """A decoded record (consent signals) with every key and string redacted."""
+        if isinstance(value, dict):
+            return {self.redact_key(str(k)): self._redact_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact_json(v) for v in value]
+        return self.redact_key(value) if isinstance(value, str) else value
 
     def redact_path(self, path: str, findings: list[Finding]) -> str:
         """Path segments and query values that held personal data, or look like ids, become `*`."""
@@ -199,6 +216,7 @@ class Auditor:
         return redacted
 
 
+_METHOD = re.compile(r"[A-Z][A-Z-]{0,15}")
 _KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
 _ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
-from .captures import CaptureReader
+from .captures import CaptureError, CaptureReader
 from .categories import SEVERITIES
 from .documents import PolicyError
 from .export import FORMATS, export
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(safe_text(f"Error: policy: {e}", limit=2000, style="red"))
     except BrokenPipeError:  # `gdpr-audit violations | head`: the reader stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, sqlite3.Error, RecursionError) as e:
+    except (OSError, ValueError, OverflowError, sqlite3.Error, RecursionError) as e:
         errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
     return EXIT_ERROR
 
@@ -257,6 +257,9 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
                 batch.clear()
             progress.advance(task)
         store.record(run_id, batch)
+    if not audits and not reader.errors:  # a CI job pointed at the wrong folder must not pass
+        reader.errors.append(CaptureError(" ".join(args.paths), "path",
+                                          "no HTTP flows found (.flow, .mitm or .har files)"))
     input_errors = [str(e) for e in reader.errors]
     store.finish_run(run_id, input_errors)
     print_summary(console, audits, policy, args.db, run_id)

@@ -92,11 +92,14 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
     for index, segment in enumerate(s for s in url.path.split("/") if s):
         _add_value(out, Field("path", f"[{index}]", unquote(segment)), 0)
     for key, value in parse_qsl(url.query, keep_blank_values=True):
+        _add_key(out, "query", key, key, ())
         _add_value(out, Field("query", key, value), 0)
     for name, value in request.headers.items(multi=True):
         if name.lower() not in _SKIPPED_HEADERS:
+            _add_key(out, "header", name, name, ())
             _add_value(out, Field("header", name, value), 0)
     for name, value in request.cookies.items(multi=True):
+        _add_key(out, "cookie", name, name, ())
         _add_value(out, Field("cookie", name, value), 0)
     if request.raw_content:
         body = decompress(request.raw_content, request.headers.get("content-encoding", ""),
@@ -155,6 +158,7 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
     text = body.decode("utf-8", errors="replace")
     if kind == "application/x-www-form-urlencoded":
         for key, value in parse_qsl(text, keep_blank_values=True):
+            _add_key(out, location, key, key, layers)
             _add_value(out, Field(location, key, value, layers), depth)
         return
     if _walk_json_text(out, location, "", text, depth, layers):
@@ -199,6 +203,8 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
     while stack:
         path, item = stack.pop()
         if isinstance(item, dict):
+            for name in item:
+                _add_key(out, location, _join(path, str(name)), str(name), layers)
             stack.extend((_join(path, str(k)), v) for k, v in reversed(item.items()))
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
@@ -261,6 +267,17 @@ def _walk_beacon_batch(out: Extraction, location: str, text: str, depth: int,
         for key, value in parse_qsl(line.strip(), keep_blank_values=True):
             _add_value(out, Field(location, f"[{index}].{key}", value, (*layers, "beacon")), depth)
     return True
+
+
+# Keys are names the sender chose, yet some senders key by the person (an address as a JSON
+# key, a cookie named after a user id): a key that could hold an identifier is searched too.
+_KEY_MAY_IDENTIFY = re.compile(r"@|\s|\d{5,}|[0-9a-fA-F]{32,}")
+
+
+def _add_key(out: Extraction, location: str, path: str, name: str,
+             layers: tuple[str, ...]) -> None:
+    if _KEY_MAY_IDENTIFY.search(name):
+        out.add(Field(location, path, name, (*layers, "key")))
 
 
 def _join(prefix: str, key: str) -> str:

@@ -173,7 +173,9 @@ def _validate(document: Any, origins: Origins) -> None:
         elif error.validator == "propertyNames" or "propertyNames" in error.schema_path:
             path = (*path, str(error.instance))
         file, line = locate(origins, path)
-        located.append((file, line or 0, PolicyError(file, line, format_key(path), _explain(error))))
+        # a registry's values are personal data: say what is wrong, never echo them
+        message = _explain(error) if path[:1] != ("subjects",) else _explain_blind(error)
+        located.append((file, line or 0, PolicyError(file, line, format_key(path), message)))
     if located:
         raise min(located, key=lambda item: (item[0], item[1]))[2]
 
@@ -209,6 +211,14 @@ def _plain_subject(subject: Any) -> bool:
                     for value in consents.values())
             and (erasure is None and "erasure_requested" not in subject
                  or isinstance(erasure, str) and bool(_timestamp().match(erasure))))
+
+
+def _explain_blind(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("additionalProperties", "propertyNames") or \
+            "propertyNames" in error.schema_path:
+        return _explain(error)  # key names, not values
+    expected = error.schema.get("type") or error.validator
+    return f"this value does not fit here (expected: {expected})"
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
