@@ -15,7 +15,8 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,35 @@ def load_key(db_path: str) -> bytes:
     if db_path == ":memory:":
         return secrets.token_bytes(32)
     key_file = Path(f"{db_path}.key")
-    try:
-        return bytes.fromhex(key_file.read_text().strip())
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(key.hex())
-        return key
+    for _ in range(50):
+        try:
+            text = key_file.read_text().strip()
+            if text:
+                return bytes.fromhex(text)
+        except FileNotFoundError:
+            key = secrets.token_bytes(32)
+            try:
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process is creating it: read theirs
+                continue
+            with os.fdopen(fd, "w") as out:
+                out.write(key.hex())
+            return key
+        time.sleep(0.1)  # created but not yet written by the other process
+    raise ValueError(f"{key_file}: the fingerprint key file is empty")
+
+
+def _while_locked(work: Callable[[], Any], attempts: int = 30) -> Any:
+    """Run `work`, again while SQLite says another writer holds the database: busy_timeout
+    does not cover every case (WAL switch, a transaction that began before the other's)."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    return None
 
 
 class AuditStore:
@@ -68,23 +90,23 @@ class AuditStore:
         if path != ":memory:" and not Path(path).exists():
             Path(path).touch(mode=0o600)
         self.db = sqlite_utils.Database(path)
-        self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA busy_timeout = 10000")  # another writer (a replay, a proxy)
+        self.db.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
-            self.db.execute("PRAGMA journal_mode = WAL")
+            _while_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
         self.key = load_key(path)
-        self._migrate()
+        _while_locked(self._migrate)
 
     def _migrate(self) -> None:
         db = self.db
         with db.conn:
             db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             check = hmac.new(self.key, b"gdpr-flow-audit key check", hashlib.sha256).hexdigest()[:16]
+            # insert first (a write takes the lock), then read: two new writers agree on one key
+            db.execute("insert or ignore into meta (key, value) values ('key_check', ?), "
+                       "('schema_version', ?)", [check, str(SCHEMA_VERSION)])
             stored = db.execute("select value from meta where key = 'key_check'").fetchone()
-            if stored is None:
-                db.table("meta").insert_all([{"key": "key_check", "value": check},
-                                             {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
-            elif stored[0] != check:
+            if stored[0] != check:
                 raise ValueError(f"{self.path}: this log was written with another fingerprint key "
                                  f"(set {_KEY_ENV} or restore {self.path}.key)")
             db.table("runs").create({
@@ -147,9 +169,16 @@ class AuditStore:
 
         Plain SQL here: sqlite-utils' table writes commit on their own, which would split
         the transaction and let a killed process leave a flow without its violations."""
-        with self.db.conn as conn:
-            for audit, source in audits:
-                self._record_one(conn, run_id, audit, source)
+        def write() -> None:
+            with self.db.conn as conn:
+                # take the write lock up front: a read that later turns into a write cannot
+                # wait for another writer and fails at once with "database is locked"
+                conn.execute("BEGIN IMMEDIATE")
+                for audit, source in audits:
+                    self._record_one(conn, run_id, audit, source)
+
+        audits = list(audits)
+        _while_locked(write)
 
     def _record_one(self, conn: sqlite3.Connection, run_id: int, audit: FlowAudit,
                     source: str) -> None:
