@@ -121,13 +121,18 @@ def test_hostile_places_neither_hide_nor_leak_identifiers(tmp_path: Path, policy
     keyed = make_flow("https://collect.adnetwork.test/e", "POST",
                       json.dumps({"alice.martin@example.org": {"score": 3}}),
                       {"content-type": "application/json",
-                       "cookie": "uid_alice.martin@example.org=1; tarteaucitron=!Alice Martin=true"})
+                       "cookie": "uid_alice.martin@example.org=1"})
+    consent_cookie = make_flow("https://shop.test/", headers={"cookie": "tarteaucitron=!Alice Martin=true"})
     odd_method = make_flow("https://alice-martin.adnetwork.test/x?email=bob.durand%40example.org")
     odd_method.request.method = "GET alice.martin@example.org"
-    record(store, policy, page_flow, keyed, odd_method)
+    record(store, policy, page_flow, keyed, odd_method, consent_cookie)
     with sqlite3.connect(tmp_path / "audit.db") as db:
-        rules = {r for (r,) in db.execute("select rule from violations")}
-    assert {"pre-ticked-consent", "undeclared-recipient"} <= rules
+        rules = {flow_id: {r for (r,) in db.execute(
+            "select rule from violations where flow_id = ?", [flow_id])}
+            for flow_id in (page_flow.id, keyed.id)}
+    assert rules[page_flow.id] == {"pre-ticked-consent"}
+    # the only identifier of this flow is a JSON key and a cookie name
+    assert "undeclared-recipient" in rules[keyed.id]
     data = b"".join(p.read_bytes() for p in tmp_path.glob("audit.db*")).lower()
     for value in (b"alice.martin@example.org", b"alice martin", b"alice-martin", b"bob.durand"):
         assert value not in data, value

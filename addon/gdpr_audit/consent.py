@@ -609,9 +609,3 @@ def read_consent(fields: Iterable[Field], overrides: Mapping[str, Switches]) -> 
         reading.record["malformed"] = sorted(malformed)
         reading.record["errors"] = dict(sorted(malformed.items()))
     return reading
-
-
-def purposes_from_signals(fields: list[Field],
-                          overrides: Mapping[str, Switches]) -> SignalDecisions:
-    """Purpose -> granted for every purpose the signals in the flow decide."""
-    return read_consent(fields, overrides).decisions
