@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from mitmproxy import io  # noqa: E402
 from proxy_bench import bench_proxy  # noqa: E402
+from registry_bench import bench_registry  # noqa: E402
 
 from gdpr_audit.audit import Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
@@ -128,59 +129,6 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         f"| process reading only (start-up + FlowReader) | {t_cli_bare:.2f} | {count / t_cli_bare:.0f} | 1.00 |",
         f"| `gdpr-audit replay` (audit + SQLite log) | {t_cli:.2f} | {count / t_cli:.0f} | {t_cli_bare / t_cli:.2f} |",
     ]
-
-
-# --- registry scale -------------------------------------------------------------------------
-
-REGISTRY_PROBE = r"""
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[3])
-from gdpr_audit.audit import Auditor
-from gdpr_audit.captures import CaptureReader
-from gdpr_audit.policy import load_policy
-start = time.perf_counter()
-policy = load_policy(sys.argv[1], sys.argv[2])
-loaded = time.perf_counter()
-auditor = Auditor(policy)
-built = time.perf_counter()
-flows = [f for f, _ in CaptureReader([sys.argv[4]]).flows()]
-times = []
-for _ in range(5):
-    t = time.perf_counter()
-    for flow in flows:
-        auditor.audit(flow)
-    times.append((time.perf_counter() - t) / len(flows))
-times.sort()
-print(json.dumps({"load": loaded - start, "index": built - loaded, "per_flow_ms": times[2] * 1000,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
-def make_registry(path: Path, count: int) -> None:
-    subjects = [{"id": f"s{n}", "identifiers": {
-        "email": f"person.{n}@example.org", "phone": f"+3361{n:07d}"[:12],
-        "name": f"Prenom{n} Nom{n}", "customer_id": f"C-{n:07d}"},
-        "consents": {"newsletter": {"granted": "2026-01-01T00:00:00Z"}}} for n in range(count)]
-    path.write_text(json.dumps({"subjects": subjects}))
-
-
-def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
-    lines = ["Registry as JSON (email, phone, name, customer id each); per-flow time is the "
-             "median of 5 passes over the 39 sample flows; memory is the process's peak RSS.", "",
-             "| subjects | load s | index s | peak RSS MB | audit ms/flow |", "|---|---|---|---|---|"]
-    for size in sizes:
-        registry = folder / f"registry-{size}.json"
-        make_registry(registry, size)
-        result = subprocess.run([PYTHON, "-c", REGISTRY_PROBE, str(ROOT / "policies" / "policy.yaml"),
-                                 str(registry), str(ROOT / "addon"), str(ROOT / "captures")],
-                                capture_output=True, text=True)
-        if result.returncode:
-            lines.append(f"| {size} | failed: {result.stderr.strip().splitlines()[-1]} | | | |")
-            continue
-        data = json.loads(result.stdout)
-        lines.append(f"| {size:,} | {data['load']:.1f} | {data['index']:.1f} | {data['rss_mb']:.0f} | "
-                     f"{data['per_flow_ms']:.2f} |")
-    return lines
 
 
 def main() -> None:
