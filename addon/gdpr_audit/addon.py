@@ -1,31 +1,48 @@
 """GdprAudit: the mitmproxy addon. The hooks stay thin: auditing is `Auditor.audit`, the
-same call `replay` makes, and the log is written off the event loop by a `LogWriter`."""
+same call `replay` makes. Log-only (the default) hands each flow to a worker process that
+audits and writes the log (offload.py), so the event loop keeps its speed; enforce needs the
+verdict before forwarding, so it audits inline and a `LogWriter` thread writes.
+
+Annotation (gdpr_annotate) in log-only mode is applied when the worker's verdict comes back,
+usually a few milliseconds later: a flow still held (by mitmweb's view, a keep-alive
+connection) gets marked and commented then, but a flow saved before that (save_stream_file
+writes at the response) is saved unmarked. With --enforce, flows are annotated inline."""
 
 import asyncio
 import json
 import logging
 import sqlite3
+import weakref
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.hooks import UpdateHook
 
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
 from .documents import PolicyError
 from .policy import load_policy
+from .offload import OffloadedAudits, Verdict
 from .rules import RULES
-from .store import LogWriter
+from .store import AuditStore, LogWriter
 
 logger = logging.getLogger(__name__)
 MARKER = ":warning:"
 # Requests to this host never leave the proxy: they wait until the log holds every flow seen
 # so far, so a test can read it (the pytest plugin does). `.invalid` cannot be a real host.
 BARRIER_HOST = "flush.gdpr-audit.invalid"
+# Options whose change needs a new audit sink (and run): the worker holds its own copy of them.
+_RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}
 
 
 class GdprAudit:
     def __init__(self) -> None:
         self.auditor: Auditor | None = None
         self.writer: LogWriter | None = None
+        """Inline auditing (enforce mode): the writer thread."""
+        self.offload: OffloadedAudits | None = None
+        """Log-only mode: the audit worker process."""
+        self._flows: weakref.WeakValueDictionary[str, http.HTTPFlow] = weakref.WeakValueDictionary()
+        """Offloaded flows awaiting their verdict, for annotation (while they still exist)."""
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -60,13 +77,37 @@ class GdprAudit:
             except PolicyError as e:
                 raise exceptions.OptionsError(f"gdpr_policy: {e}") from None
             self.auditor = Auditor(policy, max_body=ctx.options.gdpr_max_body)
-        if self.auditor and (updated & {"gdpr_db", "gdpr_policy"} or self.writer is None):
-            if self.writer is not None:
-                self.writer.close()
+        if self.auditor and (updated & _RESTART or (self.writer or self.offload) is None):
+            self._close()
             try:
-                self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
-            except (OSError, sqlite3.Error, ValueError) as e:
+                self._open()
+            except (OSError, sqlite3.Error, ValueError, RuntimeError) as e:
                 raise exceptions.OptionsError(f"gdpr_db: {e}") from None
+
+    def _open(self) -> None:
+        """Log-only: audits go to the worker process. Enforce needs the verdict before the
+        flow moves on, so the audit stays inline and only the writes leave the loop."""
+        assert self.auditor is not None
+        if ctx.options.gdpr_enforce:
+            self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
+            return
+        AuditStore(ctx.options.gdpr_db).db.close()  # a bad path or key fails here, quickly
+        self.offload = OffloadedAudits(
+            {"policy": ctx.options.gdpr_policy, "subjects": ctx.options.gdpr_subjects,
+             "max_body": ctx.options.gdpr_max_body, "db": ctx.options.gdpr_db},
+            self._verdicts)
+
+    def _close(self) -> None:
+        if self.offload is not None:
+            self.offload.close()
+            for error in self.offload.errors:
+                logger.error(f"gdpr: {error}")
+            self.offload = None
+        if self.writer is not None:
+            self.writer.close()
+            for error in self.writer.errors:
+                logger.error(f"gdpr: {error}")
+            self.writer = None
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.pretty_host == BARRIER_HOST:
@@ -98,29 +139,64 @@ class GdprAudit:
         self._audit(flow)  # the handshake and every message the client sent
 
     def done(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            for error in self.writer.errors:
-                logger.error(f"gdpr: {error}")
-            self.writer = None
+        self._close()
 
     def _audit(self, flow: http.HTTPFlow) -> FlowAudit | None:
+        """Inline (enforce) returns the audit; offloaded returns None, the verdict comes later."""
+        if self.offload is not None and not self.offload.alive:
+            self._fall_back()
+        if self.offload is not None:
+            self.offload.submit(flow)
+            if ctx.options.gdpr_annotate:
+                self._flows[flow.id] = flow
+            return None
         if self.auditor is None or self.writer is None:
             return None
         audit = self.auditor.audit(flow)  # never raises: an error is part of the audit
         self.writer.submit(audit, "proxy")
-        if audit.error:
-            logger.error(f"gdpr: audit error on flow {flow.id}, the flow passes: {audit.error}")
-        if audit.violations:
-            rules = sorted({v.rule for v in audit.violations})
-            logger.log(logging.WARNING, f"gdpr: {audit.method} {audit.host}: {', '.join(rules)}")
-            if ctx.options.gdpr_annotate:
-                flow.marked = MARKER
-                note = f"GDPR: {', '.join(rules)}"
-                if note not in flow.comment:
-                    flow.comment = f"{flow.comment}\n{note}".strip()
-                flow.metadata["gdpr_audit"] = rules
+        if audit.violations or audit.error:
+            self._report(Verdict(audit.flow_id, audit.method, audit.host,
+                                 tuple(sorted({v.rule for v in audit.violations})), audit.error),
+                         flow)
         return audit
+
+    def _fall_back(self) -> None:
+        """The worker died: audit inline from now on rather than leave flows unaudited."""
+        logger.error("gdpr: auditing in the proxy's own process from now on (slower)")
+        assert self.offload is not None and self.auditor is not None
+        self.offload.close()
+        self.offload = None
+        self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
+
+    def _verdicts(self, verdicts: list[Verdict]) -> None:
+        """The worker's verdicts, on the event loop: log them, annotate the flows still here."""
+        annotated = []
+        for verdict in verdicts:
+            flow = self._flows.pop(verdict.flow_id, None)
+            if self._report(verdict, flow):
+                annotated.append(flow)
+        if annotated:
+            try:  # so that mitmweb shows the mark on a flow that has already gone by
+                ctx.master.addons.trigger(UpdateHook(annotated))
+            except Exception as e:  # a view addon's bug must not stop the verdicts
+                logger.debug(f"gdpr: update hook failed: {e}")
+
+    def _report(self, verdict: Verdict, flow: http.HTTPFlow | None) -> bool:
+        if verdict.error:
+            logger.error(f"gdpr: audit error on flow {verdict.flow_id}, the flow passes: "
+                         f"{verdict.error}")
+        if not verdict.rules:
+            return False
+        logger.log(logging.WARNING,
+                   f"gdpr: {verdict.method} {verdict.host}: {', '.join(verdict.rules)}")
+        if flow is None or not ctx.options.gdpr_annotate:
+            return False
+        flow.marked = MARKER
+        note = f"GDPR: {', '.join(verdict.rules)}"
+        if note not in flow.comment:
+            flow.comment = f"{flow.comment}\n{note}".strip()
+        flow.metadata["gdpr_audit"] = list(verdict.rules)
+        return True
 
     @staticmethod
     def _refusal(audit: FlowAudit) -> http.Response:
@@ -137,9 +213,11 @@ class GdprAudit:
                                   {"content-type": "application/json"})
 
     async def _barrier(self, flow: http.HTTPFlow) -> None:
-        if self.writer is not None:
+        sink = self.offload or self.writer
+        if self.offload is not None:
+            await self.offload.barrier()
+        elif self.writer is not None:
             await asyncio.to_thread(self.writer.flush)
-        body = {"flushed": self.writer is not None,
-                "run_id": self.writer.run_id if self.writer else None}
+        body = {"flushed": sink is not None, "run_id": sink.run_id if sink else None}
         flow.response = http.Response.make(200, json.dumps(body),
                                            {"content-type": "application/json"})

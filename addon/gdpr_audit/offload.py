@@ -1,0 +1,298 @@
+"""Auditing off the proxy's process (log-only mode): the event loop only copies what the
+audit reads out of a flow and hands it to ONE worker process, which owns the `Auditor` and the
+`LogWriter`. Auditing in the proxy's process costs its event loop the audit itself and, with
+the writer thread, the GIL; on another core it costs the loop a few microseconds a flow.
+
+The hand-off is a pipe. The loop batches what one of its iterations produced and writes it
+without ever blocking (what the pipe cannot take yet waits in a buffer until it can); a
+thread reads the worker's answers (verdicts, barrier acknowledgements) and passes them back to
+the loop. The worker reads until the pipe's end of file, so it stops by itself when the proxy
+dies, even by SIGKILL: it commits what it already received and leaves the run unfinished,
+as an interrupted run."""
+
+import asyncio
+import collections
+import logging
+import multiprocessing
+import os
+import pickle
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from mitmproxy import http, websocket
+
+from .audit import Auditor, FlowAudit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the proxy needs back about an audited flow (only flows with something to say)."""
+
+    flow_id: str
+    method: str
+    host: str
+    """Redacted like the log's host column."""
+    rules: tuple[str, ...]
+    error: str | None
+
+
+def flow_state(flow: http.HTTPFlow) -> tuple[Any, ...]:
+    """Everything `Auditor.audit` reads from a flow, as plain values (cheap to pickle: about
+    ten times cheaper than `flow.get_state()`, which also copies connections and certificates)."""
+    r = flow.request.data
+    response = None
+    if flow.response is not None and "html" in flow.response.headers.get("content-type", "").lower():
+        s = flow.response.data
+        response = (s.http_version, s.status_code, s.reason, s.headers.fields, s.content,
+                    s.timestamp_start, s.timestamp_end)
+    messages = None
+    if flow.websocket is not None:
+        messages = [(m.type, m.content, m.timestamp) for m in flow.websocket.messages
+                    if m.from_client]
+    return (flow.id, r.host, r.port, r.method, r.scheme, r.authority, r.path, r.http_version,
+            r.headers.fields, r.content, r.timestamp_start, r.timestamp_end, response, messages)
+
+
+def rebuild(state: tuple[Any, ...]) -> http.HTTPFlow:
+    """The flow again, from `flow_state`: as much of it as the audit reads."""
+    (flow_id, host, port, method, scheme, authority, path, http_version, headers, content,
+     start, end, response, messages) = state
+    flow = http.HTTPFlow(None, None)  # type: ignore[arg-type]  # the audit reads no connection
+    flow.id = flow_id
+    flow.request = http.Request(host, port, method, scheme, authority, path, http_version,
+                                headers, content, None, start, end)
+    if response is not None:
+        flow.response = http.Response(response[0], response[1], response[2], response[3],
+                                      response[4], None, response[5], response[6])
+    if messages is not None:
+        flow.websocket = websocket.WebSocketData()
+        flow.websocket.messages = [websocket.WebSocketMessage(kind, True, content, at)
+                                   for kind, content, at in messages]
+    return flow
+
+
+def _frame(payload: bytes) -> bytes:
+    """multiprocessing.Connection's framing, so the worker reads with `recv_bytes()`."""
+    if len(payload) < 0x7FFFFFFF:
+        return struct.pack("!i", len(payload)) + payload
+    return struct.pack("!iQ", -1, len(payload)) + payload
+
+
+class OffloadedAudits:
+    """The proxy's side: `submit()` from the event loop, `barrier()` awaits the log, `close()`
+    drains and ends the run. `on_verdicts` is called on the event loop (or in `close()`)."""
+
+    def __init__(self, config: dict[str, Any], on_verdicts: Callable[[list[Verdict]], None],
+                 start_timeout: float = 120.0) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        inbox, self._outbox = context.Pipe(duplex=False)
+        self._answers, answers_out = context.Pipe(duplex=False)
+        self.process = context.Process(target=work, args=(inbox, answers_out, config),
+                                       name="gdpr-audit-worker", daemon=True)
+        self.process.start()
+        # only the worker holds these ends now: its death is end of file here, ours is there
+        inbox.close()
+        answers_out.close()
+        self._fd = self._outbox.fileno()
+        self._on_verdicts = on_verdicts
+        self._pending: list[tuple[Any, ...]] = []
+        self._buffer = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+        self._barriers: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self._next_barrier = 0
+        self._verdicts: collections.deque[Verdict] = collections.deque()
+        self._closed = threading.Event()
+        self.errors: list[str] = []
+        self.alive = True
+        kind, value = self._answers.recv() if self._answers.poll(start_timeout) else ("failed", "timeout")
+        if kind != "ready":
+            self.process.join(5)
+            raise RuntimeError(f"the audit worker did not start: {value}")
+        self.run_id: int = value
+        os.set_blocking(self._fd, False)
+        self._reader = threading.Thread(target=self._read, name="gdpr-audit-answers", daemon=True)
+        self._reader.start()
+
+    # --- the event loop's side ---
+    def submit(self, flow: http.HTTPFlow) -> None:
+        self._put(("audit", flow_state(flow)))
+
+    async def barrier(self) -> None:
+        """Returns once the log holds everything submitted before."""
+        if not self.alive:
+            return
+        loop = asyncio.get_running_loop()
+        token, self._next_barrier = self._next_barrier, self._next_barrier + 1
+        future: asyncio.Future[None] = loop.create_future()
+        self._barriers[token] = (loop, future)
+        self._put(("barrier", token))
+        await future
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        self._pending.append(item)
+        if len(self._pending) == 1:  # one write per loop iteration, however many flows it had
+            try:
+                self._loop = asyncio.get_running_loop()
+                self._loop.call_soon(self._send)
+            except RuntimeError:  # no loop (a test calling hooks directly): write now
+                self._send()
+
+    def _send(self) -> None:
+        items, self._pending = self._pending, []
+        if not items or not self.alive:
+            return
+        self._buffer += _frame(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            written = os.write(self._fd, self._buffer)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the worker is gone: the reader thread reports it
+            written = len(self._buffer)
+        del self._buffer[:written]
+        # a full pipe (the worker is behind): finish when the loop says it is writable
+        if self._buffer and not self._writing and self._loop is not None:
+            self._loop.add_writer(self._fd, self._write)
+            self._writing = True
+        elif not self._buffer and self._writing and self._loop is not None:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+
+    # --- the answers, on a thread of their own ---
+    def _read(self) -> None:
+        clean = False
+        while not clean:
+            try:
+                kind, value = self._answers.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "verdicts":
+                self._verdicts.extend(value)
+                self._call_soon(self._deliver)
+            elif kind == "flushed":
+                loop, future = self._barriers.pop(value)
+                loop.call_soon_threadsafe(_resolve, future)
+            elif kind == "closed":
+                self.errors += value
+                clean = True
+        if not clean:
+            self.alive = False
+            logger.error("gdpr: the audit worker stopped; flows handed to it since its last "
+                         "commit may be missing from the log")
+        for loop, future in self._barriers.values():  # nobody is left to answer them
+            loop.call_soon_threadsafe(_resolve, future)
+        self._closed.set()
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback)
+
+    def _deliver(self) -> None:
+        verdicts = []
+        while self._verdicts:
+            verdicts.append(self._verdicts.popleft())
+        if verdicts:
+            self._on_verdicts(verdicts)
+
+    def close(self, timeout: float = 600.0) -> None:
+        """Hand over what is pending, let the worker commit it and end the run."""
+        if self.alive:
+            self._pending.append(("close",))
+            items, self._pending = self._pending, []
+            self._buffer += _frame(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
+            if self._writing and self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_writer(self._fd)
+            os.set_blocking(self._fd, True)
+            try:
+                while self._buffer:
+                    del self._buffer[:os.write(self._fd, self._buffer)]
+            except OSError:
+                pass
+            self._closed.wait(timeout)
+            self.alive = False
+        self._outbox.close()
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+        self._deliver()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _failed(auditor: Auditor, state: tuple[Any, ...], error: Exception) -> FlowAudit:
+    """A flow the worker could not even rebuild: logged as an audit error, never dropped."""
+    try:
+        path = auditor.redact_path(state[6].decode("utf-8", "replace"), [])
+        host, at = auditor.redact_key(str(state[1])), datetime.fromtimestamp(state[10], UTC)
+    except Exception:
+        path, host, at = "*", "*", datetime.now(UTC)
+    return FlowAudit(str(state[0]), "*", "*", host, path, at,
+                     error=f"{type(error).__name__} in the audit worker")
+
+
+def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None:
+    """The worker process: audit, write in batches, answer barriers; stop at "close" or at
+    end of file (the proxy is gone)."""
+    from .policy import load_policy  # here, not at the top: only the worker needs them
+    from .store import LogWriter
+
+    try:
+        policy = load_policy(config["policy"], config["subjects"])
+        auditor = Auditor(policy, max_body=config["max_body"])
+        writer = LogWriter(config["db"], "proxy", policy.sources)
+    except Exception as e:
+        answers.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    answers.send(("ready", writer.run_id))
+    # The proxy's liveness: end of file on the inbox, and its sentinel in case another
+    # process inherited the inbox's other end. Either way: keep what it handed over, leave
+    # the run unfinished (it was interrupted), and exit.
+    parent = multiprocessing.parent_process()
+    watched = [inbox, parent.sentinel] if parent is not None else [inbox]
+    while True:
+        try:
+            if inbox not in wait(watched):
+                raise EOFError
+            items = pickle.loads(inbox.recv_bytes())
+        except (EOFError, OSError):
+            writer.flush()
+            os._exit(0)
+        verdicts = []
+        for item in items:
+            if item[0] == "audit":
+                try:
+                    audit = auditor.audit(rebuild(item[1]))  # never raises: errors are audits
+                except Exception as e:
+                    audit = _failed(auditor, item[1], e)
+                writer.submit(audit, "proxy")
+                if audit.violations or audit.error:
+                    verdicts.append(Verdict(audit.flow_id, audit.method, audit.host,
+                                            tuple(sorted({v.rule for v in audit.violations})),
+                                            audit.error))
+            elif item[0] == "barrier":
+                writer.flush()
+                if verdicts:
+                    answers.send(("verdicts", verdicts))
+                    verdicts = []
+                answers.send(("flushed", item[1]))
+            elif item[0] == "close":
+                if verdicts:
+                    answers.send(("verdicts", verdicts))
+                writer.close()
+                answers.send(("closed", writer.errors))
+                return
+        if verdicts:
+            answers.send(("verdicts", verdicts))
