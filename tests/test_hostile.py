@@ -83,8 +83,8 @@ def bomb(encoding: str, size: int = BOMB_SIZE) -> bytes:
 # --- one flow per hostile shape: (builder, over a cap by construction) --------------------
 
 def deep_json() -> http.HTTPFlow:
-    return make_flow(URL, "POST", '{"email": "%s", "x": %s}' % (EMAIL, "[" * 100_000 + "]" * 100_000),
-                     JSON)
+    nested = "[" * 100_000 + "]" * 100_000
+    return make_flow(URL, "POST", f'{{"email": "{EMAIL}", "x": {nested}}}', JSON)
 
 
 def base64_gzip_bomb() -> http.HTTPFlow:
@@ -103,7 +103,8 @@ def many_cookies() -> http.HTTPFlow:
 
 
 def many_parameters() -> http.HTTPFlow:
-    return make_flow(URL + "?" + "&".join([f"email={EMAIL}"] + [f"p{i}=v{i}" for i in range(10_000)]))
+    query = "&".join([f"email={EMAIL}"] + [f"p{i}=v{i}" for i in range(10_000)])
+    return make_flow(f"{URL}?{query}")
 
 
 def long_array() -> http.HTTPFlow:
