@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from mitmproxy import io  # noqa: E402
+from mitmproxy import http, io  # noqa: E402
 from proxy_bench import bench_proxy  # noqa: E402
 from registry_bench import bench_registry  # noqa: E402
 
@@ -65,6 +66,7 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7) -> 
         for index in range(count):
             flow = rng.choice(templates).copy()
             flow.id = str(uuid.UUID(int=rng.getrandbits(128)))
+            _vary(flow, rng)
             if index % big_every == big_every - 1:
                 events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}",
                            "anonymousId": str(uuid.UUID(int=rng.getrandbits(128)))}
@@ -77,6 +79,28 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7) -> 
             size += len(flow.request.raw_content or b"")
             writer.add(flow)
     return size
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EPOCH = re.compile(r"(?<!\d)1[5-7]\d{8}(?:\d{3})?(?!\d)")
+
+
+def _vary(flow: http.HTTPFlow, rng: random.Random) -> None:
+    """What differs from one request to the next in real traffic, so that no cache can
+    answer a clone for free: fresh ids and timestamps, a request id and a cache-buster."""
+    def fresh(text: str) -> str:
+        text = _UUID.sub(lambda m: str(uuid.UUID(int=rng.getrandbits(128))), text)
+        return _EPOCH.sub(lambda m: str(rng.randrange(10 ** (len(m.group()) - 1),
+                                                     2 * 10 ** (len(m.group()) - 1))), text)
+    request = flow.request
+    request.path = fresh(request.path)
+    request.query["_"] = str(rng.randrange(1_600_000_000_000, 1_800_000_000_000))
+    request.headers["x-request-id"] = str(uuid.UUID(int=rng.getrandbits(128)))
+    if "cookie" in request.headers:
+        request.headers["cookie"] = fresh(request.headers["cookie"])
+    body = request.get_text(strict=False)
+    if body:
+        request.set_text(fresh(body))
 
 
 def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:

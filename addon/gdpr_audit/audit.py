@@ -3,6 +3,7 @@
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -16,6 +17,8 @@ from .recipients import Destination, resolve
 from .rules import RULES, FlowFacts, Violation
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+_MAX_MEMO_CHARS = 2048
+_MAX_MEMO_ENTRIES = 50_000
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -54,6 +57,7 @@ class Auditor:
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
+        self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
 
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
         """Audit the request (and WebSocket messages and HTML page, when the flow has them);
@@ -131,8 +135,9 @@ class Auditor:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
         findings: dict[tuple[str, ...], Finding] = {}
-        for item in extraction.fields:
-            for finding in self.known.find(item):
+        found = [(item, self._found_by_value(item)) for item in extraction.fields]
+        for item, (known, _) in found:
+            for finding in known:
                 key = (item.location, item.key, finding.category, finding.subject or "")
                 kept = findings.get(key)
                 if kept is None or len(finding.canonical) > len(kept.canonical):
@@ -143,19 +148,38 @@ class Auditor:
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-        for item in extraction.fields:
-            for detector in self.detectors:
-                for finding in detector.find(item):
-                    place = (item.location, item.key, finding.category)
-                    value_key = (*place, finding.canonical)
-                    if value_key in seen_values:
-                        continue
-                    if finding.detector == "field_name" and place in seen_fields:
-                        continue
-                    seen_values.add(value_key)
-                    seen_fields.add(place)
-                    findings[value_key] = finding
+        key_readers = [d for d in self.detectors if d.reads_key]
+        for item, (_, by_value) in found:
+            for finding in chain(by_value, *(d.find(item) for d in key_readers)):
+                place = (item.location, item.key, finding.category)
+                value_key = (*place, finding.canonical)
+                if value_key in seen_values:
+                    continue
+                if finding.detector == "field_name" and place in seen_fields:
+                    continue
+                seen_values.add(value_key)
+                seen_fields.add(place)
+                findings[value_key] = finding
         return list(findings.values())
+
+    def _found_by_value(self, item: Field) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
+        """The registry's and the key-blind detectors' findings in `item`: they depend on the
+        value alone, and the same cookie, id or email rides in many requests, so they are
+        worked out once per value (short values) and given the field they are in."""
+        value = item.value
+        cached = self._by_value.get(value)
+        if cached is None:
+            probe = Field("", "", value)
+            cached = (tuple(self.known.find(probe)),
+                      tuple(f for d in self.detectors if not d.reads_key for f in d.find(probe)))
+            if len(value) <= _MAX_MEMO_CHARS:
+                if len(self._by_value) >= _MAX_MEMO_ENTRIES:
+                    self._by_value.clear()
+                self._by_value[value] = cached
+        if not cached[0] and not cached[1]:
+            return cached
+        return (tuple(replace(f, field=item) for f in cached[0]),
+                tuple(replace(f, field=item) for f in cached[1]))
 
     def redact(self, text: str) -> str:
         """`text` with every registry identifier, email or phone inside it replaced by `*`."""
@@ -184,7 +208,7 @@ class Auditor:
 
     def _redact_part(self, part: str) -> str:
         redacted = self.redact(part)
-        spaced = re.sub(r"[-_+]", " ", redacted)  # `marie-dupont` in a host label is a name
+        spaced = _GLUE.sub(" ", redacted)  # `marie-dupont` in a host label is a name
         return redacted if spaced == redacted or self.redact(spaced) == spaced else "*"
 
     def _redact_json(self, value: Any) -> Any:
@@ -218,6 +242,7 @@ class Auditor:
 
 _METHOD = re.compile(r"[A-Z][A-Z-]{0,15}")
 _KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
+_GLUE = re.compile(r"[-_+]")
 _ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
 
 

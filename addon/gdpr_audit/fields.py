@@ -325,6 +325,7 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*")
 # JWTs mostly travel as `Authorization: Bearer <token>`.
 _BEARER = re.compile(r"^bearer\s+", re.I)
 _FORM = re.compile(r"[^=&\s]+=[^&]*(&[^=&\s]+=[^&]*)+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-f]+|[a-z]+\d*);", re.I)
 # Past these sizes a token is not tried with the costlier codecs: lz-string is read bit by bit,
 # and base58 is one big-integer conversion, quadratic in the length.
@@ -332,8 +333,25 @@ _MAX_LZ_STRING = 50_000
 _MAX_BASE58 = 512
 
 
-def _decodings(value: str) -> list[tuple[str, str]]:
-    """The values that `value` decodes to, each named by its encoding."""
+def _decodings(value: str) -> tuple[tuple[str, str], ...]:
+    """The values that `value` decodes to, each named by its encoding. The same cookie, id
+    or token rides in many requests, so short values are decoded once per process."""
+    if len(value) > _MAX_MEMO_CHARS:
+        return _decode(value)
+    found = _decoded.get(value)
+    if found is None:
+        if len(_decoded) >= _MAX_MEMO_ENTRIES:
+            _decoded.clear()
+        found = _decoded[value] = _decode(value)
+    return found
+
+
+_MAX_MEMO_CHARS = 2048
+_MAX_MEMO_ENTRIES = 50_000
+_decoded: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _decode(value: str) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
     head = value[:1]
     if "%" in value or ("+" in value and "=" in value):
@@ -344,7 +362,7 @@ def _decodings(value: str) -> list[tuple[str, str]]:
         unescaped = html.unescape(value)
         if unescaped != value:
             found.append(("html", unescaped))
-            return found
+            return tuple(found)
     if head in ("{", "[") and len(value) > 1:
         found.append(("json", value))
     elif head == "<" and value.rstrip().endswith(">"):
@@ -357,9 +375,9 @@ def _decodings(value: str) -> list[tuple[str, str]]:
         payload = _b64decode(jwt.group(1))
         if payload is not None:
             found.append(("jwt", payload.decode("utf-8", errors="replace")))
-    else:
+    elif not _UUID.fullmatch(value):  # an id, never an encoding of something else
         found += _binary_to_text(value)
-    return found
+    return tuple(found)
 
 
 def _binary_to_text(value: str) -> list[tuple[str, str]]:
@@ -498,6 +516,8 @@ def lzstring_decompress(value: str) -> str | None:
         kind = bits(2)
         if kind == 2:
             return ""
+        if kind == 3:  # not a code lz-string writes first: most random tokens stop here
+            return None
         entry = chr(bits(8 if kind == 0 else 16))
         dictionary.append(entry)
         previous, output, size = entry, [entry], len(entry)

@@ -40,6 +40,9 @@ class Detector:
 
     id: ClassVar[str]
     category: ClassVar[str]
+    reads_key: ClassVar[bool] = False
+    """True when findings depend on the field's key or location, not on its value alone:
+    the others' results are memoised by value."""
 
     def __init__(self, region: str = "FR", own_domains: tuple[str, ...] = ()) -> None:
         self.region = region
@@ -50,6 +53,8 @@ class Detector:
 
 
 def strip_accents(text: str) -> str:
+    if text.isascii():  # most values: nothing to strip, and this runs on every one of them
+        return text
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 

@@ -3,6 +3,7 @@ to recognise (a first name, a street, a cookie id, the page someone viewed)."""
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 from ..fields import Field
 from .base import Detector, Finding
@@ -46,12 +47,23 @@ _EMPTY = frozenset({"", "true", "false", "null", "none", "undefined", "0"})
 
 def leaf_key(key: str) -> str:
     """`context.traits.first_name` -> `firstname`; `ud[em]` -> `em`."""
-    parts = [p for p in _SEGMENTS.split(key) if p and not p.isdigit()]
-    return re.sub(r"[^a-z0-9]", "", parts[-1].lower()) if parts else ""
+    for part in reversed(_SEGMENTS.split(key)):
+        if part and not part.isdigit():
+            return _normalised(part)
+    return ""
+
+
+@lru_cache(maxsize=4096)
+def _normalised(name: str) -> str:
+    return _NOT_ALNUM.sub("", name.lower())
+
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
 class FieldNameDetector(Detector):
     id = "field_name"
+    reads_key = True
     category = "name"  # the most common; each finding carries its own category
 
     def find(self, field: Field) -> Iterator[Finding]:

@@ -18,6 +18,7 @@ _BRACKETED = re.compile(r'^(?:for=)?"?\[([0-9a-fA-F:.]+)\]')
 
 class IpAddressDetector(Detector):
     id = "ip_address"
+    reads_key = True
     category = "ip_address"
 
     def find(self, field: Field) -> Iterator[Finding]:

@@ -17,6 +17,7 @@ class PhoneDetector(Detector):
     '+'-prefixed numbers anywhere, national ones only under a phone-like key."""
 
     id = "phone"
+    reads_key = True
     category = "phone"
 
     def find(self, field: Field) -> Iterator[Finding]:
