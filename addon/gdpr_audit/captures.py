@@ -77,12 +77,17 @@ class CaptureReader:
                         yield flow, f"{path}#{index}"
                     index += 1
                     offset = handle.tell()
-            except exceptions.FlowReadException as e:
+            except Exception as e:
+                # FlowReadException for bad framing; a record that frames well but does not
+                # hold a flow's state fails in mitmproxy's migration (KeyError, TypeError...),
+                # whose message may quote the record: only its type is named then.
+                problem = e if isinstance(e, exceptions.FlowReadException) else (
+                    f"not a flow record ({type(e).__name__})")
                 size = path.stat().st_size
                 self.errors.append(CaptureError(
                     str(path), f"byte offset {offset}",
                     f"damaged or truncated flow data after {index} complete flow(s) "
-                    f"({size - offset} bytes not read): {e}"))
+                    f"({size - offset} bytes not read): {problem}"))
 
     def _har(self, path: Path) -> Iterator[tuple[http.HTTPFlow, str]]:
         text = path.read_bytes().decode("utf-8-sig", errors="replace")

@@ -170,8 +170,9 @@ def _csv_consent_events(cell: str, file: str, line: int, column: str) -> Iterato
     for event in cell.split(_CSV_LIST_SEPARATOR):
         action, _, when = event.strip().partition(" ")
         if action not in ("granted", "withdrawn") or not when.strip():
-            raise PolicyError(file, line, column,
-                              f"expected 'granted <time>' or 'withdrawn <time>', got {event.strip()!r}")
+            # the cell is not quoted: a shifted row can put an identifier in this column
+            raise PolicyError(file, line, column, "expected 'granted <time>' or "
+                              "'withdrawn <time>' events, separated by |")
         yield {action: when.strip()}
 
 
@@ -201,6 +202,7 @@ def merge_documents(documents: list[tuple[Path, Any, Origins]]) -> tuple[dict[st
     merged: dict[str, Any] = {}
     origins: Origins = {}
     for path, data, file_origins in documents:
+        origins.setdefault((), (str(path), 1))  # an empty file still names itself in errors
         if data is None:
             continue
         if not isinstance(data, dict):

@@ -174,7 +174,11 @@ def _validate(document: Any, origins: Origins) -> None:
             path = (*path, str(error.instance))
         file, line = locate(origins, path)
         # a registry's values are personal data: say what is wrong, never echo them
-        message = _explain(error) if path[:1] != ("subjects",) else _explain_blind(error)
+        if path[:1] == ("subjects",):
+            message = _explain_blind(error)
+            path = tuple(_key_name(p) if isinstance(p, str) else p for p in path)
+        else:
+            message = _explain(error)
         located.append((file, line or 0, PolicyError(file, line, format_key(path), message)))
     if located:
         raise min(located, key=lambda item: (item[0], item[1]))[2]
@@ -213,10 +217,20 @@ def _plain_subject(subject: Any) -> bool:
                  or isinstance(erasure, str) and bool(_timestamp().match(erasure))))
 
 
+# A registry key is echoed only when it looks like a misspelt key name ("emial"); a value
+# written where a key belongs ("C-1003", an e-mail, a name) is not.
+_KEY_NAME = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+
+
+def _key_name(key: str) -> str:
+    return key if _KEY_NAME.fullmatch(key) and "@" not in key else "(a key that is not a name)"
+
+
 def _explain_blind(error: jsonschema.ValidationError) -> str:
-    if error.validator in ("additionalProperties", "propertyNames") or \
-            "propertyNames" in error.schema_path:
-        return _explain(error)  # key names, not values
+    if error.validator == "additionalProperties":
+        return _explain(error)  # lists the allowed key names, not the one found
+    if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
+        return f"{_key_name(str(error.instance))!r} is not an allowed key here"
     expected = error.schema.get("type") or error.validator
     return f"this value does not fit here (expected: {expected})"
 
@@ -306,7 +320,10 @@ def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
         consents = {}
         for purpose, events in raw.get("consents", {}).items():
             if purpose not in purposes:
-                raise fail((*path, "consents", purpose), f"purpose {purpose!r} is not declared")
+                error = fail((*path, "consents", purpose),
+                             f"purpose {_key_name(purpose)!r} is not declared")
+                error.key = format_key((*path, "consents", _key_name(purpose)))
+                raise error
             history = []
             for event_index, event in enumerate(events if isinstance(events, list) else [events]):
                 event_path = (*path, "consents", purpose, *((event_index,) if isinstance(events, list) else ()))
