@@ -136,3 +136,26 @@ def test_hostile_places_neither_hide_nor_leak_identifiers(tmp_path: Path, policy
     data = b"".join(p.read_bytes() for p in tmp_path.glob("audit.db*")).lower()
     for value in (b"alice.martin@example.org", b"alice martin", b"alice-martin", b"bob.durand"):
         assert value not in data, value
+
+
+def test_an_array_of_people_is_one_finding_per_shape_but_subjects_stay_apart(
+        tmp_path: Path, policy: Policy) -> None:
+    """A 500-event batch of strangers' emails is one row with its count, not 500 rows;
+    the registry's people in the same batch still get a row each, naming them."""
+    events = [{"email": f"stranger{n}@mail.example", "anonymousId": f"anon-{n:06d}"}
+              for n in range(500)]
+    events[7]["email"] = "alice.martin@example.org"
+    events[300]["email"] = "bob.durand@example.org"
+    store = AuditStore(str(tmp_path / "audit.db"))
+    record(store, policy, make_flow("https://api.analytics.test/v1/batch", "POST",
+                                    json.dumps({"batch": events}),
+                                    {"content-type": "application/json"}))
+    db = sqlite3.connect(tmp_path / "audit.db")
+    rows = db.execute("select category, subject, field, count from findings "
+                      "order by category, subject").fetchall()
+    strangers = [r for r in rows if r[0] == "email" and r[1] is None]
+    assert strangers == [("email", None, "batch[*].email", 498)]
+    assert ("email", "alice", "batch[7].email", 1) in rows
+    assert ("email", "bob", "batch[300].email", 1) in rows
+    assert sum(r[3] for r in rows if r[0] == "device_id") == 500
+    assert len(rows) < 10

@@ -1,6 +1,7 @@
 """One flow in, its findings and violations out: the pipeline that replay and the live proxy share."""
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
@@ -160,7 +161,7 @@ class Auditor:
                 seen_values.add(value_key)
                 seen_fields.add(place)
                 findings[value_key] = finding
-        return list(findings.values())
+        return _per_shape(findings.values())
 
     def _found_by_value(self, item: Field) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
         """The registry's and the key-blind detectors' findings in `item`: they depend on the
@@ -240,6 +241,29 @@ class Auditor:
         return redacted
 
 
+def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
+    """Findings at the same place of every element of an array (`batch[12].anonymousId`) as
+    one finding of that shape (`batch[*].anonymousId`) with their count. A registry subject
+    keeps a finding of its own, so who was sent stays exact."""
+    shapes: dict[tuple[str | None, ...], list[Finding]] = {}
+    for finding in findings:
+        key = finding.field.key
+        # Path and query keep every finding: redact_path stars each flagged segment by its key.
+        shape = (_INDEX.sub("[*]", key) if "[" in key and finding.field.location
+                 not in ("path", "query") else key)
+        group = (finding.field.location, shape, finding.category, finding.detector, finding.form,
+                 finding.subject, finding.canonical if shape == key else None)
+        shapes.setdefault(group, []).append(finding)
+    merged = []
+    for (_, shape, *_), group in shapes.items():
+        first = group[0]
+        if len(group) > 1:
+            first = replace(first, field=replace(first.field, key=shape), count=len(group))
+        merged.append(first)
+    return merged
+
+
+_INDEX = re.compile(r"\[\d+\]")
 _METHOD = re.compile(r"[A-Z][A-Z-]{0,15}")
 _KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
 _GLUE = re.compile(r"[-_+]")

@@ -124,7 +124,10 @@ class AuditStore:
             db.table("findings").create({
                 "id": int, "flow_id": str, "detector": str, "category": str, "subject": str,
                 "location": str, "field": str, "form": str, "evidence": str, "fingerprint": str,
+                "count": int,
             }, pk="id", foreign_keys=[("flow_id", "flows")], if_not_exists=True)
+            if "count" not in db.table("findings").columns_dict:  # logs from before it existed
+                db.table("findings").add_column("count", int)
             db.table("violations").create({
                 "id": int, "run_id": int, "flow_id": str, "rule": str, "severity": str,
                 "host": str, "recipient": str, "category": str, "categories": str,
@@ -230,6 +233,7 @@ class AuditStore:
             "form": f"{layers} -> {finding.form}" if layers else finding.form,
             "evidence": mask(finding.category, finding.value),
             "fingerprint": self.fingerprint(finding.category, finding.canonical),
+            "count": finding.count,
         }
 
 

@@ -29,6 +29,9 @@ class Finding:
     form: str = "plain"
     """How the value was written: plain, url, base64, sha256(email), field name..."""
     subject: str | None = None
+    count: int = 1
+    """How many values of one array this finding stands for (`events[*].anonymousId`): a
+    batch of 30,000 events is one finding of its shape, not 30,000 rows."""
 
     def provenance(self) -> str:
         return " -> ".join((self.field.provenance(), self.form))

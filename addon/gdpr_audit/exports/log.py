@@ -17,7 +17,7 @@ select v.id, v.run_id, v.flow_id, v.rule, v.severity, v.host, v.recipient, v.cat
 from violations v join flows f on f.id = v.flow_id order by v.id"""
 FINDINGS = """
 select x.id, f.run_id, x.flow_id, f.host, f.recipient, x.detector, x.category, x.subject,
-       x.location, x.field, x.form, x.evidence, x.fingerprint, f.timestamp
+       x.location, x.field, x.form, x.evidence, x.fingerprint, x.count, f.timestamp
 from findings x join flows f on f.id = x.flow_id order by x.id"""
 FLOWS = "select * from flows order by timestamp, source, id"
 RUNS = "select * from runs order by id"
