@@ -1,9 +1,17 @@
-"""The live-proxy section of bench/perf.py: mitmdump alone against mitmdump with the addon,
-under load from wrk on loopback, side by side in alternating runs."""
+"""The live-proxy section of bench/perf.py: mitmdump alone against mitmdump with the addon in
+log-only mode (audits in the worker process) and in enforce mode (audits inline), under load
+from wrk on loopback, in alternating runs. Every addon run also checks that each request wrk
+completed reached the log: a fast proxy that drops audits is not a win.
 
+Alone: `python bench/proxy_bench.py [--rounds 3] [--seconds 10] [-c 1,8,32]`, and
+`--profile DIR` to record py-spy profiles of the proxy under load instead."""
+
+import argparse
+import os
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -12,13 +20,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+KINDS = ("bare", "log-only", "enforce")
 
-
+# Every request differs (a counter per wrk thread and connection), so no cache can make a
+# repeated request free: a JSON POST with a registry-like email and order id, a GET with a
+# query string and a cookie, and a form POST. All to third parties, most of them violations.
 WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"email": "marie.dupont@example.fr", "event": "Order Completed", "total": 42.5}'
-wrk.headers["Content-Type"] = "application/json"
-request = function() return wrk.format(nil, "http://api.segment.io/v1/track") end
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = id
+end
+request = function()
+  counter = counter + 1
+  local n = thread_id * 10000000 + counter
+  local kind = counter % 3
+  if kind == 0 then
+    local body = string.format('{"email": "client.%d@example.fr", "event": "Order Completed", ' ..
+                               '"order_id": "ORD-%d", "total": %d.5}', n, n, n % 500)
+    return wrk.format("POST", "http://api.segment.io/v1/track",
+                      {["Content-Type"] = "application/json"}, body)
+  elseif kind == 1 then
+    local path = string.format("/collect?v=2&tid=G-BENCH&cid=%d.1700000000&uid=u%d" ..
+                               "&dl=https%%3A%%2F%%2Fshop.example%%2Fp%%2F%d&en=page_view", n, n, n)
+    return wrk.format("GET", "http://www.google-analytics.com" .. path,
+                      {["Cookie"] = string.format("_ga=GA1.2.%d.1700000000; session=s%d", n, n)})
+  else
+    local body = string.format("email=marie.dupont%%2B%d%%40example.fr&phone=%%2B3361234%04d" ..
+                               "&newsletter=1", n, n % 10000)
+    return wrk.format("POST", "http://forms.tracker-widget.example/submit",
+                      {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+  end
+end
 """
 
 
@@ -47,6 +85,10 @@ def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, f
          "--latency", "-s", str(script), f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", output)
+    if errors:
+        raise RuntimeError(f"wrk socket errors: {errors.group(1)}")
 
     def latency(percent: str) -> float:
         match = re.search(rf"{percent}%\s+([\d.]+)(us|ms|s)", output)
@@ -54,44 +96,139 @@ def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, f
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return {"rps": rps, "p50": latency("50"), "p99": latency("99")}
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "requests": count}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of the proxy's own process (all its threads, not the audit worker): under
+    load from other programs, req/s swings, while CPU per request stays comparable."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _command(kind: str, port: int, db: Path) -> list[str]:
+    offline = ["-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy",
+               "--set", "flow_detail=0", "--listen-host", "127.0.0.1", "--listen-port", str(port)]
+    if kind == "bare":
+        return [str(BIN / "mitmdump"), *offline]
+    enforce = ["--enforce"] if kind == "enforce" else []
+    return [str(BIN / "gdpr-audit"), "proxy", "--policy", str(ROOT / "policies"), "--db", str(db),
+            *enforce, *offline]
+
+
+def _run(folder: Path, kind: str, connections: int, seconds: int,
+         script: Path) -> dict[str, float]:
+    """One measured run on a fresh proxy (and a fresh log, to count what reached it)."""
+    port = _free_port()
+    db = folder / f"proxy-{kind}.db"
+    for stale in folder.glob(f"proxy-{kind}.db*"):
+        stale.unlink()
+    process = _start(_command(kind, port, db), port, folder / f"{kind}.log")
+    try:
+        warm = _wrk(port, connections, 1, script)
+        cpu = _cpu_seconds(process.pid)
+        result = _wrk(port, connections, seconds, script)
+        result["cpu_ms"] = (_cpu_seconds(process.pid) - cpu) * 1000 / result["requests"]
+        stopping = time.monotonic()
+    finally:
+        process.terminate()  # SIGTERM: the addon drains the log on its way out
+        process.wait(timeout=600)
+    result["stop_s"] = time.monotonic() - stopping
+    if kind != "bare":
+        with sqlite3.connect(db) as conn:
+            logged = conn.execute("select count(*) from flows").fetchone()[0]
+        # wrk does not count the requests still in flight when it stops: the log may hold
+        # up to `connections` more per wrk run, never fewer
+        result["logged"] = logged
+        result["sent"] = warm["requests"] + result["requests"]
+    return result
 
 
 def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int]) -> list[str]:
     if not shutil.which("wrk"):
         return ["wrk is not installed (apt-get install wrk): proxy benchmark skipped."]
-    script = folder / "post.lua"
+    script = folder / "requests.lua"
     script.write_text(WRK_SCRIPT)
-    offline = ["-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy",
-               "--set", "flow_detail=0", "--listen-host", "127.0.0.1"]
-    lines = [f"wrk on loopback, {seconds} s a run, medians of {rounds} alternating runs; the proxy "
-             "answers every request itself (tests/responder.py). Requests: a JSON POST carrying a "
-             "registry email to an http:// analytics host (so every request is a violation).", "",
-             "| connections | mitmdump req/s | with addon req/s | ratio | p50 ms (bare / addon) | p99 ms (bare / addon) |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"wrk on loopback, {seconds} s a run after a 1 s warm-up, medians of {rounds} "
+             "alternating runs (bare, log-only, enforce); the proxy answers every request itself "
+             "(tests/responder.py). Requests vary each time (a counter): a JSON POST with an email "
+             "and order id, a GET with a query string and a cookie, a form POST, all over http:// "
+             "to third parties, so nearly every one is a violation (in enforce mode, answered 451 "
+             "by the proxy). 'logged' = flows in the log after a clean stop / requests wrk "
+             "completed (>= 1.00: nothing lost; above 1 by the requests in flight at wrk's end). "
+             "'CPU ms/req' is the proxy process's own CPU time per request (the audit worker's "
+             "excluded): bare CPU / addon CPU is the throughput ratio to expect once the worker "
+             "has a core of its own, whatever else loads the machine. 'stop s' is the time from "
+             "SIGTERM to exit: how long the log took to catch up. Load average at the start: "
+             f"{os.getloadavg()[0]:.1f}.",
+             "",
+             "| connections | bare req/s | log-only req/s | ratio | enforce req/s | ratio "
+             "| p50 ms (bare / log-only / enforce) | p99 ms (bare / log-only / enforce) "
+             "| CPU ms/req (bare / log-only / enforce) | CPU ratio log-only | stop s (log-only) "
+             "| logged |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for connections in concurrencies:
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "addon": []}
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
         for _ in range(rounds):
-            for kind in ("bare", "addon"):
-                port = _free_port()
-                if kind == "bare":
-                    command = [str(BIN / "mitmdump"), *offline, "--listen-port", str(port)]
-                else:
-                    command = [str(BIN / "gdpr-audit"), "proxy", "--policy", str(ROOT / "policies"),
-                               "--db", str(folder / "proxy.db"), "--listen-port", str(port), *offline]
-                process = _start(command, port, folder / f"{kind}.log")
-                try:
-                    _wrk(port, connections, 1, script)  # warm-up
-                    results[kind].append(_wrk(port, connections, seconds, script))
-                finally:
-                    process.terminate()
-                    process.wait(timeout=60)
-        med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")}
+            for kind in KINDS:
+                results[kind].append(_run(folder, kind, connections, seconds, script))
+        med = {k: {m: statistics.median(r[m] for r in v)
+                   for m in ("rps", "p50", "p99", "cpu_ms", "stop_s")}
                for k, v in results.items()}
-        lines.append(f"| {connections} | {med['bare']['rps']:.0f} | {med['addon']['rps']:.0f} | "
-                     f"{med['addon']['rps'] / med['bare']['rps']:.2f} | "
-                     f"{med['bare']['p50']:.1f} / {med['addon']['p50']:.1f} | "
-                     f"{med['bare']['p99']:.1f} / {med['addon']['p99']:.1f} |")
+        logged = min(r["logged"] / r["sent"] for k in KINDS[1:] for r in results[k])
+        bare = med["bare"]["rps"]
+        lines.append(
+            f"| {connections} | {bare:.0f} | {med['log-only']['rps']:.0f} | "
+            f"{med['log-only']['rps'] / bare:.2f} | {med['enforce']['rps']:.0f} | "
+            f"{med['enforce']['rps'] / bare:.2f} | "
+            + " / ".join(f"{med[k]['p50']:.1f}" for k in KINDS) + " | "
+            + " / ".join(f"{med[k]['p99']:.1f}" for k in KINDS) + " | "
+            + " / ".join(f"{med[k]['cpu_ms']:.2f}" for k in KINDS)
+            + f" | {med['bare']['cpu_ms'] / med['log-only']['cpu_ms']:.2f}"
+            + f" | {med['log-only']['stop_s']:.1f} | {logged:.2f} |")
     return lines
 
 
+def profile(folder: Path, out: Path, connections: int, seconds: int) -> None:
+    """py-spy profiles (flame graph SVG and a raw collapsed file) of each kind under load."""
+    script = folder / "requests.lua"
+    script.write_text(WRK_SCRIPT)
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
+        port = _free_port()
+        process = _start(_command(kind, port, folder / f"profile-{kind}.db"), port,
+                         folder / f"{kind}.log")
+        try:
+            _wrk(port, connections, 1, script)
+            for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
+                spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(process.pid),
+                                        "--subprocesses", "--duration", str(seconds), "--format",
+                                        fmt, "-o", str(out / f"{kind}.{suffix}")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
+                print(kind, fmt, _wrk(port, connections, seconds, script))
+                spy.wait(timeout=120)
+        finally:
+            process.terminate()
+            process.wait(timeout=600)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("-c", "--connections", default="1,8,32")
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles here instead")
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.profile:
+            profile(Path(tmp), args.profile, int(args.connections.split(",")[0]), args.seconds)
+            return
+        print("\n".join(bench_proxy(Path(tmp), args.rounds, args.seconds,
+                                    [int(c) for c in args.connections.split(",")])))
+
+
+if __name__ == "__main__":
+    main()

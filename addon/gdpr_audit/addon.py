@@ -20,8 +20,8 @@ from mitmproxy.hooks import UpdateHook
 
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
 from .documents import PolicyError
+from .offload import OffloadedAudits, Verdict, is_html
 from .policy import load_policy
-from .offload import OffloadedAudits, Verdict
 from .rules import RULES
 from .store import AuditStore, LogWriter
 
@@ -43,6 +43,8 @@ class GdprAudit:
         """Log-only mode: the audit worker process."""
         self._flows: weakref.WeakValueDictionary[str, http.HTTPFlow] = weakref.WeakValueDictionary()
         """Offloaded flows awaiting their verdict, for annotation (while they still exist)."""
+        self._enforce = False
+        self._annotate = True
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -69,6 +71,8 @@ class GdprAudit:
             "in mitmweb and in saved .flow files.")
 
     def configure(self, updated: set[str]) -> None:
+        # read once here: an option lookup in every hook costs the event loop
+        self._enforce, self._annotate = ctx.options.gdpr_enforce, ctx.options.gdpr_annotate
         if updated & {"gdpr_policy", "gdpr_subjects", "gdpr_max_body"} and ctx.options.gdpr_policy:
             if ctx.options.gdpr_max_body <= 0:
                 raise exceptions.OptionsError("gdpr_max_body: must be a positive number of bytes")
@@ -110,24 +114,28 @@ class GdprAudit:
             self.writer = None
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        if flow.request.pretty_host == BARRIER_HOST:
+        # `host`, not `pretty_host` (which parses the Host header, 15 us a flow): the barrier
+        # is asked through the proxy in regular mode, as an absolute URL
+        if flow.request.host == BARRIER_HOST:
             await self._barrier(flow)
             return
+        if self.offload is not None and self.offload.backlogged:
+            await self.offload.caught_up()  # bounded memory: the worker is far behind
         audit = self._audit(flow)
-        if audit and audit.violations and ctx.options.gdpr_enforce:
+        if audit and audit.violations and self._enforce:
             flow.response = self._refusal(audit)
 
     def response(self, flow: http.HTTPFlow) -> None:
         # A page may serve pre-ticked consent boxes: audit again with the response, which
         # replaces the request-time entry of this flow in the log.
-        content_type = flow.response.headers.get("content-type", "") if flow.response else ""
-        if "html" in content_type.lower() and flow.request.pretty_host != BARRIER_HOST:
+        response = flow.response
+        if response is not None and is_html(response) and flow.request.host != BARRIER_HOST:
             self._audit(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
-        if not message.from_client or self.auditor is None or not ctx.options.gdpr_enforce:
+        if not message.from_client or self.auditor is None or not self._enforce:
             return
         audit = self.auditor.audit_message(flow, message.content)
         if audit.violations:
@@ -147,7 +155,7 @@ class GdprAudit:
             self._fall_back()
         if self.offload is not None:
             self.offload.submit(flow)
-            if ctx.options.gdpr_annotate:
+            if self._annotate:
                 self._flows[flow.id] = flow
             return None
         if self.auditor is None or self.writer is None:
@@ -189,7 +197,7 @@ class GdprAudit:
             return False
         logger.log(logging.WARNING,
                    f"gdpr: {verdict.method} {verdict.host}: {', '.join(verdict.rules)}")
-        if flow is None or not ctx.options.gdpr_annotate:
+        if flow is None or not self._annotate:
             return False
         flow.marked = MARKER
         note = f"GDPR: {', '.join(verdict.rules)}"

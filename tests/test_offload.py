@@ -1,0 +1,223 @@
+"""Log-only mode audits in a worker process (offload.py): what crosses the pipe, what the
+worker does with errors, barriers, and its life next to the proxy's.
+
+Strategy: the real worker process and a real SQLite log throughout, driven through the
+addon in mitmproxy's taddons harness or through a real `gdpr-audit proxy` process; kill
+processes with real signals and read the log with sqlite3."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from mitmproxy import websocket
+from mitmproxy.test import taddons, tflow
+
+from conftest import make_flow
+from gdpr_audit.addon import BARRIER_HOST, GdprAudit
+from gdpr_audit.audit import Auditor
+from gdpr_audit.offload import flow_state, rebuild
+from gdpr_audit.policy import load_policy
+from gdpr_audit.pytest_plugin import _free_port, start_proxy
+from test_addon import ALICE, post, rows
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = ("-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy")
+PAGE = '<form><input type="checkbox" name="newsletter" checked> la newsletter et les offres</form>'
+
+
+def summary(audit) -> tuple:
+    return (audit.method, audit.scheme, audit.host, audit.path, audit.at, audit.error,
+            sorted((v.rule, v.message) for v in audit.violations),
+            sorted((f.category, f.field.location, f.value) for f in audit.findings))
+
+
+def test_the_rebuilt_flow_audits_like_the_original(policy_file: Path) -> None:
+    """What crosses the pipe is all the audit reads: request, HTML response, client messages."""
+    auditor = Auditor(load_policy(str(policy_file), None))
+    page = make_flow("https://shop.test/signup?email=alice.martin%40example.org")
+    page.response.headers["content-type"] = "text/html"
+    page.response.content = PAGE.encode()
+    chat = tflow.twebsocketflow(messages=False)
+    chat.request.host = "chat.widget.test"
+    chat.websocket.messages += [
+        websocket.WebSocketMessage(1, True, ALICE.encode()),
+        websocket.WebSocketMessage(1, False, b"hello from the agent")]
+    form = make_flow("http://collect.adnetwork.test/e?uid=42", "POST",
+                     "email=alice.martin%40example.org&phone=%2B33612345678",
+                     {"content-type": "application/x-www-form-urlencoded", "cookie": "a=b"})
+    for flow in (page, chat, form):
+        original = auditor.audit(flow)
+        assert original.violations or original.findings
+        assert summary(auditor.audit(rebuild(flow_state(flow)))) == summary(original)
+    rebuilt = auditor.audit(rebuild(flow_state(page)))
+    assert "pre-ticked-consent" in {v.rule for v in rebuilt.violations}
+
+
+async def test_a_flow_the_worker_cannot_rebuild_is_logged_as_an_error(policy_file: Path,
+                                                                       tmp_path: Path) -> None:
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        broken = post("https://eu.mailer.test/contacts")
+        broken.request.data.host = b"\xff\xfe.test"  # not a host name: Request() refuses it
+        await addon.request(broken)
+        await addon.request(post("http://eu.mailer.test/contacts"))  # the worker goes on
+        addon.done()
+    assert sorted(rows(db, "select status, error from flows")) == [
+        ("audited", None), ("error", "UnicodeDecodeError in the audit worker")]
+    assert rows(db, "select rule from violations") == [("clear-text",)]
+
+
+async def test_the_barrier_leaves_the_event_loop_free(policy_file: Path, tmp_path: Path) -> None:
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        for _ in range(100):
+            await addon.request(post("http://eu.mailer.test/contacts"))
+        barrier = make_flow(f"http://{BARRIER_HOST}/")
+        barrier.response = None
+        ticks, done = 0, False
+
+        async def wait_for_barrier() -> None:
+            nonlocal done
+            await addon.request(barrier)
+            done = True
+
+        async def tick() -> None:  # runs only while the loop is free
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(asyncio.gather(wait_for_barrier(), tick()), 120)
+        assert ticks > 0
+        assert json.loads(barrier.response.content)["flushed"] is True
+        assert rows(db, "select count(*) from flows") == [(100,)]
+        addon.done()
+
+
+async def test_a_dead_worker_never_stops_traffic(policy_file: Path, tmp_path: Path,
+                                                 caplog) -> None:
+    """The worker killed under the proxy: flows still pass, and are audited inline from then on."""
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        offload = addon.offload
+        os.kill(offload.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while offload.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not offload.alive
+        flow = post("http://eu.mailer.test/contacts")
+        await addon.request(flow)
+        assert flow.response is not None and flow.response.status_code == 200
+        assert flow.marked  # inline now: annotated at once
+        addon.done()
+    assert rows(db, "select rule from violations") == [("clear-text",)]
+    assert "the audit worker stopped" in caplog.text
+    assert "alice" not in caplog.text.lower()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(stat[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def _gone(pid: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # exited; waiting for its new parent to reap it
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _send(proxy, count: int) -> None:
+    with requests.Session() as session:
+        for number in range(count):
+            session.post("http://collect.adnetwork-example.com/e",
+                         json={"email": "marie.dupont@example.fr", "n": number},
+                         proxies=proxy.proxies, timeout=30)
+
+
+def test_the_worker_does_not_outlive_a_killed_proxy(tmp_path: Path) -> None:
+    proxy = start_proxy(tmp_path, str(ROOT / "policies"), tmp_path / "audit.db", *OFFLINE)
+    try:
+        _send(proxy, 10)
+        proxy.flush()
+        children = _children(proxy.process.pid)  # the worker (and multiprocessing's tracker)
+    finally:
+        proxy.process.kill()  # SIGKILL: no done(), no chance to tell the worker
+        proxy.process.wait()
+    assert children and all(_gone(pid) for pid in children), "a child lingers after the proxy died"
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+        assert db.execute("select count(*) from flows").fetchone() == (10,)
+        assert db.execute("select count(*) from runs where finished is null").fetchone() == (1,)
+
+
+def test_a_clean_stop_ends_the_worker_and_the_run(tmp_path: Path) -> None:
+    proxy = start_proxy(tmp_path, str(ROOT / "policies"), tmp_path / "audit.db", *OFFLINE)
+    try:
+        _send(proxy, 5)
+        children = _children(proxy.process.pid)
+    finally:
+        proxy.stop()
+    assert children and all(_gone(pid, timeout=5) for pid in children)
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        assert db.execute("select flows, finished is not null from runs").fetchall() == [(5, 1)]
+    log = (tmp_path / "proxy.log").read_text()
+    assert "undeclared-recipient" in log and "marie" not in log.lower()
+
+
+def test_ctrl_c_to_the_whole_group_loses_nothing(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the proxy and its worker at once: the worker must wait
+    for the proxy to close it, or the flows it holds are lost and the run never ends."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gdpr_audit", "proxy", "--listen-host", "127.0.0.1",
+         "--listen-port", str(port), "--policy", str(ROOT / "policies"),
+         "--db", str(tmp_path / "audit.db"), "--set", f"confdir={tmp_path}", *OFFLINE],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proxies = {"http": f"http://127.0.0.1:{port}"}
+        with requests.Session() as session:
+            for number in range(20):
+                session.post("http://collect.adnetwork-example.com/e", json={"n": number},
+                             proxies=proxies, timeout=30)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        assert db.execute("select flows, finished is not null from runs").fetchall() == [(20, 1)]
