@@ -2,20 +2,26 @@
 
 Strategy: two replays writing one log at once must both succeed with every row there; a
 replay killed with SIGKILL mid-run leaves a log that opens, is consistent, and is completed
-(not duplicated) by running the same replay again."""
+(not duplicated) by running the same replay again. The same for the proxy: killed with SIGKILL
+while client threads are sending, and writing one log beside a replay (nothing lost). Only
+the log is read, never the proxy's internals (it may audit in a worker process)."""
 
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import pytest
+import requests
 from mitmproxy import io
-from test_cli import ROOT
 
 from gdpr_audit.captures import CaptureReader
+from gdpr_audit.pytest_plugin import start_proxy
+from test_cli import ROOT
 
 CLI = [sys.executable, "-m", "gdpr_audit"]
 
@@ -36,7 +42,8 @@ def corpus(path: Path, copies: int) -> int:
 def replay(capture: Path, db: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, "replay", str(capture), "--policy", str(ROOT / "policies"),
                              "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={"PYTHONPATH": str(ROOT / "addon"), "PATH": "/usr/bin:/bin",
+                            text=True, env={"PYTHONPATH": str(ROOT / "addon"),
+                                            "PATH": "/usr/bin:/bin",
                                             "GDPR_AUDIT_KEY": "durability-test-key"})
 
 
@@ -45,7 +52,8 @@ def consistent(db: Path) -> sqlite3.Connection:
     assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
     assert conn.execute("pragma foreign_key_check").fetchall() == []
     assert conn.execute("""select count(*) from flows f where f.violations !=
-                           (select count(*) from violations v where v.flow_id = f.id)""").fetchone() == (0,)
+                           (select count(*) from violations v where v.flow_id = f.id)"""
+                        ).fetchone() == (0,)
     return conn
 
 
@@ -59,7 +67,8 @@ def test_two_replays_write_one_log_at_once(tmp_path: Path) -> None:
     assert not any("locked" in err for _, err in results)
     with consistent(db) as conn:
         assert conn.execute("select count(*) from flows").fetchone() == (total,)
-        assert conn.execute("select count(*) from runs where finished is not null").fetchone() == (2,)
+        finished = conn.execute("select count(*) from runs where finished is not null")
+        assert finished.fetchone() == (2,)
 
 
 def test_killed_replay_leaves_a_consistent_log_and_resumes(tmp_path: Path) -> None:
@@ -86,3 +95,135 @@ def test_killed_replay_leaves_a_consistent_log_and_resumes(tmp_path: Path) -> No
     assert again.returncode == 1
     with consistent(db) as conn:
         assert conn.execute("select count(*) from flows").fetchone() == (total,)
+
+
+# --- the proxy: killed under load, and writing one log beside a replay ---------------------
+
+PROXY_OFFLINE = ("-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy")
+EMAIL = "marie.dupont@example.fr"  # cust-001
+
+
+def children(pid: int) -> list[int]:
+    """Every process `pid` started (any worker it may audit in), found in /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+class Load:
+    """Client threads sending through the proxy until told to stop; what was answered."""
+
+    def __init__(self, proxy_url: str, threads: int = 6) -> None:
+        self.proxies = {"http": proxy_url, "https": proxy_url}
+        self.answered: list[str] = []  # paths the client got a 200 for
+        self.sent: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._send, args=(n,)) for n in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _send(self, number: int) -> None:
+        client = requests.Session()
+        client.trust_env = False
+        count = 0
+        while not self.stop.is_set():
+            path = f"/load/{number}/{count}"
+            count += 1
+            self.sent.append(path)
+            try:
+                response = client.post(f"http://collect.adnetwork-example.com{path}",
+                                       json={"email": EMAIL, "n": count},
+                                       proxies=self.proxies, timeout=30)
+            except requests.RequestException:
+                return  # the proxy is gone
+            if response.status_code == 200:
+                self.answered.append(path)
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
+def logged_paths(conn: sqlite3.Connection) -> set[str]:
+    return {path for (path,) in conn.execute("select path from flows where path like '/load/%'")}
+
+
+def finished_runs_add_up(conn: sqlite3.Connection) -> None:
+    assert conn.execute("""select count(*) from runs r where r.finished is not null and
+                           r.flows != (select count(*) from flows f where f.run_id = r.id)"""
+                        ).fetchone() == (0,)
+
+
+def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    proxy = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
+    load = Load(proxy.url)
+    deadline = time.monotonic() + 120
+    while len(load.answered) < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = children(proxy.process.pid)
+    proxy.process.send_signal(signal.SIGKILL)  # while the clients are still sending
+    proxy.process.wait()
+    load.join()
+    wait_gone(workers)  # a worker may still commit what it had received
+    with consistent(db) as conn:
+        kept = logged_paths(conn)
+        finished_runs_add_up(conn)
+        assert conn.execute("select count(*) from runs where finished is null").fetchone() == (1,)
+    assert kept <= set(load.sent)  # nothing invented
+    lost = len(set(load.answered) - kept)
+    print(f"REPORT proxy SIGKILL under load: {len(load.sent)} sent by 6 threads, "
+          f"{len(load.answered)} answered, {len(kept)} in the log, {lost} answered but not "
+          f"logged, {len(workers)} worker process(es)")
+    assert len(kept) > 0
+    # the same log takes a new proxy, which finishes its own run
+    again = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
+    requests.post("http://collect.adnetwork-example.com/load/after", json={"email": EMAIL},
+                  proxies={"http": again.url}, timeout=30)
+    again.stop()
+    with consistent(db) as conn:
+        finished_runs_add_up(conn)
+        assert "/load/after" in logged_paths(conn)
+
+
+def test_proxy_and_replay_write_one_log_at_once(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    capture = tmp_path / "corpus.flow"
+    total = corpus(capture, 6)
+    db = tmp_path / "audit.db"
+    monkeypatch.setenv("GDPR_AUDIT_KEY", "durability-test-key")  # the replay's key too
+    proxy = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
+    try:
+        load = Load(proxy.url, threads=4)
+        run = replay(capture, db)
+        out, err = run.communicate(timeout=600)
+        load.join()
+        proxy.flush()
+    finally:
+        proxy.stop()
+    assert run.returncode == 1, err
+    assert "locked" not in err and "Traceback" not in err
+    proxy_output = (tmp_path / "proxy.log").read_text(errors="replace")
+    assert "locked" not in proxy_output and "not written" not in proxy_output
+    with consistent(db) as conn:
+        sent = logged_paths(conn)
+        assert conn.execute("select count(*) from flows where path not like '/load/%'"
+                            ).fetchone() == (total,)
+        assert conn.execute("select count(*) from runs where finished is null").fetchone() == (0,)
+        finished_runs_add_up(conn)
+    assert sent == set(load.answered) == set(load.sent)  # every flow sent is in the log
+    print(f"REPORT proxy + replay on one log: {total} replayed and {len(sent)} proxied flows, "
+          f"0 lost")
