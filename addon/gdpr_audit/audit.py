@@ -37,12 +37,17 @@ class FlowAudit:
     destination: Destination | None = None
     findings: list[Finding] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
-    fields: dict[int, str] = field(default_factory=dict)
-    """id(finding) -> its field path, redacted like `path`."""
+    fields: list[str] = field(default_factory=list)
+    """Each finding's field path, redacted like `path`, in the order of `findings`."""
     limits: list[str] = field(default_factory=list)
     error: str | None = None
     consent: dict | None = None
     """The consent signals the request carried, decoded (consent.ConsentReading.record)."""
+
+    def field_of(self, finding: Finding) -> str:
+        # By identity, not id(): an audit made in a worker process arrives as new objects.
+        return next((self.fields[index] for index, item in enumerate(self.findings)
+                     if item is finding), "")
 
     @property
     def status(self) -> str:
@@ -120,7 +125,7 @@ class Auditor:
             # A message may quote the traffic (a checkbox's name, a host): redacted like keys.
             result.violations.extend(replace(v, message=self.redact_key(v.message))
                                      for v in rule.check(facts))
-        result.fields = {id(f): self.redact_key(f.field.key) for f in result.findings}
+        result.fields = [self.redact_key(f.field.key) for f in result.findings]
 
     def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
         response = flow.response

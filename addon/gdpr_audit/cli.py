@@ -25,6 +25,7 @@ from .captures import CaptureError, CaptureReader
 from .categories import SEVERITIES
 from .documents import PolicyError
 from .export import FORMATS, export
+from .parallel import ParallelAudits, default_jobs
 from .policy import Policy, load_policy
 from .review import (
     Filters,
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="lowest severity that makes the exit code 1 (default: any violation)")
     replay.add_argument("--max-body", type=_positive, default=DEFAULT_MAX_BODY,
                         help="cap on a decoded body, in bytes (default: 10 MiB)")
+    replay.add_argument("--jobs", type=_positive, default=default_jobs(),
+                        help="processes that audit side by side (default: one per core, up to 8)")
     replay.add_argument("--format", choices=FORMATS, help="also write a report of the log")
     replay.add_argument("--output", help="where --format writes (default: standard output)")
     replay.add_argument("--baseline", metavar="FILE",
@@ -246,10 +249,10 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     show_progress = console.is_terminal and not os.environ.get("CI")
     progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
                         console=console, transient=True)
-    with progress if show_progress else nullcontext():
+    with ParallelAudits(auditor, args.jobs) as parallel, \
+            progress if show_progress else nullcontext():
         task = progress.add_task("flows", total=None)
-        for flow, source in reader.flows():
-            audit = auditor.audit(flow)
+        for audit, source in parallel.audits(reader.flows()):
             audits.append(FlowSummary.of(audit))
             batch.append((audit, source))
             if len(batch) >= _BATCH:

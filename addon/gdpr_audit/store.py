@@ -201,8 +201,8 @@ class AuditStore:
             "error": audit.error, "violations": len(audit.violations),
             "consent": json.dumps(audit.consent, separators=(",", ":")) if audit.consent else None,
         })
-        finding_ids = {id(f): _insert(conn, "findings", self._finding_row(audit, f))
-                       for f in audit.findings}
+        finding_ids = {id(f): _insert(conn, "findings", self._finding_row(audit, f, field))
+                       for f, field in zip(audit.findings, audit.fields, strict=True)}
         for violation in audit.violations:
             first = violation.evidence[0] if violation.evidence else None
             violation_id = _insert(conn, "violations", {
@@ -214,7 +214,7 @@ class AuditStore:
                 "subject": first.subject if first else None,
                 "subjects": ", ".join(sorted({f.subject for f in violation.evidence if f.subject})),
                 "location": first.field.location if first else None,
-                "field": audit.fields.get(id(first)) if first else None,
+                "field": audit.field_of(first) if first else None,
                 "evidence": mask(first.category, first.value) if first else None,
                 "message": violation.message, "policy_entry": violation.policy_entry,
                 "fingerprint": violation_fingerprint(violation.rule, audit, violation.evidence),
@@ -224,12 +224,12 @@ class AuditStore:
                 "insert or ignore into violation_findings (violation_id, finding_id) values (?, ?)",
                 [(violation_id, finding_ids[id(f)]) for f in violation.evidence])
 
-    def _finding_row(self, audit: FlowAudit, finding: Finding) -> dict[str, Any]:
+    def _finding_row(self, audit: FlowAudit, finding: Finding, field: str) -> dict[str, Any]:
         layers = " -> ".join(finding.field.layers)
         return {
             "flow_id": audit.flow_id, "detector": finding.detector, "category": finding.category,
             "subject": finding.subject, "location": finding.field.location,
-            "field": audit.fields.get(id(finding), ""),
+            "field": field,
             "form": f"{layers} -> {finding.form}" if layers else finding.form,
             "evidence": mask(finding.category, finding.value),
             "fingerprint": self.fingerprint(finding.category, finding.canonical),
