@@ -158,3 +158,96 @@ def test_har_entries_keep_a_recorded_flow_id() -> None:
     expected = [c["flow_id"] for c in json.loads((ROOT / "captures" / "expected.json").read_text())
                 if c["file"] == "browser.har"]
     assert [f.id for f, _ in CaptureReader([str(ROOT / "captures" / "browser.har")]).flows()] == expected
+
+
+def _del(*keys: str):
+    def change(entry: dict) -> dict:
+        target = entry
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+        return entry
+    return change
+
+
+def _set(*keys: str, value: object):
+    def change(entry: dict) -> dict:
+        target = entry
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+        return entry
+    return change
+
+
+# Odd fields that real tools write, or that a damaged file holds: one per entry of browser.har.
+ODD_ENTRIES = {
+    "no url": _del("request", "url"),
+    "url not a string": _set("request", "url", value=12345),
+    "no method": _del("request", "method"),
+    "headers as an object": _set("request", "headers", value={"a": "b"}),
+    "header without value": _set("request", "headers", value=[{"name": "x-a"}]),
+    "postData a string": _set("request", "postData", value="email=x"),
+    "postData text a number": _set("request", "postData", value={"mimeType": "x", "text": 123}),
+    "queryString null": _set("request", "queryString", value=None),
+    "no startedDateTime": _del("startedDateTime"),
+    "startedDateTime not a date": _set("startedDateTime", value="yesterday"),
+    "entry null": lambda entry: None,
+    "entry a string": lambda entry: "entry",
+    "status not a number": _set("response", "status", value="abc"),
+    "cookies a string": _set("request", "cookies", value="a=b"),
+}
+
+
+def test_har_entries_with_odd_fields_are_each_audited_or_named(tmp_path: Path) -> None:
+    """Every entry is either audited or named by its index in a one-line error, exit 2; an
+    odd entry never costs the entries beside it."""
+    document = json.loads((ROOT / "captures" / "browser.har").read_text())
+    entries = document["log"]["entries"]
+    assert len(entries) > len(ODD_ENTRIES)
+    for index, change in enumerate(ODD_ENTRIES.values(), start=1):
+        entries[index] = change(entries[index])
+    damaged = tmp_path / "odd.har"
+    damaged.write_text(json.dumps(document))
+    result, _ = replay(tmp_path, damaged)
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        audited = {int(source.rsplit("#", 1)[1]) for (source,) in
+                   conn.execute("select source from flows")}
+    stderr = result.stderr.replace("\n", "")
+    assert "Traceback" not in stderr
+    named = {index for index in range(len(entries)) if f"{damaged}: entry {index}:" in stderr}
+    assert audited | named == set(range(len(entries))), (sorted(audited), sorted(named))
+    assert not audited & named
+    assert {0, *range(len(ODD_ENTRIES) + 1, len(entries))} <= audited  # the intact ones
+    assert {11, 12} <= named  # an entry that is not an object cannot be read
+    assert result.returncode == 2
+    print(f"REPORT odd HAR entries: {len(ODD_ENTRIES)} kinds, "
+          f"{len(audited & set(range(1, len(ODD_ENTRIES) + 1)))} tolerated, {len(named)} named")
+
+
+def test_wrong_formats_and_trailing_garbage(tmp_path: Path) -> None:
+    """Files of the wrong kind or with junk after the flows: each named, with where; every
+    complete flow before the damage audited."""
+    source = ROOT / "captures" / "backend.flow"
+    ends = flow_offsets(source)
+    files = {
+        "garbage.flow": b"\x00\x01\x02binary noise\xff" * 100,
+        "flow-as.har": source.read_bytes(),
+        "trailing.flow": source.read_bytes() + b"\x00junk after the last flow\n",
+        "no-log.har": json.dumps({"version": "1.2", "entries": []}).encode(),
+        "entries-object.har": json.dumps({"log": {"entries": {"0": {}}}}).encode(),
+        "array.har": b"[1, 2, 3]",
+        "deep.har": b'{"log": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    }
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    result, audited = replay(tmp_path, *paths)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    stderr = result.stderr.replace("\n", "")
+    for path in paths:
+        assert str(path) in stderr, path.name
+    assert f"{tmp_path / 'trailing.flow'}: byte offset {ends[-1][1]}" in stderr
+    assert f"{tmp_path / 'garbage.flow'}: byte offset 0" in stderr
+    assert sorted(audited) == sorted(flow_id for flow_id, _ in ends)  # from trailing.flow
