@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench fuzz install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || "$$(scripts/find-python)" -m venv $(VENV)
@@ -32,6 +32,18 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/perf.py
 	$(BIN)/python bench/detection/run.py
+
+# Fuzzing (fuzz/, atheris): each coverage-guided target for FUZZ_TIME seconds from its corpus
+# (fuzz/corpus/<area>, seeded from fuzz/seeds and the shared vectors), then the hypothesis
+# properties with the `long` profile. A failing input is saved as fuzz/crash-<sha1>; replay it
+# with `$(BIN)/python fuzz/fuzz_<area>.py fuzz/crash-<sha1>`.
+FUZZ_TIME ?= 120
+fuzz: $(STAMP)
+	for area in consent fields captures audit policy; do \
+	  $(BIN)/python fuzz/fuzz_$$area.py -max_total_time=$(FUZZ_TIME) -timeout=30 \
+	    -artifact_prefix=fuzz/ || exit 1; \
+	done
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz_properties.py
 
 clean:
 	rm -rf $(VENV) audit.db audit.db.key audit.json
