@@ -108,7 +108,7 @@ def seed_into(area: str, corpus: Path) -> int:
     from seeds import vector_seeds  # here: importing it needs sys.path set above
 
     count = 0
-    committed = ROOT / "fuzz" / "seeds" / area
+    committed = ROOT / "fuzz" / "seeds" / ("fields" if area == "audit" else area)  # same format
     for seed in sorted(committed.iterdir()) if committed.is_dir() else ():
         shutil.copyfile(seed, corpus / seed.name)
         count += 1

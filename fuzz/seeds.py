@@ -1,8 +1,9 @@
 """Seed inputs for the fuzz targets.
 
-`python fuzz/seeds.py` rewrites the committed seeds (fuzz/seeds/<area>/) from the sample
-captures and policies of this repository (fictitious people only). `vector_seeds` makes more
-at run time from the shared vectors, which stay outside the repository.
+`python fuzz/seeds.py` rewrites the committed seeds (fuzz/seeds/<area>/; the audit target
+reads those of fields) from the sample captures and policies of this repository (fictitious
+people only). `vector_seeds` makes more at run time from the shared vectors, which stay
+outside the repository.
 
 Input formats, one per area:
 - fields, audit: a raw HTTP/1 request (`_common.request_from_bytes`).
@@ -112,8 +113,7 @@ def committed_seeds() -> dict[str, list[tuple[str, bytes]]]:
     flow = (ROOT / "captures" / "backend.flow").read_bytes()
     policy = (ROOT / "policies" / "policy.yaml").read_bytes()
     return {
-        "fields": raw,
-        "audit": raw,
+        "fields": raw,  # the audit target reads these too
         "consent": [*_consent_seeds(requests),
                     *((name, b"\n".join(consent_line(*f) for f in fields))
                       for name, fields in _SYNTHETIC_CONSENT.items())],
