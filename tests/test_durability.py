@@ -172,8 +172,14 @@ def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None
     proxy = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
     load = Load(proxy.url)
     deadline = time.monotonic() + 120
-    while len(load.answered) < 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while time.monotonic() < deadline:  # until the log holds some flows, load still running
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("select count(*) from flows").fetchone()[0] >= 50:
+                    break
+        except sqlite3.OperationalError:
+            pass
     workers = children(proxy.process.pid)
     proxy.process.send_signal(signal.SIGKILL)  # while the clients are still sending
     proxy.process.wait()
@@ -188,7 +194,7 @@ def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None
     print(f"REPORT proxy SIGKILL under load: {len(load.sent)} sent by 6 threads, "
           f"{len(load.answered)} answered, {len(kept)} in the log, {lost} answered but not "
           f"logged, {len(workers)} worker process(es)")
-    assert len(kept) > 0
+    assert len(kept) >= 50
     # the same log takes a new proxy, which finishes its own run
     again = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
     requests.post("http://collect.adnetwork-example.com/load/after", json={"email": EMAIL},
@@ -202,12 +208,12 @@ def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None
 def test_proxy_and_replay_write_one_log_at_once(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     capture = tmp_path / "corpus.flow"
-    total = corpus(capture, 6)
+    total = corpus(capture, 4)
     db = tmp_path / "audit.db"
     monkeypatch.setenv("GDPR_AUDIT_KEY", "durability-test-key")  # the replay's key too
     proxy = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
     try:
-        load = Load(proxy.url, threads=4)
+        load = Load(proxy.url, threads=3)
         run = replay(capture, db)
         out, err = run.communicate(timeout=600)
         load.join()

@@ -189,7 +189,7 @@ REDOS_SCRIPT = r"""
 import importlib, itertools, json, pkgutil, re, sys, time
 import re._constants as C, re._parser as P
 sys.path[:0] = [__TESTS__, __ADDON__]
-N = 500  # and 4N: quadratic work shows as x16, linear as x4
+N = 300  # and 4N: quadratic work shows as x16, linear as x4
 import gdpr_audit
 from conftest import make_flow
 from gdpr_audit.audit import Auditor
@@ -238,7 +238,7 @@ def alphabet(pattern):
             elif op in (C.ASSERT, C.ASSERT_NOT):
                 walk(av[1])
     walk(P.parse(pattern.pattern, pattern.flags))
-    return list(dict.fromkeys(out))[:12] or ["a"]
+    return list(dict.fromkeys(out))[:10] or ["a"]
 
 def shapes(pattern, n):
     chars = alphabet(pattern)
@@ -293,7 +293,7 @@ def test_every_regex_survives_redos_shapes() -> None:
     report = json.loads(result.stdout)
     assert len(report) >= 40  # every pattern of the package was collected (46 today)
     print(f"REPORT regex: {len(report)} patterns, {sum(r['shapes'] for r in report.values())} "
-          f"shapes each at n=500 and 4n=2000 (search + fullmatch), and one flow per pattern")
+          f"shapes each at n=300 and 4n=1200 (search + fullmatch), and one flow per pattern")
     for name, times in sorted(report.items(), key=lambda item: -item[1]["4n"]):
         print(f"REPORT regex {name}: n {times['n']:.3f} s, 4n {times['4n']:.3f} s "
               f"(x{times['4n'] / max(times['n'], 1e-6):.1f}), flow {times['flow']:.3f} s")
