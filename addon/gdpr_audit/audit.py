@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote
 
 from mitmproxy import http
 
@@ -209,10 +209,13 @@ class Auditor:
     def redact_key(self, key: str) -> str:
         """A key path (`contacts.Marie Dupont.email`) or host, redacted part by part: a
         registry value between dots is not found by `redact`, which wants it standalone."""
+        key = self.redact(key)  # whole first: an email or a dotted device id spans the dots
         return "".join(part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
                        for part in _KEY_SEPARATOR.split(key))
 
     def _redact_part(self, part: str) -> str:
+        if _looks_like_id(part):  # a key that is somebody's id (`fb.1.1768035600123...`)
+            return "*"
         redacted = self.redact(part)
         spaced = _GLUE.sub(" ", redacted)  # `marie-dupont` in a host label is a name
         return redacted if spaced == redacted or self.redact(spaced) == spaced else "*"
@@ -227,9 +230,9 @@ class Auditor:
 
     def redact_path(self, path: str, findings: list[Finding]) -> str:
         """Path segments and query values that held personal data, or look like ids, become `*`."""
-        url = urlsplit(path)
+        path, _, query_string = path.partition("?")  # as request_fields splits it
         flagged = {(f.field.location, f.field.key) for f in findings}
-        segments = [s for s in url.path.split("/")]
+        segments = path.split("/")
         index = 0
         for position, segment in enumerate(segments):
             if not segment:
@@ -237,12 +240,14 @@ class Auditor:
             if ("path", f"[{index}]") in flagged or _looks_like_id(segment):
                 segments[position] = "*"
             index += 1
-        query = [(k, "*" if ("query", k) in flagged or _looks_like_id(v) else v)
-                 for k, v in parse_qsl(url.query, keep_blank_values=True)]
+        query = [("*" if _looks_like_id(k) else k,
+                  "*" if ("query", k) in flagged or _looks_like_id(v) else v)
+                 for k, v in parse_qsl(query_string.partition("#")[0], keep_blank_values=True)]
         redacted = self.redact("/".join(segments))
-        if query:
-            redacted += "?" + "&".join(f"{quote(self.redact(k), safe='[]')}={quote(v, safe='*')}"
-                                       for k, v in query)
+        if query:  # errors="replace": a value that was not UTF-8 holds lone surrogates
+            redacted += "?" + "&".join(
+                f"{quote(self.redact(k), safe='[]*', errors='replace')}="
+                f"{quote(v, safe='*', errors='replace')}" for k, v in query)
         return redacted
 
 

@@ -214,10 +214,14 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
                "gdpr_max_body": args.max_body, "gdpr_annotate": not args.no_annotate}
     if args.subjects:
         options["gdpr_subjects"] = args.subjects
+    # mitmproxy's own idiom (`--set gdpr_enforce=true`) wins: mitmdump refuses an option twice.
+    given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args.passthrough if "=" in a}
+    options = {name: value for name, value in options.items() if name not in given}
+    enforcing = args.enforce or given.get("gdpr_enforce", "").lower() in ("true", "1", "yes", "on")
     address = f"http://{args.listen_host}:{args.listen_port}"
     for line in (
         f"gdpr-audit proxy on {address}, "
-        f"{'enforcing (violations get HTTP 451)' if args.enforce else 'logging'} to {args.db}",
+        f"{'enforcing (violations get HTTP 451)' if enforcing else 'logging'} to {args.db}",
         f"  point clients at it: HTTPS_PROXY={address} HTTP_PROXY={address}, "
         "or the browser's proxy settings",
         "  trust its CA: ~/.mitmproxy/mitmproxy-ca-cert.pem (<confdir>/ with --set confdir=DIR),"

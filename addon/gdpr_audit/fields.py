@@ -15,7 +15,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
 
 import brotli
@@ -88,10 +88,11 @@ class Extraction:
 
 def request_fields(request: http.Request, max_body: int) -> Extraction:
     out = Extraction()
-    url = urlsplit(request.path)
-    for index, segment in enumerate(s for s in url.path.split("/") if s):
+    # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
+    path, _, query = request.path.partition("?")
+    for index, segment in enumerate(s for s in path.split("/") if s):
         _add_value(out, Field("path", f"[{index}]", unquote(segment)), 0)
-    for key, value in parse_qsl(url.query, keep_blank_values=True):
+    for key, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
         _add_key(out, "query", key, key, ())
         _add_value(out, Field("query", key, value), 0)
     for name, value in request.headers.items(multi=True):
@@ -181,8 +182,9 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
         return True
     except ValueError:
         pass
-    except RecursionError:
-        out.limit("JSON nested too deeply")
+    except RecursionError:  # searched as text instead: what sits beside the deep part counts
+        out.limit("JSON nested too deeply: searched as text")
+        out.add(Field(location, key, text, layers))
         return True
     lines = [line for line in stripped.splitlines() if line.strip()]
     if len(lines) < 2:
@@ -368,7 +370,7 @@ def _decode(value: str) -> tuple[tuple[str, str], ...]:
     elif head == "<" and value.rstrip().endswith(">"):
         found.append(("xml", value))
     elif value.startswith(("http://", "https://")) and "?" in value:
-        found.append(("url-query", urlsplit(value).query))
+        found.append(("url-query", value.partition("?")[2].partition("#")[0]))
     elif _FORM.fullmatch(value) and not found:
         found.append(("form", value))
     elif jwt := _JWT.fullmatch(_BEARER.sub("", value, count=1)):
@@ -447,7 +449,8 @@ def _inflations(raw: bytes) -> list[tuple[str, bytes]]:
     found = []
     for name, wbits in candidates:
         try:
-            found.append((name, zlib.decompressobj(wbits).decompress(raw, MAX_VALUE_CHARS)))
+            # One byte over the cap, so that Extraction.add records the cut.
+            found.append((name, zlib.decompressobj(wbits).decompress(raw, MAX_VALUE_CHARS + 1)))
         except zlib.error:
             pass
     return found

@@ -12,6 +12,7 @@ _IP_KEY = re.compile(r"(^|[._\[-])(ip|ip_?address|client_?ip|remote_?addr|user_?
                      r"^(x-forwarded-for|x-real-ip|forwarded|cf-connecting-ip|true-client-ip)$", re.I)
 # Keys of software versions, whose dotted values (`1.2.3.4`) are not addresses.
 _VERSION_KEY = re.compile(r"(^|[._\[-])(v|ver|\w*version|build|release)\]?$", re.I)
+_LONGEST_KEY = 64
 # RFC 7239 quotes and brackets IPv6 addresses, with an optional port: for="[2001:db8::17]:4711"
 _BRACKETED = re.compile(r'^(?:for=)?"?\[([0-9a-fA-F:.]+)\]')
 
@@ -23,11 +24,12 @@ class IpAddressDetector(Detector):
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value.strip()
-        if _IP_KEY.search(field.key):
+        leaf = field.key[-_LONGEST_KEY:]  # both patterns look at the end: keep them linear
+        if _IP_KEY.search(leaf):
             candidates = [m.group() for m in _IPV4.finditer(value)]
             candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
         elif (("." in value or ":" in value) and len(value) <= 45
-              and not _VERSION_KEY.search(field.key)):
+              and not _VERSION_KEY.search(leaf)):
             candidates = [value]
         else:
             return
