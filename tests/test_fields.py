@@ -384,7 +384,8 @@ def test_decompress_caps_at_exactly_max_size():
 def test_json_nested_beyond_the_recursion_limit_does_not_crash():
     raw = b"[" * 200_000 + b"]" * 200_000
     out = request_fields(make(raw=raw, content_type="application/json"), 10_000_000)
-    assert out.limits == ["JSON nested too deeply"]
+    assert out.limits == ["JSON nested too deeply: searched as text"]
+    assert [f.value for f in out.fields if f.location == "body"] == [raw.decode()]  # all read
 
 
 def test_deep_but_parseable_json_reaches_its_leaf():
