@@ -345,7 +345,8 @@ def test_gmail_dots_removed_before_hashing():
     ("19900401", "birth_date"),
 ])
 def test_meta_and_google_normalisations_of_other_identifiers(text, category):
-    subject = Subject("p", (("name", "Jane Roé"), ("postal_address", "12 rue de la Paix, 75002 Paris"),
+    subject = Subject("p", (("name", "Jane Roé"),
+                            ("postal_address", "12 rue de la Paix, 75002 Paris"),
                             ("birth_date", "1990-04-01")), {})
     digest = hashlib.sha256(text.encode()).hexdigest()
     assert hits(KnownSubjects([subject]), digest) == [("p", category, f"sha256({category})")]
@@ -382,3 +383,84 @@ def test_a_name_split_over_two_fields_names_the_subject(registry):
 def test_one_half_of_a_name_is_not_enough(registry):
     assert list(registry.find_split([Field("body", "given", "Jane"),
                                      Field("body", "city", "Lyon")])) == []
+
+
+# --- large registries: indexed by several processes, kept on disk ---------------------------------
+
+def generated(count: int, domain: str = "example.org") -> list[Subject]:
+    return [Subject(f"gen-{i:03d}", (("email", f"person{i:03d}@{domain}"),
+                                     ("phone", f"+331990{i:05d}"), ("name", f"Ann{i} Lee{i}"),
+                                     ("birth_date", "1990-04-01")), {})
+            for i in range(count)]
+
+
+def probes() -> list[str]:
+    chained = hashlib.sha1(hashlib.md5(b"person007@example.org").hexdigest().encode()).hexdigest()
+    return ["person003@example.org", "+33 1 99 00 00 01 2", "Ann5 Lee5", chained,
+            hashlib.sha256(b"ann9").hexdigest(), b64("person011@example.org"),
+            str(zlib.crc32(b"person013@example.org")), "1990-04-01"]
+
+
+@pytest.fixture
+def large(monkeypatch, tmp_path):
+    """Registries of 10 subjects or more count as large; three processes index them."""
+    from gdpr_audit.detectors import known
+    monkeypatch.setattr(known, "_LARGE", 10)
+    monkeypatch.setattr(known.os, "cpu_count", lambda: 3)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return known
+
+
+def test_a_large_registry_indexed_by_several_processes_finds_the_same(large):
+    subjects = generated(40)
+    small = KnownSubjects(subjects, salts=["pepper"])
+    large._LARGE = 10**9
+    reference = KnownSubjects(subjects, salts=["pepper"])  # in this process only
+    large._LARGE = 10
+    # The same digests; equal prefixes may come in another order.
+    assert sorted(zip(small._keys.tolist(), small._refs.tolist(), strict=True)) == sorted(
+        zip(reference._keys.tolist(), reference._refs.tolist(), strict=True))
+    for value in probes():
+        assert hits(small, value) == hits(reference, value) != [], value
+
+
+def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_path, monkeypatch):
+    subjects = generated(30)
+    first = KnownSubjects(subjects)
+    [cached] = (tmp_path / "gdpr-audit").iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "gdpr-audit").stat().st_mode & 0o777 == 0o700
+    hashed = []
+    real = large._index_chunk
+    monkeypatch.setattr(large, "_index_chunk", lambda *job: hashed.append(job[4]) or real(*job))
+    second = KnownSubjects(subjects)
+    assert hashed == [False]   # this process's share: spellings only, the digests were on disk
+    assert list(second._keys) == list(first._keys)
+    for value in probes():
+        assert hits(second, value) == hits(first, value), value
+
+
+def test_another_registry_replaces_the_cached_index(large, tmp_path):
+    KnownSubjects(generated(30))
+    [before] = (tmp_path / "gdpr-audit").iterdir()
+    registry = KnownSubjects(generated(30, "example.net"))
+    [after] = (tmp_path / "gdpr-audit").iterdir()
+    assert after != before
+    assert hits(registry, hashlib.sha256(b"person004@example.net").hexdigest()) == [
+        ("gen-004", "email", "sha256(email)")]
+    assert hits(registry, hashlib.sha256(b"person004@example.org").hexdigest()) == []
+
+
+def test_without_an_interpreter_to_start_one_process_indexes_it_all(large, monkeypatch):
+    monkeypatch.setattr(large.sys, "executable", "/nonexistent/python")
+    registry = KnownSubjects(generated(30))
+    assert registry.size == 30
+    assert hits(registry, hashlib.md5(b"person029@example.org").hexdigest()) == [
+        ("gen-029", "email", "md5(email)")]
+
+
+def test_a_value_that_many_subjects_share_names_a_few_of_them():
+    registry = KnownSubjects(generated(40))   # all born on 1990-04-01
+    named = {s for s, _, _ in hits(registry, "1990-04-01")}
+    assert 1 <= len(named) <= 16
+    assert {c for _, c, _ in hits(registry, "1990-04-01")} == {"birth_date"}
