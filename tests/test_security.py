@@ -164,10 +164,10 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def enforced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The samples sent by requests through `gdpr-audit proxy --enforce` (`--set
-    gdpr_enforce=true` is refused: see the xfail test below)."""
+    """The samples sent by requests through `gdpr-audit proxy --set gdpr_enforce=true`
+    (mitmproxy's own idiom for the option that --enforce sets)."""
     folder = tmp_path_factory.mktemp("enforced")
-    proxy = start_proxy(folder, POLICY, folder / "audit.db", "--enforce",
+    proxy = start_proxy(folder, POLICY, folder / "audit.db", "--set", "gdpr_enforce=true",
                         "-s", str(ROOT / "tests" / "responder.py"),
                         "--set", "connection_strategy=lazy")
     bodies = []
@@ -232,19 +232,6 @@ def test_no_identifier_in_what_the_enforcing_proxy_answers_or_logs(
     assert sum(k.startswith("451 body") for k in enforced) >= 10
     assert "proxy audit.db" in enforced
     assert leaks({k: v for k, v in enforced.items() if k != "modes"}) == []
-
-
-@pytest.mark.xfail(reason="cli.cmd_proxy always passes --set gdpr_enforce=<--enforce>, so "
-                          "mitmproxy's own idiom is refused: 'Received multiple values'",
-                   strict=False)
-def test_proxy_takes_enforce_as_a_mitmproxy_option(tmp_path: Path) -> None:
-    proxy = start_proxy(tmp_path, POLICY, tmp_path / "audit.db", "--set", "gdpr_enforce=true")
-    try:
-        blocked = requests.post("http://collect.adnetwork-example.com/e", json={"email": EMAIL},
-                                proxies=proxy.proxies, timeout=30)
-    finally:
-        proxy.stop()
-    assert blocked.status_code == 451
 
 
 def test_files_are_private_and_the_key_never_shows(replayed: dict[str, bytes],
