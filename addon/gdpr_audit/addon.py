@@ -183,8 +183,10 @@ class GdprAudit:
             flow = self._flows.pop(verdict.flow_id, None)
             if self._report(verdict, flow):
                 annotated.append(flow)
-        if annotated:
-            try:  # so that mitmweb shows the mark on a flow that has already gone by
+        # so that mitmweb and the console show the mark on a flow that has already gone by
+        # (mitmdump has no view: the event would cost every addon a call for nothing)
+        if annotated and ctx.master.addons.get("view") is not None:
+            try:
                 ctx.master.addons.trigger(UpdateHook(annotated))
             except Exception as e:  # a view addon's bug must not stop the verdicts
                 logger.debug(f"gdpr: update hook failed: {e}")

@@ -19,11 +19,13 @@ import os
 import pickle
 import signal
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import http, websocket
@@ -117,7 +119,17 @@ class OffloadedAudits:
         self._answers, answers_out = context.Pipe(duplex=False)
         self.process = context.Process(target=work, args=(inbox, answers_out, config),
                                        name="gdpr-audit-worker", daemon=True)
-        self.process.start()
+        # The worker imports this package by name. mitmproxy puts a script's folder on
+        # sys.path only while it loads the script, and spawn hands the child our sys.path.
+        root = str(Path(__file__).resolve().parents[1])
+        added = root not in sys.path
+        if added:
+            sys.path.insert(0, root)
+        try:
+            self.process.start()
+        finally:
+            if added:
+                sys.path.remove(root)
         # only the worker holds these ends now: its death is end of file here, ours is there
         inbox.close()
         answers_out.close()
