@@ -159,3 +159,15 @@ def test_an_array_of_people_is_one_finding_per_shape_but_subjects_stay_apart(
     assert ("email", "bob", "batch[300].email", 1) in rows
     assert sum(r[3] for r in rows if r[0] == "device_id") == 500
     assert len(rows) < 10
+
+
+def test_long_key_names_stay_readable_but_id_like_keys_are_starred(
+        tmp_path: Path, policy: Policy) -> None:
+    body = {"productListImpressionsClicked": {"contactEmail": "stranger@mail.example"},
+            "ga_4f3a9c2b1d0e8f7a1b2c": {"contactEmail": "other@mail.example"}}
+    store = AuditStore(str(tmp_path / "audit.db"))
+    record(store, policy, make_flow("https://api.analytics.test/v1/t", "POST", json.dumps(body),
+                                    {"content-type": "application/json"}))
+    db = sqlite3.connect(tmp_path / "audit.db")
+    fields = {row[0] for row in db.execute("select field from findings where category = 'email'")}
+    assert fields == {"productListImpressionsClicked.contactEmail", "*.contactEmail"}

@@ -214,7 +214,7 @@ class Auditor:
                        for part in _KEY_SEPARATOR.split(key))
 
     def _redact_part(self, part: str) -> str:
-        if _looks_like_id(part):  # a key that is somebody's id (`fb.1.1768035600123...`)
+        if _names_an_id(part):  # a key that is somebody's id (`fb.1.1768035600123...`)
             return "*"
         redacted = self.redact(part)
         spaced = _GLUE.sub(" ", redacted)  # `marie-dupont` in a host label is a name
@@ -240,7 +240,7 @@ class Auditor:
             if ("path", f"[{index}]") in flagged or _looks_like_id(segment):
                 segments[position] = "*"
             index += 1
-        query = [("*" if _looks_like_id(k) else k,
+        query = [("*" if _names_an_id(k) else k,
                   "*" if ("query", k) in flagged or _looks_like_id(v) else v)
                  for k, v in parse_qsl(query_string.partition("#")[0], keep_blank_values=True)]
         redacted = self.redact("/".join(segments))
@@ -282,3 +282,14 @@ _ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
 
 def _looks_like_id(value: str) -> bool:
     return bool(_ID_LIKE.search(value))
+
+
+_KEY_ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}", re.I)
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
+
+
+def _names_an_id(key: str) -> bool:
+    """Like `_looks_like_id`, for names the sender chose: a long token counts only with a
+    digit in it (`productListImpressionsClicked` is a name, not an id)."""
+    return bool(_KEY_ID_LIKE.search(key)) or any(
+        any(c.isdigit() for c in token.group()) for token in _LONG_TOKEN.finditer(key))
