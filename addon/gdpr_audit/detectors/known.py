@@ -441,10 +441,14 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
             "from gdpr_audit.detectors.known import _index_chunk; "
             "job = pickle.load(sys.stdin.buffer); "
             "pickle.dump(tuple(_index_chunk(*job)), sys.stdout.buffer, protocol=5)")
+    if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
+        return None
     try:
+        # No stderr: a worker's error could quote an identifier; the job is then done here.
         child = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parents[2])],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    except OSError:  # no interpreter to start (a frozen build): this process does it all
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+    except OSError:  # no interpreter to start: this process does it all
         return None
     try:
         with child.stdin:  # type: ignore[union-attr]
