@@ -144,6 +144,9 @@ class AuditStore:
                                    ("violations", ["run_id"]), ("violations", ["rule"]),
                                    ("findings", ["fingerprint"]), ("flows", ["run_id"])):
                 db.table(table).create_index(columns, if_not_exists=True)
+            # A run killed before it finished counted nothing: count what it committed.
+            # (A run still going is counted again when it finishes.)
+            db.execute(_RECOUNT + " where finished is null")
 
     def fingerprint(self, category: str, canonical: str) -> str:
         message = f"{category}:{canonical}".encode()
