@@ -85,8 +85,11 @@ def test_killed_replay_leaves_a_consistent_log_and_resumes(tmp_path: Path) -> No
                     break
         except sqlite3.OperationalError:
             pass
+    workers = children(run.pid)  # --jobs: audit workers forked from the replay
     run.send_signal(signal.SIGKILL)
     run.wait()
+    wait_gone(workers)
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived the killed replay"
     with consistent(db) as conn:
         kept = conn.execute("select count(*) from flows").fetchone()[0]
     assert 0 < kept < total
@@ -116,9 +119,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_gone(pids: list[int], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

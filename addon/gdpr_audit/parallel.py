@@ -5,6 +5,7 @@ the order they were read, for the log and the summary."""
 import multiprocessing
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,7 +41,8 @@ class ParallelAudits:
             global _auditor
             _auditor = self.auditor  # what the forked workers inherit
             fork = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(self.jobs, mp_context=fork)
+            self.pool = ProcessPoolExecutor(self.jobs, mp_context=fork,
+                                            initializer=_die_with, initargs=(os.getpid(),))
             self.pool.submit(int).result()  # fork every worker now
         return self
 
@@ -76,6 +78,17 @@ class ParallelAudits:
             except Exception:  # a worker died or its answer did not travel: audit it here
                 pass
         return self.auditor.audit(flow), source
+
+
+def _die_with(parent: int) -> None:
+    """A worker holds both ends of its task pipe (fork copied them), so it would never see
+    the pipe close when the replay is killed: it watches its parent instead."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # nothing of ours to save: the replaying process writes the log
+
+    threading.Thread(target=watch, name="gdpr-audit-orphan-watch", daemon=True).start()
 
 
 def _audit_state(state: dict) -> FlowAudit:
