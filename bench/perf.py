@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from mitmproxy import http, io  # noqa: E402
 from proxy_bench import bench_proxy  # noqa: E402
 from registry_bench import bench_registry  # noqa: E402
+from timing import median_of  # noqa: E402
 
 from gdpr_audit.audit import Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
@@ -43,15 +43,6 @@ from gdpr_audit.policy import load_policy  # noqa: E402
 
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
-
-
-def median_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
-    """Run each measurement `rounds` times, alternating, and return each one's median."""
-    samples: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for index, run in enumerate(runs):
-            samples[index].append(run())
-    return [statistics.median(s) for s in samples]
 
 
 # --- replay ---------------------------------------------------------------------------------

@@ -38,19 +38,19 @@ import logging
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "addon"))
 sys.path.insert(0, str(HERE / "detection"))
+sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402
+from timing import median_of  # noqa: E402
 
 from gdpr_audit.audit import CONTEXTUAL, DEFAULT_MAX_BODY, Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
@@ -127,15 +127,6 @@ def load(small: bool, scratch: Path) -> tuple[list[dict], list, Auditor]:
     if reader.errors or len(flows) != len(labels):
         raise SystemExit(f"corpus unreadable: {reader.errors}")
     return labels, flows, auditor
-
-
-def median_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
-    """Run each measurement `rounds` times, alternating, and return each one's median."""
-    samples: list[list[float]] = [[] for _ in runs]
-    for _ in range(rounds):
-        for index, run in enumerate(runs):
-            samples[index].append(run())
-    return [statistics.median(s) for s in samples]
 
 
 def measure(labels: list[dict], flows: list, auditor: Auditor, engine, rounds: int) -> dict:

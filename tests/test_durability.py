@@ -71,20 +71,24 @@ def test_two_replays_write_one_log_at_once(tmp_path: Path) -> None:
         assert finished.fetchone() == (2,)
 
 
+def wait_for_flows(db: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("select count(*) from flows").fetchone()[0] >= count:
+                    return
+        except sqlite3.OperationalError:  # not created yet, or busy
+            pass
+
+
 def test_killed_replay_leaves_a_consistent_log_and_resumes(tmp_path: Path) -> None:
     capture = tmp_path / "long.flow"
     total = corpus(capture, 40)
     db = tmp_path / "audit.db"
     run = replay(capture, db)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until some batches are in the log
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(db) as conn:
-                if conn.execute("select count(*) from flows").fetchone()[0] >= 200:
-                    break
-        except sqlite3.OperationalError:
-            pass
+    wait_for_flows(db, 200)  # some batches are in the log
     workers = children(run.pid)  # --jobs: audit workers forked from the replay
     run.send_signal(signal.SIGKILL)
     run.wait()
@@ -183,15 +187,7 @@ def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None
     db = tmp_path / "audit.db"
     proxy = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
     load = Load(proxy.url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until the log holds some flows, load still running
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(db) as conn:
-                if conn.execute("select count(*) from flows").fetchone()[0] >= 50:
-                    break
-        except sqlite3.OperationalError:
-            pass
+    wait_for_flows(db, 50)  # the load still running
     workers = children(proxy.process.pid)
     proxy.process.send_signal(signal.SIGKILL)  # while the clients are still sending
     proxy.process.wait()
