@@ -15,9 +15,11 @@ from mitmproxy import http
 
 from .audit import Auditor, FlowAudit
 
-# Flows in flight per worker: enough to keep each one busy, few enough that a capture of
-# millions of flows never sits in memory at once.
-_AHEAD = 16
+# Flows in flight: enough that while one worker chews a 5 MB batch the others go on through
+# the hundreds of small flows after it; bounded in number and bytes, so that a capture of
+# millions of flows, or of big ones, never sits in memory at once.
+_AHEAD = 128
+_AHEAD_BYTES = 256 * 1024 * 1024
 _auditor: Auditor | None = None
 
 
@@ -54,9 +56,12 @@ class ParallelAudits:
     def audits(self, flows: Iterable[tuple[http.HTTPFlow, str]]) -> Iterator[tuple[FlowAudit, str]]:
         """(audit, source) for every flow, in the order read."""
         pending: deque[tuple[http.HTTPFlow, str, Future[FlowAudit] | None]] = deque()
+        in_flight = 0
         for flow, source in flows:
             pending.append((flow, source, self._submit(flow)))
-            while len(pending) > self.jobs * _AHEAD:
+            in_flight += _size(flow)
+            while pending and (len(pending) > self.jobs * _AHEAD or in_flight > _AHEAD_BYTES):
+                in_flight -= _size(pending[0][0])
                 yield self._result(*pending.popleft())
         while pending:
             yield self._result(*pending.popleft())
@@ -78,6 +83,11 @@ class ParallelAudits:
             except Exception:  # a worker died or its answer did not travel: audit it here
                 pass
         return self.auditor.audit(flow), source
+
+
+def _size(flow: http.HTTPFlow) -> int:
+    response = flow.response.raw_content if flow.response else None
+    return len(flow.request.raw_content or b"") + len(response or b"")
 
 
 def _die_with(parent: int) -> None:
