@@ -167,6 +167,15 @@ def test_multipart_form_data():
     ]
 
 
+def test_multipart_file_names_are_searched_too():
+    content_type = "multipart/form-data; boundary=BoundaryXyZ"
+    raw = (b"--BoundaryXyZ\r\nContent-Disposition: form-data; name=\"cv\"; "
+           b"filename=\"Marie Dupont - CV.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+           b"%PDF-1.4 ...\r\n--BoundaryXyZ--\r\n")
+    request = make(raw=raw, content_type=content_type)
+    assert ("body", "cv@filename", "Marie Dupont - CV.pdf", ()) in tuples(request)
+
+
 def test_malformed_multipart_does_not_crash():
     request = make(raw=b"--nope\r\ngarbage", content_type="multipart/form-data")
     request_fields(request, MAX_BODY)

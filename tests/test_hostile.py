@@ -245,6 +245,8 @@ for name, pattern in patterns():
         started = time.perf_counter()
         count = 0
         for text in shapes(pattern, n):
+            if isinstance(pattern.pattern, bytes):  # patterns over raw bodies
+                text = text.encode("utf-8", "surrogateescape")
             pattern.search(text)
             pattern.fullmatch(text)
             count += 1

@@ -155,6 +155,14 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
         for name, value in parts:
             _add_value(out, Field(location, name.decode(errors="replace"),
                                   value.decode(errors="replace"), layers), depth)
+        # mitmproxy's decoder drops file names, and people name files after themselves.
+        for disposition in _DISPOSITION.finditer(body[:MAX_VALUE_CHARS]):
+            name, filename = (_PART_NAME.search(disposition.group(1)),
+                              _FILE_NAME.search(disposition.group(1)))
+            if filename:
+                key = f"{name.group(1).decode(errors='replace') if name else ''}@filename"
+                value = filename.group(1).decode(errors="replace")
+                _add_value(out, Field(location, key, value, layers), depth)
         return
     text = body.decode("utf-8", errors="replace")
     if kind == "application/x-www-form-urlencoded":
@@ -271,6 +279,10 @@ def _walk_beacon_batch(out: Extraction, location: str, text: str, depth: int,
     return True
 
 
+# One line, then each parameter apart: every pattern here stays linear in hostile input.
+_DISPOSITION = re.compile(rb"(?im)^content-disposition:([^\r\n]*)")
+_PART_NAME = re.compile(rb'\bname="([^"]*)"')
+_FILE_NAME = re.compile(rb'\bfilename="([^"]+)"')
 # Keys are names the sender chose, yet some senders key by the person (an address as a JSON
 # key, a cookie named after a user id): a key that could hold an identifier is searched too.
 _KEY_MAY_IDENTIFY = re.compile(r"@|\s|\d{5,}|[0-9a-fA-F]{32,}")
