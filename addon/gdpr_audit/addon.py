@@ -21,7 +21,7 @@ from mitmproxy.hooks import UpdateHook
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
 from .documents import PolicyError
 from .offload import OffloadedAudits, Verdict, is_html
-from .policy import load_policy
+from .policy import Policy, load_policy
 from .rules import RULES
 from .store import AuditStore, LogWriter
 
@@ -36,7 +36,10 @@ _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_en
 
 class GdprAudit:
     def __init__(self) -> None:
+        self.policy: Policy | None = None
         self.auditor: Auditor | None = None
+        """Built only to audit in this process (enforce, or the worker died): in log-only
+        mode the worker builds its own, and the registry index is not built twice."""
         self.writer: LogWriter | None = None
         """Inline auditing (enforce mode): the writer thread."""
         self.offload: OffloadedAudits | None = None
@@ -77,11 +80,11 @@ class GdprAudit:
             if ctx.options.gdpr_max_body <= 0:
                 raise exceptions.OptionsError("gdpr_max_body: must be a positive number of bytes")
             try:
-                policy = load_policy(ctx.options.gdpr_policy, ctx.options.gdpr_subjects)
+                self.policy = load_policy(ctx.options.gdpr_policy, ctx.options.gdpr_subjects)
             except PolicyError as e:
                 raise exceptions.OptionsError(f"gdpr_policy: {e}") from None
-            self.auditor = Auditor(policy, max_body=ctx.options.gdpr_max_body)
-        if self.auditor and (updated & _RESTART or (self.writer or self.offload) is None):
+            self.auditor = None
+        if self.policy and (updated & _RESTART or (self.writer or self.offload) is None):
             self._close()
             try:
                 self._open()
@@ -91,9 +94,8 @@ class GdprAudit:
     def _open(self) -> None:
         """Log-only: audits go to the worker process. Enforce needs the verdict before the
         flow moves on, so the audit stays inline and only the writes leave the loop."""
-        assert self.auditor is not None
         if ctx.options.gdpr_enforce:
-            self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
+            self._audit_inline()
             return
         AuditStore(ctx.options.gdpr_db).db.close()  # a bad path or key fails here, quickly
         self.offload = OffloadedAudits(
@@ -171,10 +173,16 @@ class GdprAudit:
     def _fall_back(self) -> None:
         """The worker died: audit inline from now on rather than leave flows unaudited."""
         logger.error("gdpr: auditing in the proxy's own process from now on (slower)")
-        assert self.offload is not None and self.auditor is not None
+        assert self.offload is not None
         self.offload.close()
         self.offload = None
-        self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.auditor.policy.sources)
+        self._audit_inline()
+
+    def _audit_inline(self) -> None:
+        assert self.policy is not None
+        if self.auditor is None:
+            self.auditor = Auditor(self.policy, max_body=ctx.options.gdpr_max_body)
+        self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.policy.sources)
 
     def _verdicts(self, verdicts: list[Verdict]) -> None:
         """The worker's verdicts, on the event loop: log them, annotate the flows still here."""
