@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
+from .detectors.base import SEPARATOR, screened
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
 from .recipients import Destination, resolve
@@ -20,6 +21,8 @@ from .rules import RULES, FlowFacts, Violation
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 _MAX_MEMO_CHARS = 2048
 _MAX_MEMO_ENTRIES = 50_000
+_SCREEN_FROM = 256
+"""Values in a request from which screening them all at once beats looking at each."""
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -61,6 +64,7 @@ class Auditor:
         self.known = KnownSubjects(policy.subjects, policy.country, policy.hash_salts)
         own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
+        self._value_readers = [d for d in self.detectors if not d.reads_key]
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
@@ -141,7 +145,8 @@ class Auditor:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
         findings: dict[tuple[str, ...], Finding] = {}
-        found = [(item, self._found_by_value(item)) for item in extraction.fields]
+        needs = self._screen(extraction.fields)
+        found = [(item, self._found_by_value(item, needs)) for item in extraction.fields]
         for item, (known, _) in found:
             for finding in known:
                 key = (item.location, item.key, finding.category, finding.subject or "")
@@ -154,9 +159,11 @@ class Auditor:
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-        key_readers = [d for d in self.detectors if d.reads_key]
+        key_readers = [(d, needs.get(d)) for d in self.detectors if d.reads_key]
         for item, (_, by_value) in found:
-            for finding in chain(by_value, *(d.find(item) for d in key_readers)):
+            value = item.value
+            for finding in chain(by_value, *(d.find(item) for d, need in key_readers
+                                             if need is None or value in need)):
                 place = (item.location, item.key, finding.category)
                 value_key = (*place, finding.canonical)
                 if value_key in seen_values:
@@ -168,16 +175,44 @@ class Auditor:
                 findings[value_key] = finding
         return _per_shape(findings.values())
 
-    def _found_by_value(self, item: Field) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
+    def _screen(self, fields: list[Field]) -> dict[object, set[str]]:
+        """For a request of many values (a batch of events), the values each detector (and
+        the registry) need look at: one scan of them all for its hint finds the few it could
+        report on. A detector without a hint, or a value that is not screened, is missing or
+        included: every value it holds is looked at."""
+        if len(fields) < _SCREEN_FROM:
+            return {}
+        values = list(dict.fromkeys(item.value for item in fields))
+        # Non-ASCII text changes length when its case changes: looked at one by one.
+        unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
+        batch = [v for v in values if v not in unscreened] if unscreened else values
+        text = SEPARATOR.join(batch)
+        needs: dict[object, set[str]] = {
+            self.known: unscreened | {batch[i] for i in screened(self.known.hits(text))}}
+        for detector in self.detectors:
+            if detector.hint is not None:
+                hits = screened((text, m.start()) for m in detector.hint.finditer(text))
+                needs[detector] = unscreened | {batch[i] for i in hits}
+        return needs
+
+    def _found_by_value(self, item: Field, needs: dict[object, set[str]] | None = None,
+                        ) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
         """The registry's and the key-blind detectors' findings in `item`: they depend on the
         value alone, and the same cookie, id or email rides in many requests, so they are
-        worked out once per value (short values) and given the field they are in."""
+        worked out once per value (short values) and given the field they are in. `needs`
+        (from _screen) leaves out the detectors that cannot find anything in it."""
         value = item.value
         cached = self._by_value.get(value)
         if cached is None:
             probe = Field("", "", value)
-            cached = (tuple(self.known.find(probe)),
-                      tuple(f for d in self.detectors if not d.reads_key for f in d.find(probe)))
+            if needs:
+                known = value in needs[self.known]
+                detectors = [d for d in self._value_readers
+                             if (need := needs.get(d)) is None or value in need]
+            else:
+                known, detectors = True, self._value_readers
+            cached = (tuple(self.known.find(probe)) if known else (),
+                      tuple(f for d in detectors for f in d.find(probe)))
             if len(value) <= _MAX_MEMO_CHARS:
                 if len(self._by_value) >= _MAX_MEMO_ENTRIES:
                     self._by_value.clear()

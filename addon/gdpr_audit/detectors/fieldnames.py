@@ -47,6 +47,9 @@ _EMPTY = frozenset({"", "true", "false", "null", "none", "undefined", "0"})
 
 def leaf_key(key: str) -> str:
     """`context.traits.first_name` -> `firstname`; `ud[em]` -> `em`."""
+    tail = key[key.rfind(".") + 1:]
+    if tail and "[" not in tail and "]" not in tail and not tail.isdigit():
+        return _normalised(tail)  # the common case, and the one of every event of a batch
     for part in reversed(_SEGMENTS.split(key)):
         if part and not part.isdigit():
             return _normalised(part)
@@ -59,6 +62,12 @@ def _normalised(name: str) -> str:
 
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+@lru_cache(maxsize=4096)
+def _category_of_leaf(leaf: str) -> str | None:
+    category = _CATEGORY_OF_KEY.get(leaf)
+    return "credentials" if category is None and _PASSWORD.search(leaf) else category
 
 
 class FieldNameDetector(Detector):
@@ -77,9 +86,7 @@ class FieldNameDetector(Detector):
                 yield Finding(self.id, category, field, value, f"{category}:{value.lower()}",
                               f"sha256({category})?")
             return
-        category = _CATEGORY_OF_KEY.get(leaf)
-        if category is None and _PASSWORD.search(leaf):
-            category = "credentials"
+        category = _category_of_leaf(leaf)
         if category is None and leaf == "name" and _PERSON.search(field.key):
             category = "name"
         if category is not None:

@@ -38,7 +38,7 @@ from Crypto.Hash import MD2, MD4
 
 from ..fields import Field
 from ..policy import Subject, category_of
-from .base import Finding, canonical, is_word_boundary, strip_accents
+from .base import SEPARATOR, Finding, canonical, is_word_boundary, strip_accents
 
 # CPython's own (HACL*) md5, sha1 and sha2 skip OpenSSL's set-up on every call: about a
 # third faster on inputs as short as identifiers.
@@ -112,6 +112,13 @@ _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,88}={0,2}(?![A-
 _SHORT_DIGEST = re.compile(r"[0-9a-fA-F]{8}|[0-9a-fA-F]{16}")
 _DECIMAL = re.compile(r"-?\d{5,20}")
 _DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
+# What _digest_candidates takes, as hints over a batch of values joined by SEPARATOR: runs of
+# hex; of base64 only those of a length that decodes to a digest's size; short digests and
+# numbers only as a whole value. (A greedy run starts where the run does: no look-behind.)
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{22,}=*")
+_DIGEST_BASE64_LENGTHS = frozenset(-(-size * 4 // 3) for size in _DIGEST_SIZES if size >= 16)
+_WHOLE_DIGEST = re.compile(r"\x00\s*(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?\d{5,20})\s*(?=\x00)")
 # Shorter spellings match too much of unrelated text (a first name of two letters).
 _MIN_PLAIN = 3
 _MIN_BASE64 = 8
@@ -253,6 +260,23 @@ class KnownSubjects:
                                   form.canonical, form.form, form.subject)
         if len(self._keys):
             yield from self._find_digests(field)
+
+    def hits(self, batch: str) -> Iterator[tuple[str, int]]:
+        """Where `find` could find something in `batch` (ASCII values joined by SEPARATOR),
+        as (text scanned, position): every raw match of the automata and every token shaped
+        like a digest. See Detector.hint."""
+        if len(self.plain):
+            lowered = _SPACES.sub(" ", batch.lower())
+            yield from ((lowered, end) for end, _ in self.plain.iter(lowered))
+        if len(self.encoded):
+            yield from ((batch, end) for end, _ in self.encoded.iter(batch))
+        if len(self._keys):
+            yield from ((batch, match.start()) for match in _HEX_RUN.finditer(batch))
+            yield from ((batch, match.start()) for match in _BASE64_RUN.finditer(batch)
+                        if len(match.group().rstrip("=")) in _DIGEST_BASE64_LENGTHS)
+            # one separator more on each side: the pattern then needs no ^, $ or look-behind
+            yield from ((batch, match.start()) for match in
+                        _WHOLE_DIGEST.finditer(f"{SEPARATOR}{batch}{SEPARATOR}"))
 
     def _find_digests(self, field: Field) -> Iterator[Finding]:
         seen: set[tuple[str, str, str]] = set()
@@ -647,7 +671,10 @@ def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str
 
 def _name_key(text: str) -> str:
     """A name part as forms differ in writing it: no accents, case or punctuation."""
-    return re.sub(r"[^a-z0-9]", "", strip_accents(text).lower())
+    return _NOT_NAME.sub("", strip_accents(text).lower())
+
+
+_NOT_NAME = re.compile(r"[^a-z0-9]")
 
 
 def _name_parts(name: str) -> list[str]:

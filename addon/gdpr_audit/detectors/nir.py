@@ -16,6 +16,7 @@ class NirDetector(Detector):
 
     id = "fr_nir"
     category = "national_id"
+    hint = re.compile(r"[0-9][0-9\sABab]{14,}")
 
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _NIR.finditer(field.value):

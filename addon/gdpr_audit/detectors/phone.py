@@ -19,6 +19,7 @@ class PhoneDetector(Detector):
     id = "phone"
     reads_key = True
     category = "phone"
+    hint = re.compile(r"[0-9][0-9\s().-]{5,}[0-9]")
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value

@@ -1,0 +1,78 @@
+"""A request of many values (a batch of events) is screened: each detector's hint and the
+registry's automata scan all the values at once, and only the values they hit are looked
+at one by one. Screening must never lose a finding: these tests audit the same values with
+and without it and want the same findings, in the same order."""
+
+import base64
+import hashlib
+import string
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gdpr_audit import audit
+from gdpr_audit.audit import Auditor
+from gdpr_audit.fields import Extraction, Field
+from gdpr_audit.policy import load_policy
+from test_fuzz_properties import POLICY_DIR
+
+AUDITOR = Auditor(load_policy(POLICY_DIR))
+KEYS = ["misc", "phone", "ip", "em", "ph", "first_name", "sku", "events[3].context.ip",
+        "user.email", "to", "x-forwarded-for", "version"]
+# Identifiers of people the registry does not know: the patterns' findings.
+OTHERS = ["+44 20 7946 0958", "+33 7 55 44 33 22", "07 55 44 33 22", "jane.roe@example.org",
+          "DE89 3704 0044 0532 0130 00", "DE89370400440532013000",
+          "4111 1111 1111 1111", "4111-1111-1111-1111", "2 90 12 75 123 456 84",
+          "290127512345684", "203.0.113.7", "2001:db8::17", "for=\"[2001:db8::17]:4711\"",
+          "  12345678  ", "-1234567890123", "deadbeef", "deadbeefdeadbeef", "Amélie Rousseau",
+          "AMÉLIE ROUSSEAU", "ﬁ@example.org", "x\x00y", "", " ", "true"]
+
+
+def spellings(value: str) -> list[str]:
+    digest = hashlib.sha256(value.strip().lower().encode()).digest()
+    return [value, value.upper(), f"id: {value}; next", hashlib.md5(value.encode()).hexdigest(),
+            digest.hex(), digest.hex().upper(), base64.b64encode(digest).decode(),
+            base64.urlsafe_b64encode(digest).decode().rstrip("="),
+            str(int.from_bytes(hashlib.sha256(value.encode()).digest()[:4], "big"))]
+
+
+def noise(count: int) -> list[str]:
+    return [v for n in range(count) for v in (f"SKU-{n:06d}", f"/p/{n}", str(uuid.UUID(int=n)))]
+
+
+def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    extraction = Extraction([Field("body", KEYS[n % len(KEYS)], value)
+                             for n, value in enumerate(values)])
+    AUDITOR._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
+    with monkeypatch.context() as patch:
+        patch.setattr(audit, "_SCREEN_FROM", 1 if screen else 10 ** 9)
+        findings = AUDITOR.detect(extraction)
+    return [(f.detector, f.category, f.field.key, f.value, f.canonical, f.form, f.subject,
+             f.count) for f in findings]
+
+
+def test_screening_keeps_every_finding_of_the_registry_and_the_patterns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
+    values = [s for v in identifiers + OTHERS for s in spellings(v)] + noise(200)
+    screened = detect(values, True, monkeypatch)
+    assert screened == detect(values, False, monkeypatch)
+    found = {(detector, form) for detector, _, _, _, _, form, _, _ in screened}
+    # not vacuous: every kind of finding is there to be lost
+    for detector in ("registry", "email", "phone", "iban", "payment_card", "fr_nir",
+                     "ip_address", "field_name"):
+        assert any(d == detector for d, _ in found), detector
+    assert {"sha256(email)", "md5(email)", "base64(sha256(email))"} <= {f for _, f in found}
+
+
+ALPHABET = string.ascii_letters + string.digits + " +-.@:/=_%[]\"'\x00éﬁ"
+
+
+@given(st.lists(st.text(ALPHABET, max_size=40), min_size=1, max_size=60),
+       st.lists(st.sampled_from(OTHERS), max_size=8))
+def test_screening_keeps_every_finding_of_any_values(values: list[str], others: list[str]) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        mixed = values + others + noise(3)
+        assert detect(mixed, True, monkeypatch) == detect(mixed, False, monkeypatch)
