@@ -4,7 +4,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -159,11 +158,12 @@ class Auditor:
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-        key_readers = [(d, needs.get(d)) for d in self.detectors if d.reads_key]
+        key_readers = [(d.find, needs.get(d)) for d in self.detectors if d.reads_key]
         for item, (_, by_value) in found:
             value = item.value
-            for finding in chain(by_value, *(d.find(item) for d, need in key_readers
-                                             if need is None or value in need)):
+            by_key = [f for find, need in key_readers if need is None or value in need
+                      for f in find(item)]
+            for finding in (*by_value, *by_key) if by_value else by_key:
                 place = (item.location, item.key, finding.category)
                 value_key = (*place, finding.canonical)
                 if value_key in seen_values:

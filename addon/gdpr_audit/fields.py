@@ -14,6 +14,7 @@ import json
 import re
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
@@ -212,20 +213,30 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
 
 def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
           layers: tuple[str, ...]) -> None:
-    stack = [(key, node)]
+    # Depth first, in document order; children are named as they are reached, so the tail of
+    # a batch past MAX_FIELDS costs nothing.
+    stack: list[Iterator[tuple[str, Any]]] = [iter([(key, node)])]
     while stack:
-        path, item = stack.pop()
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        path, item = entry
         if isinstance(item, dict):
             children = [(_join(path, str(name)), str(name), child) for name, child in item.items()]
             for child_path, name, _ in children:
                 _add_key(out, location, child_path, name, layers)
-            stack.extend((child_path, child) for child_path, _, child in reversed(children))
+            stack.append((child_path, child) for child_path, _, child in children)
         elif isinstance(item, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+            stack.append(_elements(path, item))
         elif item is not None and not isinstance(item, bool):
             if not _add_value(out, Field(location, path, str(item), _named(layers, key, path)),
                               depth):
                 return
+
+
+def _elements(path: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
+    return ((f"{path}[{index}]", item) for index, item in enumerate(items))
 
 
 def _named(layers: tuple[str, ...], outer: str, path: str) -> tuple[str, ...]:
