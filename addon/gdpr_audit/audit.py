@@ -66,6 +66,7 @@ class Auditor:
         self._value_readers = [d for d in self.detectors if not d.reads_key]
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
+        self._redacted_keys: dict[str, str] = {}
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
 
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
@@ -213,10 +214,7 @@ class Auditor:
                 known, detectors = True, self._value_readers
             cached = (tuple(self.known.find(probe)) if known else (),
                       tuple(f for d in detectors for f in d.find(probe)))
-            if len(value) <= _MAX_MEMO_CHARS:
-                if len(self._by_value) >= _MAX_MEMO_ENTRIES:
-                    self._by_value.clear()
-                self._by_value[value] = cached
+            _remember(self._by_value, value, cached)
         if not cached[0] and not cached[1]:
             return cached
         return (tuple(replace(f, field=item) for f in cached[0]),
@@ -226,9 +224,8 @@ class Auditor:
         """`text` with every registry identifier, email or phone inside it replaced by `*`."""
         cached = self._redacted.get(text)
         if cached is None:
-            if len(self._redacted) > 10_000:  # key paths and hosts repeat: keep the cache small
-                self._redacted.clear()
-            cached = self._redacted[text] = self._redact(text)
+            cached = self._redact(text)
+            _remember(self._redacted, text, cached)
         return cached
 
     def _redact(self, text: str) -> str:
@@ -244,9 +241,14 @@ class Auditor:
     def redact_key(self, key: str) -> str:
         """A key path (`contacts.Marie Dupont.email`) or host, redacted part by part: a
         registry value between dots is not found by `redact`, which wants it standalone."""
-        key = self.redact(key)  # whole first: an email or a dotted device id spans the dots
-        return "".join(part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
-                       for part in _KEY_SEPARATOR.split(key))
+        cached = self._redacted_keys.get(key)
+        if cached is None:  # the same keys, hosts and messages come back in every flow
+            whole = self.redact(key)  # first: an email or a dotted device id spans the dots
+            cached = "".join(
+                part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
+                for part in _KEY_SEPARATOR.split(whole))
+            _remember(self._redacted_keys, key, cached)
+        return cached
 
     def _redact_part(self, part: str) -> str:
         if _names_an_id(part):  # a key that is somebody's id (`fb.1.1768035600123...`)
@@ -284,6 +286,15 @@ class Auditor:
                 f"{quote(self.redact(k), safe='[]*', errors='replace')}="
                 f"{quote(v, safe='*', errors='replace')}" for k, v in query)
         return redacted
+
+
+def _remember(memo: dict[str, Any], text: str, result: Any) -> None:
+    """Key paths, hosts and values repeat across flows: memoised, if short, in a memo kept
+    small."""
+    if len(text) <= _MAX_MEMO_CHARS:
+        if len(memo) >= _MAX_MEMO_ENTRIES:
+            memo.clear()
+        memo[text] = result
 
 
 def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
