@@ -42,11 +42,14 @@ def noise(count: int) -> list[str]:
     return [v for n in range(count) for v in (f"SKU-{n:06d}", f"/p/{n}", str(uuid.UUID(int=n)))]
 
 
-def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch,
+           memoised: int = 0) -> list[tuple]:
+    """`memoised` values are audited alone first, as an earlier flow would have."""
     extraction = Extraction([Field("body", KEYS[n % len(KEYS)], value)
                              for n, value in enumerate(values)])
     AUDITOR._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
     with monkeypatch.context() as patch:
+        AUDITOR.detect(Extraction(extraction.fields[:memoised]))
         patch.setattr(audit, "_SCREEN_FROM", 1 if screen else 10 ** 9)
         findings = AUDITOR.detect(extraction)
     return [(f.detector, f.category, f.field.key, f.value, f.canonical, f.form, f.subject,
@@ -65,6 +68,16 @@ def test_screening_keeps_every_finding_of_the_registry_and_the_patterns(
                      "ip_address", "field_name"):
         assert any(d == detector for d, _ in found), detector
     assert {"sha256(email)", "md5(email)", "base64(sha256(email))"} <= {f for _, f in found}
+
+
+def test_a_value_memoised_before_the_screening_is_looked_at_in_full_if_the_memo_empties(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
+    values = identifiers + OTHERS + noise(100)
+    monkeypatch.setattr(audit, "_MAX_MEMO_ENTRIES", 50)  # emptied while the batch is read
+    unscreened = detect(values, False, monkeypatch)
+    assert detect(values, True, monkeypatch, memoised=len(identifiers)) == unscreened
+    assert any(detector == "registry" for detector, *_ in unscreened)
 
 
 ALPHABET = string.ascii_letters + string.digits + " +-.@:/=_%[]\"'\x00éﬁ"

@@ -1,7 +1,7 @@
 """One flow in, its findings and violations out: the pipeline that replay and the live proxy share."""
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
-from .detectors.base import SEPARATOR, screened
+from .detectors.base import SEPARATOR, Detector, screened
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
 from .recipients import Destination, resolve
@@ -22,6 +22,7 @@ _MAX_MEMO_CHARS = 2048
 _MAX_MEMO_ENTRIES = 50_000
 _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
+_SCREENED = "screened"
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -180,20 +181,29 @@ class Auditor:
         """For a request of many values (a batch of events), the values each detector (and
         the registry) need look at: one scan of them all for its hint finds the few it could
         report on. A detector without a hint, or a value that is not screened, is missing or
-        included: every value it holds is looked at."""
+        included: every value it holds is looked at. needs[_SCREENED] holds the values the
+        registry and the key-blind detectors were screened for: those not memoised."""
         if len(fields) < _SCREEN_FROM:
             return {}
         values = list(dict.fromkeys(item.value for item in fields))
         # Non-ASCII text changes length when its case changes: looked at one by one.
         unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
-        batch = [v for v in values if v not in unscreened] if unscreened else values
-        text = SEPARATOR.join(batch)
-        needs: dict[object, set[str]] = {
-            self.known: unscreened | {batch[i] for i in screened(self.known.hits(text))}}
+        every = [v for v in values if v not in unscreened] if unscreened else values
+        fresh = [v for v in every if v not in self._by_value]  # for what is memoised by value
+
+        def hit(batch: list[str], hits: Callable[[str], Iterable[tuple[str, int]]]) -> set[str]:
+            text = SEPARATOR.join(batch)
+            return unscreened | {batch[i] for i in screened(hits(text))}
+
+        def hint(detector: Detector) -> Callable[[str], Iterable[tuple[str, int]]]:
+            assert detector.hint is not None
+            return lambda text: ((text, m.start()) for m in detector.hint.finditer(text))
+
+        needs: dict[object, set[str]] = {self.known: hit(fresh, self.known.hits),
+                                         _SCREENED: set(fresh)}
         for detector in self.detectors:
             if detector.hint is not None:
-                hits = screened((text, m.start()) for m in detector.hint.finditer(text))
-                needs[detector] = unscreened | {batch[i] for i in hits}
+                needs[detector] = hit(every if detector.reads_key else fresh, hint(detector))
         return needs
 
     def _found_by_value(self, item: Field, needs: dict[object, set[str]] | None = None,
@@ -206,7 +216,8 @@ class Auditor:
         cached = self._by_value.get(value)
         if cached is None:
             probe = Field("", "", value)
-            if needs:
+            # Not screened if it was memoised then: the memo may have been emptied since.
+            if needs and value in needs[_SCREENED]:
                 known = value in needs[self.known]
                 detectors = [d for d in self._value_readers
                              if (need := needs.get(d)) is None or value in need]
