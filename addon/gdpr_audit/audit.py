@@ -23,6 +23,7 @@ _MAX_MEMO_ENTRIES = 50_000
 _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
 _SCREENED = "screened"
+_NOTHING: tuple[tuple[Finding, ...], tuple[Finding, ...]] = ((), ())
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -215,7 +216,6 @@ class Auditor:
         value = item.value
         cached = self._by_value.get(value)
         if cached is None:
-            probe = Field("", "", value)
             # Not screened if it was memoised then: the memo may have been emptied since.
             if needs and value in needs[_SCREENED]:
                 known = value in needs[self.known]
@@ -223,13 +223,16 @@ class Auditor:
                              if (need := needs.get(d)) is None or value in need]
             else:
                 known, detectors = True, self._value_readers
-            cached = (tuple(self.known.find(probe)) if known else (),
-                      tuple(f for d in detectors for f in d.find(probe)))
+            if known or detectors:
+                probe = Field("", "", value)
+                cached = (tuple(self.known.find(probe)) if known else (),
+                          tuple(f for d in detectors for f in d.find(probe)))
+            else:
+                cached = _NOTHING
             _remember(self._by_value, value, cached)
         if not cached[0] and not cached[1]:
             return cached
-        return (tuple(replace(f, field=item) for f in cached[0]),
-                tuple(replace(f, field=item) for f in cached[1]))
+        return (tuple(f.at(item) for f in cached[0]), tuple(f.at(item) for f in cached[1]))
 
     def redact(self, text: str) -> str:
         """`text` with every registry identifier, email or phone inside it replaced by `*`."""

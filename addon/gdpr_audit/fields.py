@@ -391,6 +391,8 @@ _decoded: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
 def _decode(value: str) -> tuple[tuple[str, str], ...]:
+    if len(value) == 36 and _UUID.fullmatch(value):  # an id, never an encoding of anything
+        return ()
     found: list[tuple[str, str]] = []
     head = value[:1]
     if "%" in value or ("+" in value and "=" in value):
@@ -408,13 +410,13 @@ def _decode(value: str) -> tuple[tuple[str, str], ...]:
         found.append(("xml", value))
     elif value.startswith(("http://", "https://")) and "?" in value:
         found.append(("url-query", value.partition("?")[2].partition("#")[0]))
-    elif _FORM.fullmatch(value) and not found:
+    elif "=" in value and _FORM.fullmatch(value) and not found:
         found.append(("form", value))
-    elif jwt := _JWT.fullmatch(_BEARER.sub("", value, count=1)):
+    elif "eyJ" in value and (jwt := _JWT.fullmatch(_BEARER.sub("", value, count=1))):
         payload = _b64decode(jwt.group(1))
         if payload is not None:
             found.append(("jwt", payload.decode("utf-8", errors="replace")))
-    elif not _UUID.fullmatch(value):  # an id, never an encoding of something else
+    else:
         found += _binary_to_text(value)
     return tuple(found)
 
