@@ -13,6 +13,9 @@ _IP_KEY = re.compile(r"(^|[._\[-])(ip|ip_?address|client_?ip|remote_?addr|user_?
 # Keys of software versions, whose dotted values (`1.2.3.4`) are not addresses.
 _VERSION_KEY = re.compile(r"(^|[._\[-])(v|ver|\w*version|build|release)\]?$", re.I)
 _LONGEST_KEY = 64
+# What ipaddress.ip_address could read (after `for=` and quotes): a cheap test first, since
+# most dotted values (hosts, file names, prices) are not addresses and raising costs.
+_ADDRESS_SHAPE = re.compile(r'(?:for=)?"?[0-9A-Fa-f:.]+(?:%[^"]*)?"?')
 # RFC 7239 quotes and brackets IPv6 addresses, with an optional port: for="[2001:db8::17]:4711"
 _BRACKETED = re.compile(r'^(?:for=)?"?\[([0-9a-fA-F:.]+)\]')
 
@@ -30,7 +33,7 @@ class IpAddressDetector(Detector):
             candidates = [m.group() for m in _IPV4.finditer(value)]
             candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
         elif (("." in value or ":" in value) and len(value) <= 45
-              and not _VERSION_KEY.search(leaf)):
+              and _ADDRESS_SHAPE.fullmatch(value) and not _VERSION_KEY.search(leaf)):
             candidates = [value]
         else:
             return
