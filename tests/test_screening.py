@@ -89,3 +89,23 @@ def test_screening_keeps_every_finding_of_any_values(values: list[str], others: 
     with pytest.MonkeyPatch.context() as monkeypatch:
         mixed = values + others + noise(3)
         assert detect(mixed, True, monkeypatch) == detect(mixed, False, monkeypatch)
+
+
+def test_elements_of_an_array_make_one_field_name_finding_counted_without_those_recognised(
+        ) -> None:
+    """A field-name guess for `events[*].user.first_name` is judged once per key and counted
+    per element: an element whose value the registry recognised, or that is empty, or (under
+    a hashed-data key) not a digest, does not count."""
+    digest = hashlib.sha256(b"someone@example.net").hexdigest()
+    events = [("Camille", digest), ("Marie Dupont", "not-a-digest"), ("", digest),
+              ("Louis", digest), ("Inès", "")]
+    fields = [Field("body", f"events[{n}].user.first_name", name) for n, (name, _) in
+              enumerate(events)]
+    fields += [Field("body", f"events[{n}].em", em) for n, (_, em) in enumerate(events)]
+    fields.append(Field("body", "events[1].user.first_name", "Marie Dupont", ("base64",)))
+    AUDITOR._by_value.clear()  # noqa: SLF001
+    found = {(f.detector, f.category, f.field.key, f.form, f.subject): f.count
+             for f in AUDITOR.detect(Extraction(fields))}
+    assert found[("field_name", "name", "events[*].user.first_name", "field name", None)] == 3
+    assert found[("field_name", "email", "events[*].em", "sha256(email)?", None)] == 3
+    assert found[("registry", "name", "events[1].user.first_name", "plain", "cust-001")] == 1

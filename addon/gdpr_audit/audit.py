@@ -12,6 +12,7 @@ from mitmproxy import http
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.base import SEPARATOR, Detector, screened
+from .detectors.fieldnames import FieldNameDetector, Label, label_of
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
 from .recipients import Destination, resolve
@@ -23,6 +24,7 @@ _MAX_MEMO_ENTRIES = 50_000
 _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
 _SCREENED = "screened"
+_UNKNOWN = object()
 _NOTHING: tuple[tuple[Finding, ...], tuple[Finding, ...]] = ((), ())
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
@@ -66,6 +68,8 @@ class Auditor:
         own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self._value_readers = [d for d in self.detectors if not d.reads_key]
+        self._field_names = next(d for d in self.detectors if isinstance(d, FieldNameDetector))
+        self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
         self._redacted_keys: dict[str, str] = {}
@@ -161,22 +165,67 @@ class Auditor:
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-        key_readers = [(d.find, needs.get(d)) for d in self.detectors if d.reads_key]
+        columns: dict[tuple[str, str, str], list[Any]] = {}
+
+        def keep(item: Field, finding: Finding) -> None:
+            place = (item.location, item.key, finding.category)
+            value_key = (*place, finding.canonical)
+            if value_key in seen_values or (finding.detector == "field_name"
+                                            and place in seen_fields):
+                return
+            seen_values.add(value_key)
+            seen_fields.add(place)
+            findings[value_key] = finding
+
+        def keep_field_name(item: Field) -> None:
+            """The elements of an array share their key's label: what the field names say
+            of `batch[*].sku` is one finding, made once and counted (see _per_shape)."""
+            shape = _shape_of(item.location, item.key)
+            label = self._label(item.location, item.key, shape)
+            if shape == item.key or label is None:
+                if (finding := self._field_names.finding(item, label)) is not None:
+                    keep(item, finding)
+                return
+            place = (item.location, item.key, label.category)
+            if not self._field_names.holds(item.value, label) or place in seen_fields:
+                return
+            seen_fields.add(place)  # no value of this place was seen either, then
+            column = columns.get((item.location, shape, label.category))
+            if column is None:
+                finding = self._field_names.finding(item, label)
+                assert finding is not None
+                findings[value_key := (*place, finding.canonical)] = finding
+                seen_values.add(value_key)
+                columns[(item.location, shape, label.category)] = [value_key, 1]
+            else:
+                column[1] += 1
+
+        key_readers = [(d, needs.get(d)) for d in self.detectors if d.reads_key]
         for item, (_, by_value) in found:
             value = item.value
-            by_key = [f for find, need in key_readers if need is None or value in need
-                      for f in find(item)]
-            for finding in (*by_value, *by_key) if by_value else by_key:
-                place = (item.location, item.key, finding.category)
-                value_key = (*place, finding.canonical)
-                if value_key in seen_values:
-                    continue
-                if finding.detector == "field_name" and place in seen_fields:
-                    continue
-                seen_values.add(value_key)
-                seen_fields.add(place)
-                findings[value_key] = finding
+            for finding in by_value:
+                keep(item, finding)
+            for detector, need in key_readers:
+                if need is None or value in need:
+                    if detector is self._field_names:
+                        keep_field_name(item)
+                    else:
+                        for finding in detector.find(item):
+                            keep(item, finding)
+        for value_key, count in columns.values():
+            if count > 1:
+                findings[value_key] = replace(findings[value_key], count=count)
         return _per_shape(findings.values())
+
+    def _label(self, location: str, key: str, shape: str) -> Label | None:
+        """label_of, memoised by shape (the label of `batch[12].sku` is that of every
+        element's `sku`): a shape comes back in every element and every batch."""
+        memo = self._labels.setdefault(location, {})
+        label = memo.get(shape, _UNKNOWN)
+        if label is _UNKNOWN:
+            label = label_of(location, key)
+            _remember(memo, shape, label)
+        return label  # type: ignore[return-value]
 
     def _screen(self, fields: list[Field]) -> dict[object, set[str]]:
         """For a request of many values (a batch of events), the values each detector (and
@@ -318,19 +367,24 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
     shapes: dict[tuple[str | None, ...], list[Finding]] = {}
     for finding in findings:
         key = finding.field.key
-        # Path and query keep every finding: redact_path stars each flagged segment by its key.
-        shape = (_INDEX.sub("[*]", key) if "[" in key and finding.field.location
-                 not in ("path", "query") else key)
+        shape = _shape_of(finding.field.location, key)
         group = (finding.field.location, shape, finding.category, finding.detector, finding.form,
                  finding.subject, finding.canonical if shape == key else None)
         shapes.setdefault(group, []).append(finding)
     merged = []
     for (_, shape, *_), group in shapes.items():
         first = group[0]
-        if len(group) > 1:
-            first = replace(first, field=replace(first.field, key=shape), count=len(group))
+        if len(group) > 1 or first.count > 1:  # counted already: see Auditor.detect
+            first = replace(first, field=replace(first.field, key=shape),
+                            count=sum(f.count for f in group))
         merged.append(first)
     return merged
+
+
+def _shape_of(location: str, key: str) -> str:
+    """`batch[12].anonymousId` -> `batch[*].anonymousId`. Path and query keep their keys:
+    redact_path stars each flagged segment by its key."""
+    return _INDEX.sub("[*]", key) if "[" in key and location not in ("path", "query") else key
 
 
 _INDEX = re.compile(r"\[\d+\]")

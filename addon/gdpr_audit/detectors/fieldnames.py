@@ -4,6 +4,7 @@ to recognise (a first name, a street, a cookie id, the page someone viewed)."""
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..fields import Field
 from .base import Detector, Finding
@@ -70,24 +71,47 @@ def _category_of_leaf(leaf: str) -> str | None:
     return "credentials" if category is None and _PASSWORD.search(leaf) else category
 
 
+class Label(NamedTuple):
+    category: str
+    form: str
+
+
+def label_of(location: str, key: str) -> Label | None:
+    """What a value under this key is, by the key alone: it is the same for every element of
+    an array (`batch[*].sku`), which is how a batch of events is judged once per key."""
+    if location in ("header", "path"):
+        return None
+    leaf = leaf_key(key)
+    if leaf in _HASHED_KEYS:  # only a SHA-256 digest under these keys: see finding()
+        return Label(_HASHED_KEYS[leaf], f"sha256({_HASHED_KEYS[leaf]})?")
+    category = _category_of_leaf(leaf)
+    if category is None and leaf == "name" and _PERSON.search(key):
+        category = "name"
+    return Label(category, "field name") if category is not None else None
+
+
 class FieldNameDetector(Detector):
     id = "field_name"
     reads_key = True
     category = "name"  # the most common; each finding carries its own category
 
     def find(self, field: Field) -> Iterator[Finding]:
+        found = self.finding(field, label_of(field.location, field.key))
+        if found is not None:
+            yield found
+
+    def finding(self, field: Field, label: Label | None) -> Finding | None:
+        """What `field` holds under its key's label (label_of), if it holds anything."""
+        if label is None or not self.holds(field.value, label):
+            return None
         value = field.value.strip()
-        if value.lower() in _EMPTY or field.location in ("header", "path"):
-            return
-        leaf = leaf_key(field.key)
-        if leaf in _HASHED_KEYS:
-            if _SHA256.fullmatch(value):
-                category = _HASHED_KEYS[leaf]
-                yield Finding(self.id, category, field, value, f"{category}:{value.lower()}",
-                              f"sha256({category})?")
-            return
-        category = _category_of_leaf(leaf)
-        if category is None and leaf == "name" and _PERSON.search(field.key):
-            category = "name"
-        if category is not None:
-            yield Finding(self.id, category, field, value, f"{category}:{value.lower()}", "field name")
+        return Finding(self.id, label.category, field, value, f"{label.category}:{value.lower()}",
+                       label.form)
+
+    @staticmethod
+    def holds(value: str, label: Label) -> bool:
+        """Whether a value under a key of this label is personal data: not empty, and a
+        SHA-256 digest under the hashed-data keys."""
+        value = value.strip()
+        return value.lower() not in _EMPTY and (label.form == "field name"
+                                                or bool(_SHA256.fullmatch(value)))
