@@ -80,7 +80,7 @@ def test_a_value_memoised_before_the_screening_is_looked_at_in_full_if_the_memo_
     assert any(detector == "registry" for detector, *_ in unscreened)
 
 
-ALPHABET = string.ascii_letters + string.digits + " +-.@:/=_%[]\"'\x00éﬁ"
+ALPHABET = string.ascii_letters + string.digits + " +-.@:/=_%[]\"'\x00\t\néﬁ"
 
 
 @given(st.lists(st.text(ALPHABET, max_size=40), min_size=1, max_size=60),

@@ -1,7 +1,7 @@
 """One flow in, its findings and violations out: the pipeline that replay and the live proxy share."""
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
-from .detectors.base import SEPARATOR, Detector, screened
+from .detectors.base import SEPARATOR, Joined
 from .detectors.fieldnames import FieldNameDetector, Label, label_of
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
@@ -239,21 +239,15 @@ class Auditor:
         # Non-ASCII text changes length when its case changes: looked at one by one.
         unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
         every = [v for v in values if v not in unscreened] if unscreened else values
-        fresh = [v for v in every if v not in self._by_value]  # for what is memoised by value
-
-        def hit(batch: list[str], hits: Callable[[str], Iterable[tuple[str, int]]]) -> set[str]:
-            text = SEPARATOR.join(batch)
-            return unscreened | {batch[i] for i in screened(hits(text))}
-
-        def hint(detector: Detector) -> Callable[[str], Iterable[tuple[str, int]]]:
-            assert detector.hint is not None
-            return lambda text: ((text, m.start()) for m in detector.hint.finditer(text))
-
-        needs: dict[object, set[str]] = {self.known: hit(fresh, self.known.hits),
-                                         _SCREENED: set(fresh)}
+        fresh = Joined([v for v in every if v not in self._by_value])  # memoised by value
+        all_values = Joined(every) if len(fresh.values) < len(every) else fresh
+        needs: dict[object, set[str]] = {
+            self.known: unscreened | fresh.hit(self.known.hits(fresh.text)),
+            _SCREENED: set(fresh.values)}
         for detector in self.detectors:
             if detector.hint is not None:
-                needs[detector] = hit(every if detector.reads_key else fresh, hint(detector))
+                joined = all_values if detector.reads_key else fresh
+                needs[detector] = unscreened | joined.hinted(detector.hint)
         return needs
 
     def _found_by_value(self, item: Field, needs: dict[object, set[str]] | None = None,

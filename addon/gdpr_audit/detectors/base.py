@@ -75,18 +75,20 @@ SEPARATOR = "\x00"
 so none matches across two values, and it is a word boundary like the end of a value."""
 
 
-def screened(hits: Iterable[tuple[str, int]]) -> set[int]:
-    """The numbers of the values hit: `hits` are (text, position) pairs, where text is the
-    values joined by SEPARATOR, or a transform of it that keeps the separators (lowered)."""
-    starts: dict[int, tuple[str, list[int]]] = {}
-    found = set()
-    for text, position in hits:
-        known = starts.get(id(text))
-        if known is None:
-            offsets = list(accumulate((len(v) + 1 for v in text.split(SEPARATOR)), initial=0))
-            known = starts[id(text)] = (text, offsets)
-        found.add(bisect_right(known[1], position) - 1)
-    return found
+class Joined:
+    """ASCII values joined by SEPARATOR, to be screened in a few scans (Detector.hint)."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+        self.text = SEPARATOR.join(values)
+        self._starts = list(accumulate((len(v) + 1 for v in values), initial=0))
+
+    def hit(self, positions: Iterable[int]) -> set[str]:
+        """The values at these positions of the text."""
+        return {self.values[bisect_right(self._starts, p) - 1] for p in positions}
+
+    def hinted(self, hint: re.Pattern[str]) -> set[str]:
+        return self.hit(match.start() for match in hint.finditer(self.text))
 
 
 def strip_accents(text: str) -> str:

@@ -116,6 +116,7 @@ _DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
 # hex; of base64 only those of a length that decodes to a digest's size; short digests and
 # numbers only as a whole value. (A greedy run starts where the run does: no look-behind.)
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
+_SPACE_RUN = re.compile(r"\s\s|[\t\n\r\f\v\x1c-\x1f]")  # what _SPACES would change
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{22,}=*")
 _DIGEST_BASE64_LENGTHS = frozenset(-(-size * 4 // 3) for size in _DIGEST_SIZES if size >= 16)
 _WHOLE_DIGEST = re.compile(r"\x00\s*(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?\d{5,20})\s*(?=\x00)")
@@ -261,21 +262,21 @@ class KnownSubjects:
         if len(self._keys):
             yield from self._find_digests(field)
 
-    def hits(self, batch: str) -> Iterator[tuple[str, int]]:
-        """Where `find` could find something in `batch` (ASCII values joined by SEPARATOR),
-        as (text scanned, position): every raw match of the automata and every token shaped
-        like a digest. See Detector.hint."""
+    def hits(self, batch: str) -> Iterator[int]:
+        """Where `find` could find something in `batch` (ASCII values joined by SEPARATOR):
+        every raw match of the automata, every token shaped like a digest, and every run of
+        whitespace (find() makes it one space before matching). See Detector.hint."""
         if len(self.plain):
-            lowered = _SPACES.sub(" ", batch.lower())
-            yield from ((lowered, end) for end, _ in self.plain.iter(lowered))
+            yield from (match.start() for match in _SPACE_RUN.finditer(batch))
+            yield from (end for end, _ in self.plain.iter(batch.lower()))
         if len(self.encoded):
-            yield from ((batch, end) for end, _ in self.encoded.iter(batch))
+            yield from (end for end, _ in self.encoded.iter(batch))
         if len(self._keys):
-            yield from ((batch, match.start()) for match in _HEX_RUN.finditer(batch))
-            yield from ((batch, match.start()) for match in _BASE64_RUN.finditer(batch)
+            yield from (match.start() for match in _HEX_RUN.finditer(batch))
+            yield from (match.start() for match in _BASE64_RUN.finditer(batch)
                         if len(match.group().rstrip("=")) in _DIGEST_BASE64_LENGTHS)
             # one separator more on each side: the pattern then needs no ^, $ or look-behind
-            yield from ((batch, match.start()) for match in
+            yield from (match.start() for match in
                         _WHOLE_DIGEST.finditer(f"{SEPARATOR}{batch}{SEPARATOR}"))
 
     def _find_digests(self, field: Field) -> Iterator[Finding]:
