@@ -223,15 +223,18 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
             continue
         path, item = entry
         if isinstance(item, dict):
-            children = [(_join(path, str(name)), str(name), child) for name, child in item.items()]
+            children = [(_join(path, name), name, child)
+                        for name, child in item.items()]  # JSON keys: always str
             for child_path, name, _ in children:
-                _add_key(out, location, child_path, name, layers)
+                if _keys_seen.get(name) is not False:  # most keys: known not to identify
+                    _add_key(out, location, child_path, name, layers)
             stack.append((child_path, child) for child_path, _, child in children)
         elif isinstance(item, list):
             stack.append(_elements(path, item))
-        elif item is not None and not isinstance(item, bool):
-            if not _add_value(out, Field(location, path, str(item), _named(layers, key, path)),
-                              depth):
+        elif item is not None and item is not True and item is not False:
+            value = item if isinstance(item, str) else str(item)
+            if not _add_value(out, Field(location, path, value,
+                                         _named(layers, key, path) if layers else layers), depth):
                 return
 
 
