@@ -43,7 +43,17 @@ from .review import (
     show_map,
 )
 from .sanitize import safe_text
-from .store import AuditStore, compact, forget, has_key, merge, open_existing, purge
+from .store import (
+    AuditStore,
+    FlowRows,
+    compact,
+    flow_rows,
+    forget,
+    has_key,
+    merge,
+    open_existing,
+    purge,
+)
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
 _BATCH = 200
@@ -249,21 +259,28 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     reader = CaptureReader(list(args.paths))
     run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
     audits: list[FlowSummary] = []
-    batch: list[tuple[FlowAudit, str]] = []
+    batch: list[FlowRows] = []
     show_progress = console.is_terminal and not os.environ.get("CI")
     progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
                         console=console, transient=True)
-    with ParallelAudits(auditor, args.jobs) as parallel, \
+    key = store.key
+
+    def prepare(audit: FlowAudit, source: str) -> tuple[FlowRows, FlowSummary]:
+        """Where the flow was audited (a worker): its rows for the log, and its summary."""
+        return flow_rows(key, audit, source), FlowSummary.of(audit)
+
+    with ParallelAudits(auditor, args.jobs, prepare) as parallel, \
             progress if show_progress else nullcontext():
         task = progress.add_task("flows", total=None)
-        for audit, source in parallel.audits(reader.flows()):
-            audits.append(FlowSummary.of(audit))
-            batch.append((audit, source))
+        for rows, summary in parallel.audits(reader):
+            audits.append(summary)
+            batch.append(rows)
             if len(batch) >= _BATCH:
-                store.record(run_id, batch)
+                store.record_rows(run_id, batch)
                 batch.clear()
-            progress.advance(task)
-        store.record(run_id, batch)
+            if show_progress:
+                progress.advance(task)
+        store.record_rows(run_id, batch)
     if not audits and not reader.errors:  # a CI job pointed at the wrong folder must not pass
         reader.errors.append(CaptureError(" ".join(args.paths), "path",
                                           "no HTTP flows found (.flow, .mitm or .har files)"))
