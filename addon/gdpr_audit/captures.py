@@ -53,10 +53,6 @@ class Chunk:
     entries: list[Any] | None = None
     error: CaptureError | None = None
 
-    @property
-    def size(self) -> int:
-        return self.end - self.start if self.entries is None else len(self.entries)
-
 
 # A chunk is one task for a worker: big enough that handing it over costs little beside
 # auditing it, small enough that a big flow does not hold up many small ones behind it.

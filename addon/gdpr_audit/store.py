@@ -186,11 +186,13 @@ class AuditStore:
                 # wait for another writer and fails at once with "database is locked"
                 conn.execute("BEGIN IMMEDIATE")
                 segment: list[FlowRows] = []
+                ids: set[str] = set()
                 for rows in flows:
-                    if any(rows.flow_id == other.flow_id for other in segment):
-                        _write_rows(conn, run_id, segment)  # the same flow twice: in order
-                        segment = []
+                    if rows.flow_id in ids:  # the same flow twice: the later replaces it
+                        _write_rows(conn, run_id, segment)
+                        segment, ids = [], set()
                     segment.append(rows)
+                    ids.add(rows.flow_id)
                 _write_rows(conn, run_id, segment)
 
         _while_locked(write)
