@@ -19,6 +19,7 @@ import os
 import platform
 import random
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -125,12 +126,14 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         return time.perf_counter() - start
 
     own_cpu: dict[int, list[float]] = {}
+    all_cpu: dict[int, list[float]] = {}
 
     def cli(jobs: int) -> Callable[[], float]:
         def run() -> float:
             db = folder / "replay.db"
             for stale in folder.glob("replay.db*"):
                 stale.unlink()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             # what the gdpr-audit script does, and then the replaying process's own CPU time
             # (time.process_time counts no worker), to see whether it is the bottleneck
@@ -140,7 +143,10 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
                                     env={**os.environ, "CI": "1", "PYTHONPATH": str(ROOT / "addon")})
             assert result.returncode in (0, 1), result.stderr
             elapsed = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers included
             own_cpu.setdefault(jobs, []).append(float(result.stderr.split()[-1]))
+            all_cpu.setdefault(jobs, []).append(after.ru_utime + after.ru_stime
+                                                - before.ru_utime - before.ru_stime)
             return elapsed
         return run
 
@@ -156,6 +162,7 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
                                                           cli(cores))
     mb = body_bytes / 1e6
     cpu = {jobs: statistics.median(samples) / count * 1000 for jobs, samples in own_cpu.items()}
+    total = {jobs: statistics.median(samples) for jobs, samples in all_cpu.items()}
     small, big = split["small"], split["big"]
     return [
         f"Corpus: {count} flows cloned from captures/, each with fresh ids, timestamps and a "
@@ -172,7 +179,9 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         "",
         f"`--jobs {cores}` is {t_one / t_all:.2f}x as fast as `--jobs 1`. CPU time of the replaying "
         f"process itself (start-up included, workers not): {cpu[1]:.2f} ms per flow with "
-        f"`--jobs 1`, {cpu[cores]:.2f} ms with `--jobs {cores}`.",
+        f"`--jobs 1`, {cpu[cores]:.2f} ms with `--jobs {cores}`; of the replay with its workers: "
+        f"{total[1]:.1f} s and {total[cores]:.1f} s (on a busy machine, the wall-clock times "
+        f"above can hide what `--jobs` does; these cannot).",
         "",
         f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
         f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
