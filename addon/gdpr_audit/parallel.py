@@ -83,6 +83,7 @@ class ParallelAudits(Generic[T]):
         try:
             return self.pool.submit(_audit_chunk, chunk)
         except RuntimeError:  # the pool broke (a worker was killed): go on without it
+            self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
             return None
 
