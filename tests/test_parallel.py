@@ -14,7 +14,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from mitmproxy import io
+from mitmproxy import exceptions, http, io
 from mitmproxy.io import tnetstring
 from mitmproxy.test import tflow
 
@@ -47,10 +47,33 @@ def summary(audit: FlowAudit, source: str) -> tuple[str, str, str, tuple[str, ..
 
 
 def whole(paths: list[Path]) -> tuple[list[tuple], list[str]]:
-    """Each file read whole, flow after flow, in this process."""
-    reader = CaptureReader([str(p) for p in paths])
-    flows = [summary(AUDITOR.audit(flow), source) for flow, source in reader.flows()]
-    return flows, [str(e) for e in reader.errors]
+    """The oracle: each .flow file read whole by mitmproxy's reader, flow after flow, in this
+    process, the error made as before captures were cut into chunks; HAR in one chunk."""
+    flows: list[tuple] = []
+    errors: list[str] = []
+    for path in CaptureReader([str(p) for p in paths]).files():
+        if path.suffix == ".har":
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(captures, "_CHUNK_FLOWS", 10**9)
+                reader = CaptureReader([str(path)])
+                flows += [summary(AUDITOR.audit(flow), source) for flow, source in reader.flows()]
+            errors += map(str, reader.errors)
+            continue
+        with path.open("rb") as handle:
+            offset = index = 0
+            try:
+                for flow in io.FlowReader(handle).stream():
+                    if isinstance(flow, http.HTTPFlow):
+                        flows.append(summary(AUDITOR.audit(flow), f"{path}#{index}"))
+                    index += 1
+                    offset = handle.tell()
+            except Exception as e:
+                problem = e if isinstance(e, exceptions.FlowReadException) else (
+                    f"not a flow record ({type(e).__name__})")
+                errors.append(f"{path}: byte offset {offset}: damaged or truncated flow data "
+                              f"after {index} complete flow(s) ({path.stat().st_size - offset} "
+                              f"bytes not read): {problem}")
+    return flows, errors
 
 
 def chunked(paths: list[Path], jobs: int, prepare=summary) -> tuple[list[tuple], list[str]]:
@@ -135,6 +158,7 @@ def test_har_entries_chunked_in_workers_match_reading_them_whole(tmp_path: Path,
     paths = [odd, cut, ROOT / "captures"]
     expected = whole(paths)
     assert len(expected[1]) == 5
+    assert chunked(paths, 1) == expected
     assert chunked(paths, 2) == expected
 
 
