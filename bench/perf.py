@@ -180,8 +180,9 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         f"`--jobs {cores}` is {t_one / t_all:.2f}x as fast as `--jobs 1`. CPU time of the replaying "
         f"process itself (start-up included, workers not): {cpu[1]:.2f} ms per flow with "
         f"`--jobs 1`, {cpu[cores]:.2f} ms with `--jobs {cores}`; of the replay with its workers: "
-        f"{total[1]:.1f} s and {total[cores]:.1f} s (on a busy machine, the wall-clock times "
-        f"above can hide what `--jobs` does; these cannot).",
+        f"{total[1]:.1f} s and {total[cores]:.1f} s, so {total[1] / t_one:.2f} and "
+        f"{total[cores] / t_all:.2f} cores busy on average (on a machine shared with other work, "
+        f"the wall-clock times above can hide what `--jobs` does; these cannot).",
         "",
         f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
         f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
