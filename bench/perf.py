@@ -100,6 +100,12 @@ def _vary(flow: http.HTTPFlow, rng: random.Random) -> None:
         request.set_text(fresh(body))
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far, by state (user, nice, system, idle...), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        return [int(n) for n in stat.readline().split()[1:]]
+
+
 def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
     corpus = folder / "corpus.flow"
     body_bytes = make_corpus(corpus, count)
@@ -127,6 +133,7 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
 
     own_cpu: dict[int, list[float]] = {}
     all_cpu: dict[int, list[float]] = {}
+    idle: list[float] = []
 
     def cli(jobs: int) -> Callable[[], float]:
         def run() -> float:
@@ -134,6 +141,7 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
             for stale in folder.glob("replay.db*"):
                 stale.unlink()
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            machine = _cpu_ticks()
             start = time.perf_counter()
             # what the gdpr-audit script does, and then the replaying process's own CPU time
             # (time.process_time counts no worker), to see whether it is the bottleneck
@@ -144,6 +152,8 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
             assert result.returncode in (0, 1), result.stderr
             elapsed = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers included
+            ticks = [b - a for a, b in zip(machine, _cpu_ticks(), strict=True)]
+            idle.append(ticks[3] / max(sum(ticks), 1))
             own_cpu.setdefault(jobs, []).append(float(result.stderr.split()[-1]))
             all_cpu.setdefault(jobs, []).append(after.ru_utime + after.ru_stime
                                                 - before.ru_utime - before.ru_stime)
@@ -182,7 +192,8 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         f"`--jobs 1`, {cpu[cores]:.2f} ms with `--jobs {cores}`; of the replay with its workers: "
         f"{total[1]:.1f} s and {total[cores]:.1f} s, so {total[1] / t_one:.2f} and "
         f"{total[cores] / t_all:.2f} cores busy on average (on a machine shared with other work, "
-        f"the wall-clock times above can hide what `--jobs` does; these cannot).",
+        f"the wall-clock times above can hide what `--jobs` does; these cannot). The machine's "
+        f"CPUs were idle {statistics.median(idle):.0%} of the time during these runs (median).",
         "",
         f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
         f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
