@@ -40,7 +40,7 @@ from timing import median_of  # noqa: E402
 
 from gdpr_audit.audit import Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
-from gdpr_audit.parallel import default_jobs  # noqa: E402
+from gdpr_audit.parallel import ParallelAudits, default_jobs  # noqa: E402
 from gdpr_audit.policy import load_policy  # noqa: E402
 
 PYTHON = sys.executable
@@ -104,6 +104,22 @@ def _cpu_ticks() -> list[int]:
     """The machine's CPU time so far, by state (user, nice, system, idle...), from /proc/stat."""
     with open("/proc/stat") as stat:
         return [int(n) for n in stat.readline().split()[1:]]
+
+
+def _worker_split(corpus: Path, auditor: Auditor, jobs: int) -> tuple[list[float], float, float]:
+    """Each worker's CPU time, the replaying side's, and the wall-clock time of auditing the
+    corpus with `jobs` workers (no log): how evenly the work spreads, which decides the
+    speed-up that free cores would give, whatever else runs on the machine now."""
+    def prepare(audit: object, source: str) -> tuple[int, float]:
+        return os.getpid(), time.process_time()  # a forked worker's CPU time starts at 0
+
+    start, cpu = time.perf_counter(), time.process_time()
+    last: dict[int, float] = {}
+    with ParallelAudits(auditor, jobs, prepare) as parallel:
+        for pid, used in parallel.audits(CaptureReader([str(corpus)])):
+            last[pid] = used
+    workers = sorted(used for pid, used in last.items() if pid != os.getpid())
+    return workers, time.process_time() - cpu, time.perf_counter() - start
 
 
 def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
@@ -171,6 +187,7 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
     t_bare, t_audit, t_cli_bare, t_one, t_all = median_of(rounds, bare, audited, cli_bare, cli(1),
                                                           cli(cores))
     mb = body_bytes / 1e6
+    workers, main_cpu, split_wall = _worker_split(corpus, auditor, cores)
     cpu = {jobs: statistics.median(samples) / count * 1000 for jobs, samples in own_cpu.items()}
     total = {jobs: statistics.median(samples) for jobs, samples in all_cpu.items()}
     small, big = split["small"], split["big"]
@@ -194,6 +211,11 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         f"{total[cores] / t_all:.2f} cores busy on average (on a machine shared with other work, "
         f"the wall-clock times above can hide what `--jobs` does; these cannot). The machine's "
         f"CPUs were idle {statistics.median(idle):.0%} of the time during these runs (median).",
+        "",
+        f"How the audit work spreads over {cores} workers (one run, no log): "
+        f"{' / '.join(f'{w:.1f}' for w in workers)} s of CPU each, {main_cpu:.2f} s in the "
+        f"process that hands them the chunks, {split_wall:.1f} s wall-clock. With free cores the "
+        f"speed-up over one process would be about {sum(workers) / max(workers, default=1):.2f}x.",
         "",
         f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
         f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
