@@ -1,6 +1,6 @@
 """Performance benchmarks, side by side with their baselines in one run (SPEC 4).
 
-    .venv/bin/python bench/perf.py [--quick] [--only replay,proxy,registry]
+    .venv/bin/python bench/perf.py [--quick] [--only replay,proxy,registry] [--count N] [--rounds N]
 
 Each section measures the product and its baseline in alternating rounds on the same input
 and reports medians and the ratio; absolute times on a shared 2-core machine mean little.
@@ -19,6 +19,8 @@ import os
 import platform
 import random
 import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +40,13 @@ from timing import median_of  # noqa: E402
 
 from gdpr_audit.audit import Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
-from gdpr_audit.parallel import default_jobs  # noqa: E402
+from gdpr_audit.parallel import ParallelAudits, default_jobs  # noqa: E402
 from gdpr_audit.policy import load_policy  # noqa: E402
 
 PYTHON = sys.executable
+_CLI_WITH_CPU = ("import sys, time\nfrom gdpr_audit.cli import main\nsys.argv[0] = 'gdpr-audit'\n"
+                 "code = main(sys.argv[1:])\nprint(time.process_time(), file=sys.stderr)\n"
+                 "sys.exit(code)")
 BIN = Path(sys.executable).parent
 
 
@@ -95,6 +100,28 @@ def _vary(flow: http.HTTPFlow, rng: random.Random) -> None:
         request.set_text(fresh(body))
 
 
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time so far, by state (user, nice, system, idle...), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        return [int(n) for n in stat.readline().split()[1:]]
+
+
+def _worker_split(corpus: Path, auditor: Auditor, jobs: int) -> tuple[list[float], float, float]:
+    """Each worker's CPU time, the replaying side's, and the wall-clock time of auditing the
+    corpus with `jobs` workers (no log): how evenly the work spreads, which decides the
+    speed-up that free cores would give, whatever else runs on the machine now."""
+    def prepare(audit: object, source: str) -> tuple[int, float]:
+        return os.getpid(), time.process_time()  # a forked worker's CPU time starts at 0
+
+    start, cpu = time.perf_counter(), time.process_time()
+    last: dict[int, float] = {}
+    with ParallelAudits(auditor, jobs, prepare) as parallel:
+        for pid, used in parallel.audits(CaptureReader([str(corpus)])):
+            last[pid] = used
+    workers = sorted(used for pid, used in last.items() if pid != os.getpid())
+    return workers, time.process_time() - cpu, time.perf_counter() - start
+
+
 def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
     corpus = folder / "corpus.flow"
     body_bytes = make_corpus(corpus, count)
@@ -120,17 +147,33 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
                 kind[1] += 1
         return time.perf_counter() - start
 
+    own_cpu: dict[int, list[float]] = {}
+    all_cpu: dict[int, list[float]] = {}
+    idle: list[float] = []
+
     def cli(jobs: int) -> Callable[[], float]:
         def run() -> float:
             db = folder / "replay.db"
             for stale in folder.glob("replay.db*"):
                 stale.unlink()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            machine = _cpu_ticks()
             start = time.perf_counter()
-            result = subprocess.run([str(BIN / "gdpr-audit"), "replay", str(corpus), "--policy",
+            # what the gdpr-audit script does, and then the replaying process's own CPU time
+            # (time.process_time counts no worker), to see whether it is the bottleneck
+            result = subprocess.run([PYTHON, "-c", _CLI_WITH_CPU, "replay", str(corpus), "--policy",
                                      str(ROOT / "policies"), "--db", str(db), "--jobs", str(jobs)],
-                                    capture_output=True, cwd=folder, env={**os.environ, "CI": "1"})
+                                    capture_output=True, cwd=folder,
+                                    env={**os.environ, "CI": "1", "PYTHONPATH": str(ROOT / "addon")})
             assert result.returncode in (0, 1), result.stderr
-            return time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers included
+            ticks = [b - a for a, b in zip(machine, _cpu_ticks(), strict=True)]
+            idle.append(ticks[3] / max(sum(ticks), 1))
+            own_cpu.setdefault(jobs, []).append(float(result.stderr.split()[-1]))
+            all_cpu.setdefault(jobs, []).append(after.ru_utime + after.ru_stime
+                                                - before.ru_utime - before.ru_stime)
+            return elapsed
         return run
 
     def cli_bare() -> float:  # the same interpreter start-up and imports, reading only
@@ -144,6 +187,9 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
     t_bare, t_audit, t_cli_bare, t_one, t_all = median_of(rounds, bare, audited, cli_bare, cli(1),
                                                           cli(cores))
     mb = body_bytes / 1e6
+    workers, main_cpu, split_wall = _worker_split(corpus, auditor, cores)
+    cpu = {jobs: statistics.median(samples) / count * 1000 for jobs, samples in own_cpu.items()}
+    total = {jobs: statistics.median(samples) for jobs, samples in all_cpu.items()}
     small, big = split["small"], split["big"]
     return [
         f"Corpus: {count} flows cloned from captures/, each with fresh ids, timestamps and a "
@@ -158,6 +204,19 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
         f"| `gdpr-audit replay --jobs 1` (audit + SQLite log) | {t_one:.2f} | {count / t_one:.0f} | {t_cli_bare / t_one:.2f} |",
         f"| `gdpr-audit replay --jobs {cores}` | {t_all:.2f} | {count / t_all:.0f} | {t_cli_bare / t_all:.2f} |",
         "",
+        f"`--jobs {cores}` is {t_one / t_all:.2f}x as fast as `--jobs 1`. CPU time of the replaying "
+        f"process itself (start-up included, workers not): {cpu[1]:.2f} ms per flow with "
+        f"`--jobs 1`, {cpu[cores]:.2f} ms with `--jobs {cores}`; of the replay with its workers: "
+        f"{total[1]:.1f} s and {total[cores]:.1f} s, so {total[1] / t_one:.2f} and "
+        f"{total[cores] / t_all:.2f} cores busy on average (on a machine shared with other work, "
+        f"the wall-clock times above can hide what `--jobs` does; these cannot). The machine's "
+        f"CPUs were idle {statistics.median(idle):.0%} of the time during these runs (median).",
+        "",
+        f"How the audit work spreads over {cores} workers (one run, no log): "
+        f"{' / '.join(f'{w:.1f}' for w in workers)} s of CPU each, {main_cpu:.2f} s in the "
+        f"process that hands them the chunks, {split_wall:.1f} s wall-clock. With free cores the "
+        f"speed-up over one process would be about {sum(workers) / max(workers, default=1):.2f}x.",
+        "",
         f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
         f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
         f"{big[0] / max(big[1], 1) * 1000:.0f} ms each ({big[0] / (small[0] + big[0]):.0%}).",
@@ -169,6 +228,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--only", default="replay,proxy,registry")
+    parser.add_argument("--count", type=int, help="replay: flows in the corpus (default 5000)")
+    parser.add_argument("--rounds", type=int, help="replay: rounds (default 5)")
     args = parser.parse_args()
     sections = args.only.split(",")
     quick = args.quick
@@ -179,7 +240,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if "replay" in sections:
-            report += ["## Replay", "", *bench_replay(folder, 500 if quick else 5000, 3 if quick else 5), ""]
+            report += ["## Replay", "", *bench_replay(folder, args.count or (500 if quick else 5000),
+                                                      args.rounds or (3 if quick else 5)), ""]
         if "proxy" in sections:
             report += ["## Live proxy", "", *bench_proxy(folder, 1 if quick else 3, 3 if quick else 10,
                                                          [1, 8] if quick else [1, 8, 32]), ""]
@@ -188,7 +250,8 @@ def main() -> None:
                                                                else [1000, 10000, 100000]), ""]
     text = "\n".join(report)
     print(text)
-    if not quick and set(sections) >= {"replay", "proxy", "registry"}:
+    if not quick and not args.count and not args.rounds and set(sections) >= {
+            "replay", "proxy", "registry"}:
         (ROOT / "bench" / "RESULTS.md").write_text(text + "\n")
 
 

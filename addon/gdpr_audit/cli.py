@@ -12,7 +12,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +43,17 @@ from .review import (
     show_map,
 )
 from .sanitize import safe_text
-from .store import AuditStore, compact, forget, has_key, merge, open_existing, purge
+from .store import (
+    AuditStore,
+    FlowRows,
+    compact,
+    flow_rows,
+    forget,
+    has_key,
+    merge,
+    open_existing,
+    purge,
+)
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
 _BATCH = 200
@@ -248,28 +258,35 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
     store = AuditStore(args.db)
     reader = CaptureReader(list(args.paths))
     run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
-    audits: list[FlowSummary] = []
-    batch: list[tuple[FlowAudit, str]] = []
+    summary = RunSummary()
+    batch: list[FlowRows] = []
     show_progress = console.is_terminal and not os.environ.get("CI")
     progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
                         console=console, transient=True)
-    with ParallelAudits(auditor, args.jobs) as parallel, \
+    key = store.key
+
+    def prepare(audit: FlowAudit, source: str) -> tuple[FlowRows, FlowSummary]:
+        """Where the flow was audited (a worker): its rows for the log, and its summary."""
+        return flow_rows(key, audit, source), FlowSummary.of(audit)
+
+    with ParallelAudits(auditor, args.jobs, prepare) as parallel, \
             progress if show_progress else nullcontext():
         task = progress.add_task("flows", total=None)
-        for audit, source in parallel.audits(reader.flows()):
-            audits.append(FlowSummary.of(audit))
-            batch.append((audit, source))
+        for rows, flow in parallel.audits(reader):
+            summary.add(flow)
+            batch.append(rows)
             if len(batch) >= _BATCH:
-                store.record(run_id, batch)
+                store.record_rows(run_id, batch)
                 batch.clear()
-            progress.advance(task)
-        store.record(run_id, batch)
-    if not audits and not reader.errors:  # a CI job pointed at the wrong folder must not pass
+            if show_progress:
+                progress.advance(task)
+        store.record_rows(run_id, batch)
+    if not summary.flows and not reader.errors:  # a CI job pointed at the wrong folder must not pass
         reader.errors.append(CaptureError(" ".join(args.paths), "path",
                                           "no HTTP flows found (.flow, .mitm or .har files)"))
     input_errors = [str(e) for e in reader.errors]
     store.finish_run(run_id, input_errors)
-    print_summary(console, audits, policy, args.db, run_id)
+    print_summary(console, summary, policy, args.db, run_id)
     for error in input_errors:
         Console(stderr=True, highlight=False).print(safe_text(f"Error: {error}", 2000, "red"))
     if args.format:
@@ -456,43 +473,69 @@ class FlowSummary:
                    audit.error or "; ".join(audit.limits))
 
 
-def print_summary(console: Console, audits: list[FlowSummary], policy: Policy, db: str,
-                  run_id: int) -> None:
-    by_rule: dict[str, list[str]] = defaultdict(list)
-    severity_of: dict[str, str] = {}
-    for audit in audits:
+@dataclass
+class RunSummary:
+    """The summary's counts, kept as flows come: a replay of millions of flows holds no
+    list of them."""
+
+    flows: int = 0
+    with_violations: int = 0
+    by_rule: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    """rule -> recipient -> violations."""
+    severity_of: dict[str, str] = field(default_factory=dict)
+    recipients: dict[str, "_RecipientCount"] = field(default_factory=dict)
+    unaudited: list[FlowSummary] = field(default_factory=list)
+
+    def add(self, audit: FlowSummary) -> None:
+        self.flows += 1
+        self.with_violations += bool(audit.violations)
         for rule, severity in audit.violations:
-            by_rule[rule].append(audit.recipient)
-            severity_of[rule] = severity
-    total = sum(len(items) for items in by_rule.values())
+            self.by_rule[rule][audit.recipient] += 1
+            self.severity_of[rule] = severity
+        counts = self.recipients.setdefault(audit.recipient, _RecipientCount(audit.kind))
+        counts.flows += 1
+        counts.with_violations += bool(audit.violations)
+        counts.rules.update(rule for rule, _ in audit.violations)
+        if audit.status != "audited":
+            self.unaudited.append(audit)
+
+
+@dataclass
+class _RecipientCount:
+    kind: str
+    """Of the first flow to it."""
+    flows: int = 0
+    with_violations: int = 0
+    rules: set[str] = field(default_factory=set)
+
+
+def print_summary(console: Console, summary: RunSummary, policy: Policy, db: str,
+                  run_id: int) -> None:
+    by_rule, severity_of = summary.by_rule, summary.severity_of
+    total = sum(sum(counts.values()) for counts in by_rule.values())
     console.print(safe_text(
-        f"Run {run_id}: {len(audits)} flows audited against {', '.join(policy.sources)} "
+        f"Run {run_id}: {summary.flows} flows audited against {', '.join(policy.sources)} "
         f"({len(policy.subjects)} subjects): {total} violations in "
-        f"{sum(1 for a in audits if a.violations)} flows", limit=1000, style="bold"))
+        f"{summary.with_violations} flows", limit=1000, style="bold"))
     if by_rule:
         table = Table(title="Violations by rule")
         for column in ("rule", "severity", "violations", "recipients"):
             table.add_column(column)
         for rule in sorted(by_rule, key=lambda r: (-SEVERITIES.index(severity_of[r]), r)):
-            recipients = Counter(by_rule[rule])
-            table.add_row(rule, severity_of[rule], str(len(by_rule[rule])),
+            recipients = by_rule[rule]
+            table.add_row(rule, severity_of[rule], str(sum(recipients.values())),
                           safe_text(", ".join(f"{n} ({c})" for n, c in recipients.most_common())))
         console.print(table)
-    recipients: dict[str, list[FlowSummary]] = defaultdict(list)
-    for audit in audits:
-        recipients[audit.recipient].append(audit)
     table = Table(title="Flows by recipient")
     for column in ("recipient", "kind", "flows", "with violations", "rules"):
         table.add_column(column)
-    for name, items in sorted(recipients.items(), key=lambda kv: -len(kv[1])):
-        rules = sorted({rule for a in items for rule, _ in a.violations})
-        table.add_row(safe_text(name), items[0].kind, str(len(items)),
-                      str(sum(1 for a in items if a.violations)), ", ".join(rules))
+    for name, counts in sorted(summary.recipients.items(), key=lambda kv: -kv[1].flows):
+        table.add_row(safe_text(name), counts.kind, str(counts.flows),
+                      str(counts.with_violations), ", ".join(sorted(counts.rules)))
     console.print(table)
-    for audit in audits:
-        if audit.status != "audited":
-            console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): "
-                                    f"{audit.detail}", limit=500, style="yellow"))
+    for audit in summary.unaudited:
+        console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): "
+                                f"{audit.detail}", limit=500, style="yellow"))
     console.print(safe_text(f"Audit log: {db}  (gdpr-audit export --db {db} --format json)"))
 
 

@@ -1,47 +1,54 @@
-"""Replay on every core: flows are audited by worker processes forked from the replaying one,
-so they share its policy and registry index without building them again, and come back in
-the order they were read, for the log and the summary."""
+"""Replay on every core: worker processes forked from the replaying one read the captures
+and audit them, so they share its policy and registry index without building them again.
+The replaying process only cuts the captures into chunks (a .flow file is framed by its
+records' length prefixes, never parsed there) and writes what comes back, in read order."""
 
 import multiprocessing
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
-
-from mitmproxy import http
+from typing import Any, Generic, TypeVar
 
 from .audit import Auditor, FlowAudit
+from .captures import CaptureError, CaptureReader, Chunk, read_chunk
 
-# Flows in flight: enough that while one worker chews a 5 MB batch the others go on through
-# the hundreds of small flows after it; bounded in number and bytes, so that a capture of
-# millions of flows, or of big ones, never sits in memory at once.
-_AHEAD = 128
+T = TypeVar("T")
+# Chunks in flight per worker: enough that while one worker chews a 5 MB batch the others
+# go on through the hundreds of small flows after it; bounded in number and bytes, so that a
+# capture of millions of flows, or of big ones, never sits in memory at once.
+_AHEAD = 8
 _AHEAD_BYTES = 256 * 1024 * 1024
-_auditor: Auditor | None = None
+# What the forked workers inherit: the auditor, and what makes an audit into a result.
+_work: tuple[Auditor, Callable[[FlowAudit, str], Any]] | None = None
 
 
 def default_jobs() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
-class ParallelAudits:
+class ParallelAudits(Generic[T]):
     """Forks its workers on entry, before any other thread starts (fork copies only the
     calling thread: a lock another thread held would stay locked in the child). With one
-    job, without fork, or in a process that already runs threads, flows are audited here."""
+    job, without fork, or in a process that already runs threads, flows are audited here.
 
-    def __init__(self, auditor: Auditor, jobs: int) -> None:
+    `prepare(audit, source)` runs where the flow was audited and is what comes back: only
+    what the log and the summary need, which costs less to send than the audit."""
+
+    def __init__(self, auditor: Auditor, jobs: int, prepare: Callable[[FlowAudit, str], T]) -> None:
         self.auditor = auditor
         self.jobs = jobs
+        self.prepare = prepare
         self.pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> "ParallelAudits":
+    def __enter__(self) -> "ParallelAudits[T]":
         if (self.jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
                 and threading.active_count() == 1):
-            global _auditor
-            _auditor = self.auditor  # what the forked workers inherit
+            global _work
+            _work = (self.auditor, self.prepare)
             fork = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=fork,
                                             initializer=_die_with, initargs=(os.getpid(),))
@@ -53,41 +60,56 @@ class ParallelAudits:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
-    def audits(self, flows: Iterable[tuple[http.HTTPFlow, str]]) -> Iterator[tuple[FlowAudit, str]]:
-        """(audit, source) for every flow, in the order read."""
-        pending: deque[tuple[http.HTTPFlow, str, Future[FlowAudit] | None]] = deque()
+    def audits(self, reader: CaptureReader) -> Iterator[T]:
+        """prepare(audit, source) for every flow of the reader's captures, in the order
+        read; the reader keeps the errors."""
+        pending: deque[tuple[Chunk, Future[list[T | CaptureError]] | None]] = deque()
         in_flight = 0
-        for flow, source in flows:
-            pending.append((flow, source, self._submit(flow)))
-            in_flight += _size(flow)
+        for chunk in reader.chunks():
+            if self.pool is None and not pending:
+                yield from reader.accept(chunk, _outcomes(chunk, self.auditor, self.prepare))
+                continue
+            pending.append((chunk, self._submit(chunk)))
+            in_flight += chunk.end - chunk.start
             while pending and (len(pending) > self.jobs * _AHEAD or in_flight > _AHEAD_BYTES):
-                in_flight -= _size(pending[0][0])
-                yield self._result(*pending.popleft())
+                in_flight -= pending[0][0].end - pending[0][0].start
+                yield from reader.accept(*self._result(*pending.popleft()))
         while pending:
-            yield self._result(*pending.popleft())
+            yield from reader.accept(*self._result(*pending.popleft()))
 
-    def _submit(self, flow: http.HTTPFlow) -> Future[FlowAudit] | None:
+    def _submit(self, chunk: Chunk) -> "Future[list[T | CaptureError]] | None":
         if self.pool is None:
             return None
         try:
-            return self.pool.submit(_audit_state, flow.get_state())
+            return self.pool.submit(_audit_chunk, chunk)
         except RuntimeError:  # the pool broke (a worker was killed): go on without it
+            self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
             return None
 
-    def _result(self, flow: http.HTTPFlow, source: str,
-                future: Future[FlowAudit] | None) -> tuple[FlowAudit, str]:
+    def _result(self, chunk: Chunk, future: "Future[list[T | CaptureError]] | None",
+                ) -> tuple[Chunk, Iterator[T | CaptureError]]:
         if future is not None:
             try:
-                return future.result(), source
-            except Exception:  # a worker died or its answer did not travel: audit it here
+                return chunk, iter(future.result())
+            except Exception:  # a worker died or its answer did not travel: read it here
                 pass
-        return self.auditor.audit(flow), source
+        return chunk, _outcomes(chunk, self.auditor, self.prepare)
 
 
-def _size(flow: http.HTTPFlow) -> int:
-    response = flow.response.raw_content if flow.response else None
-    return len(flow.request.raw_content or b"") + len(response or b"")
+def _outcomes(chunk: Chunk, auditor: Auditor, prepare: Callable[[FlowAudit, str], T],
+              ) -> Iterator[T | CaptureError]:
+    for item in read_chunk(chunk):
+        if isinstance(item, CaptureError):
+            yield item
+        else:
+            flow, source = item
+            yield prepare(auditor.audit(flow), source)
+
+
+def _audit_chunk(chunk: Chunk) -> list[Any]:
+    assert _work is not None
+    return list(_outcomes(chunk, *_work))
 
 
 def _die_with(parent: int) -> None:
@@ -99,8 +121,3 @@ def _die_with(parent: int) -> None:
         os._exit(1)  # nothing of ours to save: the replaying process writes the log
 
     threading.Thread(target=watch, name="gdpr-audit-orphan-watch", daemon=True).start()
-
-
-def _audit_state(state: dict) -> FlowAudit:
-    assert _auditor is not None
-    return _auditor.audit(http.HTTPFlow.from_state(state))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -149,8 +149,7 @@ class AuditStore:
             db.execute(_RECOUNT + " where finished is null")
 
     def fingerprint(self, category: str, canonical: str) -> str:
-        message = f"{category}:{canonical}".encode()
-        return hmac.new(self.key, message, hashlib.sha256).hexdigest()[:32]
+        return fingerprint(self.key, category, canonical)
 
     def start_run(self, command: str, policy_sources: Iterable[str]) -> int:
         with self.db.conn:
@@ -170,74 +169,141 @@ class AuditStore:
                    where id = ?""", [_now(), json.dumps(input_errors), run_id])
 
     def record(self, run_id: int, audits: Iterable[tuple[FlowAudit, str]]) -> None:
-        """Write audited flows in one transaction. Auditing a flow again (same mitmproxy
-        flow id) replaces what the log held for it, so a replay never duplicates flows.
+        """Write audited flows in one transaction (see record_rows)."""
+        self.record_rows(run_id, [flow_rows(self.key, audit, source) for audit, source in audits])
+
+    def record_rows(self, run_id: int, flows: Iterable["FlowRows"]) -> None:
+        """Write flows prepared by flow_rows in one transaction. Auditing a flow again (same
+        mitmproxy flow id) replaces what the log held for it, so a replay never duplicates flows.
 
         Plain SQL here: sqlite-utils' table writes commit on their own, which would split
         the transaction and let a killed process leave a flow without its violations."""
+        flows = list(flows)
+
         def write() -> None:
             with self.db.conn as conn:
                 # take the write lock up front: a read that later turns into a write cannot
                 # wait for another writer and fails at once with "database is locked"
                 conn.execute("BEGIN IMMEDIATE")
-                for audit, source in audits:
-                    self._record_one(conn, run_id, audit, source)
+                segment: list[FlowRows] = []
+                ids: set[str] = set()
+                for rows in flows:
+                    if rows.flow_id in ids:  # the same flow twice: the later replaces it
+                        _write_rows(conn, run_id, segment)
+                        segment, ids = [], set()
+                    segment.append(rows)
+                    ids.add(rows.flow_id)
+                _write_rows(conn, run_id, segment)
 
-        audits = list(audits)
         _while_locked(write)
 
-    def _record_one(self, conn: sqlite3.Connection, run_id: int, audit: FlowAudit,
-                    source: str) -> None:
-        conn.execute("delete from violation_findings where violation_id in "
-                     "(select id from violations where flow_id = ?)", [audit.flow_id])
-        conn.execute("delete from violations where flow_id = ?", [audit.flow_id])
-        conn.execute("delete from findings where flow_id = ?", [audit.flow_id])
-        conn.execute("delete from flows where id = ?", [audit.flow_id])
-        destination = audit.destination
-        _insert(conn, "flows", {
-            "id": audit.flow_id, "run_id": run_id, "source": source, "method": audit.method,
-            "scheme": audit.scheme, "host": audit.host, "path": audit.path,
-            "timestamp": audit.at.isoformat(), "recipient": destination.name if destination else None,
-            "recipient_kind": destination.kind if destination else None,
-            "purposes": ", ".join(destination.purposes) if destination else None,
-            "status": audit.status, "limits": "; ".join(audit.limits) or None,
-            "error": audit.error, "violations": len(audit.violations),
-            "consent": json.dumps(audit.consent, separators=(",", ":")) if audit.consent else None,
-        })
-        finding_ids = {id(f): _insert(conn, "findings", self._finding_row(audit, f, field))
-                       for f, field in zip(audit.findings, audit.fields, strict=True)}
-        for violation in audit.violations:
-            first = violation.evidence[0] if violation.evidence else None
-            violation_id = _insert(conn, "violations", {
-                "run_id": run_id, "flow_id": audit.flow_id, "rule": violation.rule,
-                "severity": violation.severity, "host": audit.host,
-                "recipient": destination.name if destination else None,
-                "category": first.category if first else None,
-                "categories": ", ".join(sorted({f.category for f in violation.evidence})),
-                "subject": first.subject if first else None,
-                "subjects": ", ".join(sorted({f.subject for f in violation.evidence if f.subject})),
-                "location": first.field.location if first else None,
-                "field": audit.field_of(first) if first else None,
-                "evidence": mask(first.category, first.value) if first else None,
-                "message": violation.message, "policy_entry": violation.policy_entry,
-                "fingerprint": violation_fingerprint(violation.rule, audit, violation.evidence),
-                "timestamp": audit.at.isoformat(),
-            })
-            conn.executemany(
-                "insert or ignore into violation_findings (violation_id, finding_id) values (?, ?)",
-                [(violation_id, finding_ids[id(f)]) for f in violation.evidence])
 
-    def _finding_row(self, audit: FlowAudit, finding: Finding, field: str) -> dict[str, Any]:
+class FlowRows(NamedTuple):
+    """One audited flow as the log stores it: rows without their ids, made wherever the flow
+    was audited (a worker process), so that writing them costs the writer little. Masked and
+    fingerprinted already: no raw value in here."""
+
+    flow_id: str
+    flow: tuple[Any, ...]
+    """The flows row, from `source` on (`id` and `run_id` are added when written)."""
+    findings: list[tuple[Any, ...]]
+    """findings rows, from `detector` on."""
+    violations: list[tuple[tuple[Any, ...], list[int]]]
+    """violations rows, from `rule` on, each with the indexes in `findings` of its evidence."""
+
+
+_FLOW_COLUMNS = ("source", "method", "scheme", "host", "path", "timestamp", "recipient",
+                 "recipient_kind", "purposes", "status", "limits", "error", "violations", "consent")
+_FINDING_COLUMNS = ("detector", "category", "subject", "location", "field", "form", "evidence",
+                    "fingerprint", "count")
+_VIOLATION_COLUMNS = ("rule", "severity", "host", "recipient", "category", "categories",
+                      "subject", "subjects", "location", "field", "evidence", "message",
+                      "policy_entry", "fingerprint", "timestamp")
+
+
+def _insert_sql(table: str, columns: tuple[str, ...], first: tuple[str, ...]) -> str:
+    names = (*first, *columns)
+    return f"insert into {table} ({', '.join(names)}) values ({', '.join('?' * len(names))})"
+
+
+_INSERT_FLOW = _insert_sql("flows", _FLOW_COLUMNS, ("id", "run_id"))
+_INSERT_FINDING = _insert_sql("findings", _FINDING_COLUMNS, ("id", "flow_id"))
+_INSERT_VIOLATION = _insert_sql("violations", _VIOLATION_COLUMNS, ("id", "run_id", "flow_id"))
+
+
+def flow_rows(key: bytes, audit: FlowAudit, source: str) -> FlowRows:
+    destination = audit.destination
+    recipient = destination.name if destination else None
+    at = audit.at.isoformat()
+    flow = (source, audit.method, audit.scheme, audit.host, audit.path, at, recipient,
+            destination.kind if destination else None,
+            ", ".join(destination.purposes) if destination else None,
+            audit.status, "; ".join(audit.limits) or None, audit.error, len(audit.violations),
+            json.dumps(audit.consent, separators=(",", ":")) if audit.consent else None)
+    findings = []
+    position = {}
+    for index, (finding, field) in enumerate(zip(audit.findings, audit.fields, strict=True)):
         layers = " -> ".join(finding.field.layers)
-        return {
-            "flow_id": audit.flow_id, "detector": finding.detector, "category": finding.category,
-            "subject": finding.subject, "location": finding.field.location,
-            "field": field,
-            "form": f"{layers} -> {finding.form}" if layers else finding.form,
-            "evidence": mask(finding.category, finding.value),
-            "fingerprint": self.fingerprint(finding.category, finding.canonical),
-            "count": finding.count,
-        }
+        findings.append((
+            finding.detector, finding.category, finding.subject, finding.field.location, field,
+            f"{layers} -> {finding.form}" if layers else finding.form,
+            mask(finding.category, finding.value),
+            fingerprint(key, finding.category, finding.canonical), finding.count))
+        position[id(finding)] = index
+    violations = []
+    for violation in audit.violations:
+        first = violation.evidence[0] if violation.evidence else None
+        violations.append(((
+            violation.rule, violation.severity, audit.host, recipient,
+            first.category if first else None,
+            ", ".join(sorted({f.category for f in violation.evidence})),
+            first.subject if first else None,
+            ", ".join(sorted({f.subject for f in violation.evidence if f.subject})),
+            first.field.location if first else None,
+            audit.field_of(first) if first else None,
+            mask(first.category, first.value) if first else None,
+            violation.message, violation.policy_entry,
+            violation_fingerprint(violation.rule, audit, violation.evidence), at,
+        ), [position[id(f)] for f in violation.evidence]))
+    return FlowRows(audit.flow_id, flow, findings, violations)
+
+
+def _write_rows(conn: sqlite3.Connection, run_id: int, flows: list[FlowRows]) -> None:
+    """Insert flows whose ids are distinct, replacing what the log held for them. Row ids
+    are given here (the next after the largest, as SQLite would), so that every table is
+    written with one executemany."""
+    if not flows:
+        return
+    ids = json.dumps([rows.flow_id for rows in flows])
+    held = conn.execute("select id from flows where id in (select value from json_each(?))",
+                        [ids]).fetchall()
+    if held and len(flows) > 1:  # replacing flows (a capture replayed again): one by one,
+        for rows in flows:        # which gives every row the id it always had
+            _write_rows(conn, run_id, [rows])
+        return
+    if held:
+        conn.executemany("delete from violation_findings where violation_id in "
+                         "(select id from violations where flow_id = ?)", held)
+        conn.executemany("delete from violations where flow_id = ?", held)
+        conn.executemany("delete from findings where flow_id = ?", held)
+        conn.executemany("delete from flows where id = ?", held)
+    finding_id = conn.execute("select coalesce(max(id), 0) from findings").fetchone()[0]
+    violation_id = conn.execute("select coalesce(max(id), 0) from violations").fetchone()[0]
+    findings, violations, links = [], [], []
+    for rows in flows:
+        first_finding = finding_id + 1
+        for row in rows.findings:
+            finding_id += 1
+            findings.append((finding_id, rows.flow_id, *row))
+        for row, evidence in rows.violations:
+            violation_id += 1
+            violations.append((violation_id, run_id, rows.flow_id, *row))
+            links += dict.fromkeys((violation_id, first_finding + index) for index in evidence)
+    conn.executemany(_INSERT_FLOW, [(rows.flow_id, run_id, *rows.flow) for rows in flows])
+    conn.executemany(_INSERT_FINDING, findings)
+    conn.executemany(_INSERT_VIOLATION, violations)
+    conn.executemany("insert into violation_findings (violation_id, finding_id) values (?, ?)",
+                     links)
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
@@ -245,6 +311,11 @@ def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
     marks = ", ".join("?" for _ in row)
     cursor = conn.execute(f"insert into {table} ({columns}) values ({marks})", list(row.values()))
     return int(cursor.lastrowid or 0)
+
+
+def fingerprint(key: bytes, category: str, canonical: str) -> str:
+    message = f"{category}:{canonical}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def violation_fingerprint(rule: str, audit: FlowAudit, evidence: Iterable[Finding]) -> str:
