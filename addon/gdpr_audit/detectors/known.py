@@ -13,6 +13,7 @@ import binascii
 import gc
 import hashlib
 import importlib
+from importlib import metadata
 import os
 import pickle
 import re
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import zlib
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from itertools import product
@@ -39,6 +39,7 @@ from Crypto.Hash import MD2, MD4
 from ..fields import Field
 from ..policy import Subject, category_of
 from .base import Finding, canonical, is_word_boundary, strip_accents
+from .sealed import Sealed
 
 # CPython's own (HACL*) md5, sha1 and sha2 skip OpenSSL's set-up on every call: about a
 # third faster on inputs as short as identifiers.
@@ -95,12 +96,13 @@ _NARROW = tuple(CHAINS.index((name,)) for name in (*COMMON, SALTED))
 _CHAIN_BITS, _INPUT_BITS = 7, 5
 MAX_SUBJECTS = 1 << (32 - _CHAIN_BITS - _INPUT_BITS)
 # From this many subjects the digests are hashed in other processes too, and kept on disk.
-_LARGE = 20_000
+_LARGE = 5_000
 # A spelling of the automata packs: subject number, identifier position, form, length.
 _POSITION_BITS, _LENGTH_BITS = 8, 16
 _LENGTH_MASK = (1 << _LENGTH_BITS) - 1
 _SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in _shared
 _FORMS = ("plain", "url", "keystroke", "birthday", "base64")
+_FORM_INDEX = {form: number for number, form in enumerate(_FORMS)}
 # A value that many subjects share (a city, a zip code) names at most this many of them.
 _MAX_NAMED = 16
 
@@ -120,6 +122,10 @@ _MIN_BASE64 = 8
 _MIN_KEYSTROKE = 10
 # Spellings too short or too partial to count inside running text.
 _WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday"})
+_NOT_DIGIT = re.compile(r"\D")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_NOT_WORD = re.compile(r"[^\w]")
+_NOT_LETTER = re.compile(r"[^a-z]")
 _ZIP_CITY = re.compile(r"^(?P<street>.*?),?\s*(?P<zip>\b\d{4,5}\b)\s+(?P<city>[^,\d]+)$")
 
 
@@ -153,43 +159,11 @@ class KnownSubjects:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            index = _index(self.subjects, region, self.salts)
-            self._keys, self._refs = index.keys, index.refs
-            self._split: dict[str, list[tuple[int, str]]] = defaultdict(list)
-            for first, number, last in index.split:
-                self._split[first].append((number, last))
-            self._shared: list[list[int]] = []
-            self.plain, self._plain_values = self._automaton(index.plain)
-            self.encoded, self._encoded_values = self._automaton(index.encoded)
+            (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
+             self._split, self._keys, self._refs) = _index(self.subjects, region, self.salts)
         finally:
             if collecting:
                 gc.enable()
-
-    def _automaton(self, spellings: Iterable[tuple[str, int]]
-                   ) -> tuple[ahocorasick.Automaton, array]:
-        """The automaton holds a spelling's number (its integers have 32 bits only), and the
-        array at that number packs its length and where it comes from (see _POSITION_BITS); a
-        spelling of several identifiers points into self._shared instead."""
-        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        values = array("Q")
-        for text, packed in spellings:
-            number = automaton.get(text, -1)
-            if number == -1:
-                automaton.add_word(text, len(values))
-                values.append(packed << _LENGTH_BITS | len(text))
-                continue
-            first = values[number] >> _LENGTH_BITS
-            if first & _SHARED:
-                packs = self._shared[first & ~_SHARED]
-            else:
-                packs = [first]
-                values[number] = (_SHARED | len(self._shared)) << _LENGTH_BITS | len(text)
-                self._shared.append(packs)
-            if packed not in packs and len(packs) < _MAX_NAMED:
-                packs.append(packed)
-        if len(values):
-            automaton.make_automaton()
-        return automaton, values
 
     def _forms(self, value: int) -> list[Form]:
         """The identifiers a spelling of the automata stands for."""
@@ -301,8 +275,24 @@ def _identified(identifiers: tuple[tuple[str, str], ...],
     found = []
     for key, value in _with_full_names(identifiers):
         category = category_of(key)
-        found.append((key, category, value, canonical(category, value, region)))
+        canon = _e164(value, region) if category == "phone" else None
+        found.append((key, category, value, canon or canonical(category, value, region)))
     return found
+
+
+def _e164(value: str, region: str) -> str | None:
+    """A phone number already written in E.164, which is then its canonical form, or None.
+    canonical() would parse it once more, and phonenumbers takes a tenth of a millisecond to
+    parse: the number parsed here is the one the spellings are formatted from."""
+    text = value.strip()
+    if not text.startswith("+") or not text[1:].isdigit():
+        return None
+    try:
+        number = _parse_phone(text, region)  # the region does not count after a "+"
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return text if e164 == text else None
 
 
 def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, str]:
@@ -358,14 +348,14 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> li
         elif category == "name":
             ascii_lower = strip_accents(value).lower()
             add(category, canon, ascii_lower)
-            add(category, canon, re.sub(r"[^a-z0-9]", "", ascii_lower))
+            add(category, canon, _NOT_ALNUM.sub("", ascii_lower))
             add(category, canon, value.lower())
             if key == "name":  # Meta's fn and ln: each part, hashed alone
                 words = value.split()
                 # In a fixed order (not a set): positions must agree across processes.
                 for word in dict.fromkeys((words[0], words[-1])) if len(words) > 1 else ():
                     add(category, canon, word.lower())
-                    add(category, canon, re.sub(r"[^\w]", "", word.lower()))
+                    add(category, canon, _NOT_WORD.sub("", word.lower()))
                     add(category, canon, _name_key(word))
         elif category == "postal_address":
             add(category, canon, value.lower())
@@ -373,7 +363,7 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> li
                 city = strip_accents(match["city"]).lower().strip()
                 add(category, canon, match["zip"])
                 add(category, canon, city)
-                add(category, canon, re.sub(r"[^a-z]", "", city))  # Meta's ct
+                add(category, canon, _NOT_LETTER.sub("", city))  # Meta's ct
                 add(category, canon, match["street"].strip().lower())
         elif category == "birth_date":
             add(category, canon, value)
@@ -385,15 +375,20 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> li
     return list(inputs.values())[:1 << _INPUT_BITS]
 
 
-# --- the digest index: built in bulk, in parallel for large registries, cached on disk ------
+# --- the index: built in bulk, digests in parallel for large registries, kept on disk -----
 
 class Index(NamedTuple):
-    plain: Iterable[tuple[str, int]]
-    """Every plain spelling, with where it comes from packed (see _POSITION_BITS)."""
-    encoded: Iterable[tuple[str, int]]
+    plain: ahocorasick.Automaton
+    """Every plain spelling; its value is a number in plain_values."""
+    plain_values: array
+    """Per spelling: where it comes from packed (see _POSITION_BITS), then its length."""
+    encoded: ahocorasick.Automaton
     """The base64 prefixes, likewise."""
-    split: Iterable[tuple[str, int, str]]
-    """(first name, subject number, last name) of each full name."""
+    encoded_values: array
+    shared: list[list[int]]
+    """The origins of a spelling that several identifiers share."""
+    split: dict[str, list[tuple[int, str]]]
+    """First name -> (subject number, last name) of each full name."""
     keys: numpy.ndarray
     """8-byte prefixes of every digest, sorted."""
     refs: numpy.ndarray
@@ -401,46 +396,95 @@ class Index(NamedTuple):
 
 
 def _index(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Index:
-    """Everything KnownSubjects searches. A large registry is indexed by as many processes
-    as there are cores, and its digests are kept on disk for the next load."""
+    """Everything KnownSubjects searches. For a large registry, other processes hash the
+    digests (one per core but this one) while this one makes the spellings and automata, and
+    the whole index is kept on disk, encrypted, for the next load."""
     large = len(subjects) >= _LARGE
-    cache = _cache_file(subjects, region, salts) if large else None
-    cached = _read_cache(cache) if cache is not None else None
+    sealed = _sealed(subjects, region, salts) if large else None
+    cached = sealed.read() if sealed is not None else None
+    if cached is not None and len(cached) == len(Index._fields):
+        return Index(*cached)
     identifiers = [subject.identifiers for subject in subjects]
-    workers = min(os.cpu_count() or 1, 8) if large else 1
-    step = max(1, -(-len(identifiers) // workers))
-    jobs = [(identifiers[i:i + step], i, region, salts, cached is None)
+    workers = max(1, min(os.cpu_count() or 1, 8) - 1) if large else 0
+    step = max(1, -(-len(identifiers) // max(workers, 1)))
+    jobs = [(identifiers[i:i + step], i, region, salts)
             for i in range(0, max(len(identifiers), 1), step)]
-    children = [_start_worker(job) for job in jobs[1:]]
-    parts = [_index_chunk(*jobs[0])]  # this process takes a share too
-    parts += [_worker_result(child, job) for child, job in zip(children, jobs[1:], strict=True)]
-    if cached is not None:
-        keys, refs = cached
+    children = [_start_worker(job) for job in jobs] if large else [None] * len(jobs)
+    spelled = _spell(identifiers, region)
+    writer = sealed.writer() if sealed is not None else None
+    for part in spelled if writer is not None else ():
+        writer.add(part)  # while the workers still hash
+    parts = [_worker_result(child, job) for child, job in zip(children, jobs, strict=True)]
+    keys, refs = parts[0]
+    if len(parts) > 1:
+        keys = numpy.concatenate([keys for keys, _ in parts])
+        refs = numpy.concatenate([refs for _, refs in parts])
+        parts.clear()
+        order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+        keys, refs = keys[order], refs[order]
+    if writer is not None:
+        writer.add(keys)
+        writer.add(refs)
+        writer.close()
+    return Index(*spelled, keys, refs)
+
+
+def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple:
+    """The automata of every spelling, built as the spellings are made (no list of millions
+    of them in between)."""
+    plain, plain_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
+    encoded, encoded_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
+    shared: list[list[int]] = []
+    split: dict[str, list[tuple[int, str]]] = {}
+    add = partial(_add, shared=shared)
+    for number, items in enumerate(identifiers):
+        for position, (key, category, value, canon) in enumerate(_identified(items, region)):
+            if position >= 1 << _POSITION_BITS:
+                break
+            item = number << (_POSITION_BITS + 3) | position << 3
+            for text, form in _spellings(category, value, canon, region).items():
+                if len(text) <= _LENGTH_MASK:
+                    add(plain, plain_values, text, item | _FORM_INDEX[form])
+            for text in {value, value.lower(), canon}:
+                for b64 in _base64_prefixes(text):
+                    if len(b64) <= _LENGTH_MASK:
+                        add(encoded, encoded_values, b64, item | _FORM_INDEX["base64"])
+            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
+                split.setdefault(parts[0], []).append((number, parts[-1]))
+    for automaton, values in ((plain, plain_values), (encoded, encoded_values)):
+        if len(values):
+            automaton.make_automaton()
+    return plain, plain_values, encoded, encoded_values, shared, split
+
+
+def _add(automaton: ahocorasick.Automaton, values: array, text: str, packed: int,
+         shared: list[list[int]]) -> None:
+    """The automaton holds a spelling's number (its integers have 32 bits only), and the
+    array at that number packs its length and where it comes from (see _POSITION_BITS); a
+    spelling of several identifiers points into `shared` instead."""
+    number = automaton.get(text, -1)
+    if number == -1:
+        automaton.add_word(text, len(values))
+        values.append(packed << _LENGTH_BITS | len(text))
+        return
+    first = values[number] >> _LENGTH_BITS
+    if first & _SHARED:
+        packs = shared[first & ~_SHARED]
     else:
-        keys = numpy.concatenate([part.keys for part in parts])
-        refs = numpy.concatenate([part.refs for part in parts])
-        if len(parts) > 1:
-            order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-            keys, refs = keys[order], refs[order]
-        if cache is not None:
-            _write_cache(cache, keys, refs)
-    return Index(_drain(parts, 0), _drain(parts, 1), _drain(parts, 2), keys, refs)
-
-
-def _drain(parts: list[Index], field: int) -> Iterator[Any]:
-    """One list of every part in turn, each freed once read: millions of spellings."""
-    for part in parts:
-        yield from part[field]
-        part[field].clear()
+        packs = [first]
+        values[number] = (_SHARED | len(shared)) << _LENGTH_BITS | len(text)
+        shared.append(packs)
+    if packed not in packs and len(packs) < _MAX_NAMED:
+        packs.append(packed)
 
 
 def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
-    """A fresh interpreter that indexes `job` (not multiprocessing: its spawn re-runs the
+    """A fresh interpreter that hashes `job` (not multiprocessing: its spawn re-runs the
     main script, its fork can deadlock in a proxy with threads running)."""
     code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
-            "from gdpr_audit.detectors.known import _index_chunk; "
+            "from gdpr_audit.detectors.known import _digest_chunk; "
             "job = pickle.load(sys.stdin.buffer); "
-            "pickle.dump(tuple(_index_chunk(*job)), sys.stdout.buffer, protocol=5)")
+            "pickle.dump(_digest_chunk(*job), sys.stdout.buffer, protocol=5)")
     if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
         return None
     try:
@@ -460,44 +504,31 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
     return child
 
 
-def _worker_result(child: subprocess.Popen[bytes] | None, job: tuple) -> Index:
-    """What the worker indexed, or the same indexed here if it failed."""
+def _worker_result(child: subprocess.Popen[bytes] | None,
+                   job: tuple) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """What the worker hashed, or the same hashed here if it failed."""
     if child is not None:
         assert child.stdout is not None
-        with child.stdout:
-            output = child.stdout.read()
-        if child.wait() == 0:
-            return Index(*pickle.loads(output))
-    return _index_chunk(*job)
+        try:
+            with child.stdout:  # read as a stream: hundreds of MB are not held twice
+                result = pickle.load(child.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):  # it died midway
+            result = None
+        if child.wait() == 0 and result is not None:
+            return result
+    return _digest_chunk(*job)
 
 
-def _index_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                 salts: tuple[str, ...], digests: bool = True) -> Index:
-    """The index of subjects number start, start + 1...
+def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+                  salts: tuple[str, ...]) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The sorted digest prefixes of subjects number start, start + 1..., and their refs.
 
     Inputs that go through the same chains are hashed together, one algorithm at a time,
     so the loop over millions of digests runs in C (map) rather than in Python."""
-    plain: list[tuple[str, int]] = []
-    encoded: list[tuple[str, int]] = []
-    split: list[tuple[str, int, str]] = []
     groups: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
     for number, items in enumerate(identifiers, start):
-        identified = _identified(items, region)
-        for position, (key, category, value, canon) in enumerate(identified):
-            if position >= 1 << _POSITION_BITS:
-                break
-            item = number << (_POSITION_BITS + 3) | position << 3
-            plain.extend((text, item | _FORMS.index(form)) for text, form in _spellings(
-                category, value, canon, region).items() if len(text) <= _LENGTH_MASK)
-            for text in {value, value.lower(), canon}:
-                encoded.extend((b64, item | _FORMS.index("base64"))
-                               for b64 in _base64_prefixes(text) if len(b64) <= _LENGTH_MASK)
-            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
-                split.append((parts[0], number, parts[-1]))
-        if not digests:
-            continue
         base = number << (_CHAIN_BITS + _INPUT_BITS)
-        for position, hashed in enumerate(_hash_inputs(identified, region)):
+        for position, hashed in enumerate(_hash_inputs(_identified(items, region), region)):
             texts, bases = groups.setdefault(hashed.chains, ([], []))
             texts.append(hashed.text.encode())
             bases.append(base | position << _CHAIN_BITS)
@@ -517,7 +548,7 @@ def _index_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, reg
             refs.append(base_array | index)
     all_keys = numpy.concatenate(keys)
     order = numpy.argsort(all_keys, kind="stable")
-    return Index(plain, encoded, split, all_keys[order], numpy.concatenate(refs)[order])
+    return all_keys[order], numpy.concatenate(refs)[order]
 
 
 def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
@@ -545,38 +576,13 @@ def _prefix_keys(digests: list[bytes]) -> numpy.ndarray:
     return padded.view(">u8").ravel().astype(numpy.uint64)
 
 
-def _cache_file(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Path:
+def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed:
     """Where the index of exactly this registry, region, salts and code is kept."""
-    key = hashlib.sha256(Path(__file__).read_bytes())
-    key.update(repr((phonenumbers.__version__, region, salts)).encode())
-    for subject in subjects:
-        key.update(repr(subject.identifiers).encode())
     home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(home) / "gdpr-audit" / f"registry-{key.hexdigest()[:32]}.npz"
-
-
-def _read_cache(path: Path) -> tuple[numpy.ndarray, numpy.ndarray] | None:
-    try:
-        with numpy.load(path, allow_pickle=False) as stored:
-            return stored["keys"], stored["refs"]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _write_cache(path: Path, keys: numpy.ndarray, refs: numpy.ndarray) -> None:
-    """Digests of personal data: readable by the owner only, like the registry itself. One
-    registry's index is kept; an unwritable cache only costs the next load its time."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            numpy.savez(out, keys=keys, refs=refs)
-        os.replace(partial, path)
-        for old in path.parent.glob("registry-*"):
-            if old != path and not old.name.endswith(".tmp"):
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass
+    code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
+    setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts))
+    return Sealed(Path(home) / "gdpr-audit", (*code, setting.encode(), *(
+        repr(subject.identifiers).encode() for subject in subjects)))
 
 
 def _form_name(chain: tuple[str, ...], category: str, encoding: str) -> str:
@@ -647,7 +653,7 @@ def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str
 
 def _name_key(text: str) -> str:
     """A name part as forms differ in writing it: no accents, case or punctuation."""
-    return re.sub(r"[^a-z0-9]", "", strip_accents(text).lower())
+    return _NOT_ALNUM.sub("", strip_accents(text).lower())
 
 
 def _name_parts(name: str) -> list[str]:
@@ -663,12 +669,8 @@ def _gmail(email: str) -> str:
 
 
 def _national_digits(e164: str, region: str) -> str:
-    try:
-        number = _parse_phone(e164, region)
-    except phonenumbers.NumberParseException:
-        return ""
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return re.sub(r"\D", "", national)
+    formats = _phone_formats(e164, region)
+    return _NOT_DIGIT.sub("", formats[0]) if formats else ""
 
 
 @lru_cache(maxsize=1024)
@@ -676,14 +678,24 @@ def _parse_phone(e164: str, region: str) -> phonenumbers.PhoneNumber:
     return phonenumbers.parse(e164, region)
 
 
-def _phone_spellings(e164: str, region: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _phone_formats(e164: str, region: str) -> tuple[str, str] | None:
+    """The national and international formats of a number: the spellings and the hash
+    inputs both want them."""
     try:
         number = _parse_phone(e164, region)
     except phonenumbers.NumberParseException:
+        return None
+    return (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))
+
+
+def _phone_spellings(e164: str, region: str) -> set[str]:
+    formats = _phone_formats(e164, region)
+    if formats is None:
         return set()
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    international = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    national_digits = re.sub(r"\D", "", national)
+    national, international = formats
+    national_digits = _NOT_DIGIT.sub("", national)
     return {e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
             international, national.replace(" ", "."), national.replace(" ", "-")}
 
