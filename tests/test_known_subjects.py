@@ -404,11 +404,11 @@ def probes() -> list[str]:
 @pytest.fixture
 def large(monkeypatch, tmp_path):
     """Registries of 10 subjects or more count as large; three processes index them."""
-    from gdpr_audit.detectors import known
-    monkeypatch.setattr(known, "_LARGE", 10)
-    monkeypatch.setattr(known.os, "cpu_count", lambda: 3)
+    from gdpr_audit.detectors import registry_index
+    monkeypatch.setattr(registry_index, "_LARGE", 10)
+    monkeypatch.setattr(registry_index.os, "cpu_count", lambda: 3)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return known
+    return registry_index
 
 
 def test_a_large_registry_indexed_by_several_processes_finds_the_same(large):
@@ -523,5 +523,5 @@ def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone)
     """The registry parses a number written in E.164 once for its canonical form and its
     spellings: the canonical form must be the one the other detectors compute."""
     from gdpr_audit.detectors.base import canonical
-    from gdpr_audit.detectors.known import _identified
+    from gdpr_audit.detectors.spellings import _identified
     assert _identified((("phone", phone),), "FR")[0][3] == canonical("phone", phone, "FR")
