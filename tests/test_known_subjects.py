@@ -223,9 +223,10 @@ def test_a_name_given_twice_is_reported_once():
 
 # --- a large registry ---------------------------------------------------------------------------
 
-def test_five_thousand_subjects():
+def test_five_thousand_subjects(monkeypatch, tmp_path):
     # Every hash of every subject is in one sorted array of 8-byte prefixes: a lookup is a
     # binary search whatever the size (bench/detection measures 100,000 subjects).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # large enough to be kept on disk
     subjects = [Subject(f"gen-{i:05d}", (("email", f"person{i:05d}@example.org"),
                                          ("customer_id", f"G-{i:05d}")), {})
                 for i in range(5_000)]
