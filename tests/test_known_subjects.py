@@ -525,4 +525,5 @@ def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone)
     spellings: the canonical form must be the one the other detectors compute."""
     from gdpr_audit.detectors.base import canonical
     from gdpr_audit.detectors.spellings import _identified
-    assert _identified((("phone", phone),), "FR")[0][3] == canonical("phone", phone, "FR")
+    assert _identified((("phone", phone),), "FR", building=True)[0][3] == canonical(
+        "phone", phone, "FR")

@@ -95,7 +95,8 @@ def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple
     split: dict[str, list[tuple[int, str]]] = {}
     add = partial(_add, shared=shared)
     for number, items in enumerate(identifiers):
-        for position, (key, category, value, canon) in enumerate(_identified(items, region)):
+        identified = _identified(items, region, building=True)
+        for position, (key, category, value, canon) in enumerate(identified):
             if position >= 1 << _POSITION_BITS:
                 break
             item = number << (_POSITION_BITS + 3) | position << 3
@@ -185,7 +186,8 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     groups: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
     for number, items in enumerate(identifiers, start):
         base = number << (_CHAIN_BITS + _INPUT_BITS)
-        for position, hashed in enumerate(_hash_inputs(_identified(items, region), region)):
+        identified = _identified(items, region, building=True)
+        for position, hashed in enumerate(_hash_inputs(identified, region)):
             texts, bases = groups.setdefault(hashed.chains, ([], []))
             texts.append(hashed.text.encode())
             bases.append(base | position << _CHAIN_BITS)

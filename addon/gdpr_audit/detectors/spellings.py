@@ -38,13 +38,15 @@ class HashInput(NamedTuple):
     chains: tuple[int, ...]
 
 
-def _identified(identifiers: tuple[tuple[str, str], ...],
-                region: str) -> list[tuple[str, str, str, str]]:
-    """(key, category, value, canonical) of each identifier, full names included."""
+def _identified(identifiers: tuple[tuple[str, str], ...], region: str,
+                building: bool = False) -> list[tuple[str, str, str, str]]:
+    """(key, category, value, canonical) of each identifier, full names included. While the
+    index is built, a phone already in E.164 is parsed once for its canonical form and its
+    spellings; a search asks canonical(), whose cache is the larger."""
     found = []
     for key, value in _with_full_names(identifiers):
         category = category_of(key)
-        canon = _e164(value, region) if category == "phone" else None
+        canon = _e164(value, region) if building and category == "phone" else None
         found.append((key, category, value, canon or canonical(category, value, region)))
     return found
 
