@@ -1,6 +1,12 @@
 """The registry-size section of bench/perf.py: 1k, 10k and 100k subjects, each loaded in a
 fresh process: load and index time, peak memory, per-flow audit time. Each size is loaded
-twice: first with an empty index cache, then with the one the first load left."""
+twice: first with an empty index cache, then with the one the first load left.
+
+    .venv/bin/python bench/registry_bench.py [--sizes 1000,10000,100000]
+"""
+
+import argparse
+import tempfile
 
 import json
 import os
@@ -56,7 +62,8 @@ def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
              "index CPU counts every process that indexes (a large registry is indexed by one "
              "per core). Cold: no index cache yet; warm: the cache the cold load wrote.", "",
              "| subjects | load s | index s (cold) | index CPU s (cold) | index s (warm) | "
-             "peak RSS MB | audit ms/flow |", "|---|---|---|---|---|---|---|"]
+             "peak RSS MB (cold) | peak RSS MB (warm) | audit ms/flow |",
+             "|---|---|---|---|---|---|---|---|"]
     env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache")}  # cold, and not the user's
     for size in sizes:
         registry = folder / f"registry-{size}.json"
@@ -69,12 +76,26 @@ def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
                                     capture_output=True, text=True, env=env)
             if result.returncode:
                 error = result.stderr.strip().splitlines()[-1]
-                lines.append(f"| {size} | failed: {error} | | | | | |")
+                lines.append(f"| {size} | failed: {error} | | | | | | |")
                 break
             runs.append(json.loads(result.stdout))
         else:
             cold, warm = runs
             lines.append(f"| {size:,} | {cold['load']:.1f} | {cold['index']:.1f} | "
                          f"{cold['index_cpu']:.1f} | {warm['index']:.1f} | {cold['rss_mb']:.0f} | "
-                         f"{cold['per_flow_ms']:.2f} |")
+                         f"{warm['rss_mb']:.0f} | {cold['per_flow_ms']:.2f} |")
     return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000",
+                        help="registry sizes, comma-separated")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(bench_registry(Path(tmp), [int(n) for n in args.sizes.split(",")])))
+
+
+if __name__ == "__main__":
+    main()

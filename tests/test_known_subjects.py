@@ -223,9 +223,10 @@ def test_a_name_given_twice_is_reported_once():
 
 # --- a large registry ---------------------------------------------------------------------------
 
-def test_five_thousand_subjects():
+def test_five_thousand_subjects(monkeypatch, tmp_path):
     # Every hash of every subject is in one sorted array of 8-byte prefixes: a lookup is a
     # binary search whatever the size (bench/detection measures 100,000 subjects).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # large enough to be kept on disk
     subjects = [Subject(f"gen-{i:05d}", (("email", f"person{i:05d}@example.org"),
                                          ("customer_id", f"G-{i:05d}")), {})
                 for i in range(5_000)]
@@ -404,11 +405,11 @@ def probes() -> list[str]:
 @pytest.fixture
 def large(monkeypatch, tmp_path):
     """Registries of 10 subjects or more count as large; three processes index them."""
-    from gdpr_audit.detectors import known
-    monkeypatch.setattr(known, "_LARGE", 10)
-    monkeypatch.setattr(known.os, "cpu_count", lambda: 3)
+    from gdpr_audit.detectors import registry_index
+    monkeypatch.setattr(registry_index, "_LARGE", 10)
+    monkeypatch.setattr(registry_index.os, "cpu_count", lambda: 3)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return known
+    return registry_index
 
 
 def test_a_large_registry_indexed_by_several_processes_finds_the_same(large):
@@ -430,14 +431,63 @@ def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_p
     [cached] = (tmp_path / "gdpr-audit").iterdir()
     assert cached.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "gdpr-audit").stat().st_mode & 0o777 == 0o700
-    hashed = []
-    real = large._index_chunk
-    monkeypatch.setattr(large, "_index_chunk", lambda *job: hashed.append(job[4]) or real(*job))
+    rebuilt = []
+    monkeypatch.setattr(large, "_spell", lambda *job: rebuilt.append("spellings"))
+    monkeypatch.setattr(large, "_digest_chunk", lambda *job: rebuilt.append("digests"))
     second = KnownSubjects(subjects)
-    assert hashed == [False]   # this process's share: spellings only, the digests were on disk
+    assert rebuilt == []   # the whole index came from disk
     assert list(second._keys) == list(first._keys)
     for value in probes():
         assert hits(second, value) == hits(first, value), value
+
+
+def test_the_cached_index_holds_no_identifier_in_clear(large, tmp_path):
+    """The index holds every spelling of every identifier: on disk it is encrypted."""
+    KnownSubjects(generated(30))
+    [cached] = (tmp_path / "gdpr-audit").iterdir()
+    stored = cached.read_bytes()
+    for text in ("person003@example.org", "ann5 lee5", "Ann5", "+33199000012", "0199000012",
+                 "lee29", "person003%40example.org", b64("person011@example.org")[:12]):
+        assert text.encode() not in stored and text.encode("utf-16-le") not in stored, text
+    assert b"example" not in stored
+
+
+def damaged(data: bytes) -> list[bytes]:
+    middle = len(data) // 2
+    return [data[:middle], data[:-1], data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1:],
+            data + b"more", b""]
+
+
+@pytest.mark.parametrize("which", range(len(damaged(b"0123456789"))))
+def test_a_damaged_cached_index_is_rebuilt(large, tmp_path, which):
+    subjects = generated(30)
+    KnownSubjects(subjects)
+    [cached] = (tmp_path / "gdpr-audit").iterdir()
+    good = cached.read_bytes()
+    cached.write_bytes(damaged(good)[which])
+    registry = KnownSubjects(subjects)
+    for value in probes():
+        assert hits(registry, value) != [], value
+    if which != 3:  # trailing bytes after the last chunk are not read
+        assert cached.read_bytes() != damaged(good)[which]   # rebuilt and written again
+
+
+def test_the_key_of_a_cached_index_comes_from_the_registry(large, tmp_path):
+    """A file that claims to be this registry's index but was sealed under another
+    registry's key does not open: its content is only trusted from whoever had the registry."""
+    from gdpr_audit.detectors.sealed import Sealed
+    folder = tmp_path / "sealed"
+    writer = Sealed(folder, [b"registry A"]).writer()
+    writer.add("index A")
+    writer.close()
+    [written] = folder.iterdir()
+    other = Sealed(folder, [b"registry B"])
+    written.rename(other.path)
+    assert other.read() is None
+    writer = Sealed(folder, [b"registry A"]).writer()
+    writer.add("index A")
+    writer.close()
+    assert Sealed(folder, [b"registry A"]).read() == ["index A"]
 
 
 def test_another_registry_replaces_the_cached_index(large, tmp_path):
@@ -464,3 +514,16 @@ def test_a_value_that_many_subjects_share_names_a_few_of_them():
     named = {s for s, _, _ in hits(registry, "1990-04-01")}
     assert 1 <= len(named) <= 16
     assert {c for _, c, _ in hits(registry, "1990-04-01")} == {"birth_date"}
+
+
+@pytest.mark.parametrize("phone", [
+    "+33199001234", " +33199001234 ", "+33 1 99 00 12 34", "+330199001234", "+3319900123",
+    "+441632960961", "+15555550123", "+390612345678", "+9990000", "+33", "+", "0199001234",
+    "+33199001234 ext 12", "+٣٣١٩٩٠٠١٢٣٤"])
+def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone):
+    """The registry parses a number written in E.164 once for its canonical form and its
+    spellings: the canonical form must be the one the other detectors compute."""
+    from gdpr_audit.detectors.base import canonical
+    from gdpr_audit.detectors.spellings import _identified
+    assert _identified((("phone", phone),), "FR", building=True)[0][3] == canonical(
+        "phone", phone, "FR")

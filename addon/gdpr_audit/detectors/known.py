@@ -8,127 +8,31 @@ again. Keeping prefixes rather than digests is what lets every hash the research
 search (and chains of the ones vendors use) fit in memory for a 100,000-subject registry.
 """
 
-import base64
-import binascii
 import gc
 import hashlib
-import importlib
-import os
-import pickle
 import re
-import subprocess
-import sys
-import zlib
-from array import array
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import lru_cache, partial
-from itertools import product
-from operator import methodcaller
-from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import quote, quote_plus
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
-import ahocorasick
-import mmh3
 import numpy
-import phonenumbers
-import whirlpool
-from Crypto.Hash import MD2, MD4
 
 from ..fields import Field
-from ..policy import Subject, category_of
-from .base import SEPARATOR, Finding, canonical, is_word_boundary, strip_accents
+from ..policy import Subject
+from .base import SEPARATOR, Finding, canonical, is_word_boundary
+from .hashes import (_BASE64_RUN, _CHAIN_BITS, _DIGEST_BASE64_LENGTHS, _HEX_RUN, _INPUT_BITS,
+                     _WHOLE_DIGEST, ALGORITHMS, CHAINS, DECIMAL, MAX_SUBJECTS, SALTED,
+                     _digest_candidates, _form_name, _key)
+from .registry_index import (_FORMS, _LENGTH_BITS, _LENGTH_MASK, _MAX_NAMED, _POSITION_BITS,
+                             _SHARED, _index)
+from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
 
-# CPython's own (HACL*) md5, sha1 and sha2 skip OpenSSL's set-up on every call: about a
-# third faster on inputs as short as identifiers.
-_BUILTIN = {"md5": "_md5", "sha1": "_sha1", "sha224": "_sha2", "sha256": "_sha2",
-            "sha384": "_sha2", "sha512": "_sha2"}
+__all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
 
-
-def _constructor(name: str) -> Callable[[bytes], Any]:
-    try:
-        return getattr(importlib.import_module(_BUILTIN[name]), name)
-    except (KeyError, ImportError, AttributeError):
-        return getattr(hashlib, name, None) or partial(hashlib.new, name)
-
-
-_CONSTRUCTORS = {name: _constructor(name) for name in (
-    "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_224", "sha3_256", "sha3_384",
-    "sha3_512", "ripemd160", "blake2b", "blake2s")}
-_DIGEST = methodcaller("digest")
-
-
-def _hashlib(name: str) -> Callable[[bytes], bytes]:
-    constructor = _CONSTRUCTORS[name]
-    return lambda data: constructor(data).digest()
-
-
-# Every hash of Englehardt et al. (PETS 2018) and Senol et al. (USENIX Security 2022).
-ALGORITHMS: dict[str, Callable[[bytes], bytes]] = {
-    "md2": lambda data: MD2.new(data).digest(),
-    "md4": lambda data: MD4.new(data).digest(),
-    **{name: _hashlib(name) for name in (
-        "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_224", "sha3_256",
-        "sha3_384", "sha3_512", "ripemd160", "blake2b", "blake2s")},
-    "whirlpool": lambda data: whirlpool.new(data).digest(),
-    "murmur3_32": lambda data: mmh3.hash(data, signed=False).to_bytes(4, "big"),
-    "murmur3_64": lambda data: mmh3.hash64(data, signed=False)[0].to_bytes(8, "big"),
-    "murmur3_128": lambda data: mmh3.hash128(data, signed=False).to_bytes(16, "big"),
-    "crc32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "adler32": lambda data: zlib.adler32(data).to_bytes(4, "big"),
-}
-# The hashes vendors really use, which are also chained (sha256 of an md5 hex digest).
-COMMON = ("md5", "sha1", "sha256", "sha512")
-# Where the custom is to send the number itself.
-DECIMAL = frozenset({"crc32", "adler32", "murmur3_32", "murmur3_64"})
-SALTED = "sha256+salt"
-# Inner hash first: ("md5", "sha256") is sha256(md5(x)).
-CHAINS: tuple[tuple[str, ...], ...] = (
-    *((name,) for name in ALGORITHMS), (SALTED,),
-    *product(COMMON, repeat=2), *product(COMMON, repeat=3))
-_EVERY = tuple(range(len(CHAINS)))
-# MD2 and MD4 cost ten times the others (pycryptodome): the primary email alone gets them.
-_SINGLE = tuple(i for i in range(len(ALGORITHMS) + 1) if CHAINS[i] not in (("md2",), ("md4",)))
-_NARROW = tuple(CHAINS.index((name,)) for name in (*COMMON, SALTED))
-# Reference packing in 32 bits: subject index, then input position, then chain.
-_CHAIN_BITS, _INPUT_BITS = 7, 5
-MAX_SUBJECTS = 1 << (32 - _CHAIN_BITS - _INPUT_BITS)
-# From this many subjects the digests are hashed in other processes too, and kept on disk.
-_LARGE = 20_000
-# A spelling of the automata packs: subject number, identifier position, form, length.
-_POSITION_BITS, _LENGTH_BITS = 8, 16
-_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
-_SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in _shared
-_FORMS = ("plain", "url", "keystroke", "birthday", "base64")
-# A value that many subjects share (a city, a zip code) names at most this many of them.
-_MAX_NAMED = 16
 
 _SPACES = re.compile(r"\s+")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
-_HEX_TOKEN = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32,128}(?![0-9a-fA-F])")
-_B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,88}={0,2}(?![A-Za-z0-9+/=_-])")
-_SHORT_DIGEST = re.compile(r"[0-9a-fA-F]{8}|[0-9a-fA-F]{16}")
-_DECIMAL = re.compile(r"-?\d{5,20}")
-_DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
-# What _digest_candidates takes, as hints over a batch of values joined by SEPARATOR: runs of
-# hex; of base64 only those of a length that decodes to a digest's size; short digests and
-# numbers only as a whole value. (A greedy run starts where the run does: no look-behind.)
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
 _SPACE_RUN = re.compile(r"\s\s|[\t\n\r\f\v\x1c-\x1f]")  # what _SPACES would change
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{22,}=*")
-_DIGEST_BASE64_LENGTHS = frozenset(-(-size * 4 // 3) for size in _DIGEST_SIZES if size >= 16)
-_WHOLE_DIGEST = re.compile(r"\x00\s*(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?\d{5,20})\s*(?=\x00)")
-# Shorter spellings match too much of unrelated text (a first name of two letters).
-_MIN_PLAIN = 3
-_MIN_BASE64 = 8
-# Keystroke-by-keystroke trackers send each prefix of what is typed: only long identifiers
-# (emails) are matched without their last characters, so a prefix still names one person.
-_MIN_KEYSTROKE = 10
 # Spellings too short or too partial to count inside running text.
 _WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday"})
-_ZIP_CITY = re.compile(r"^(?P<street>.*?),?\s*(?P<zip>\b\d{4,5}\b)\s+(?P<city>[^,\d]+)$")
 
 
 class Form(NamedTuple):
@@ -136,13 +40,6 @@ class Form(NamedTuple):
     category: str
     canonical: str
     form: str
-
-
-class HashInput(NamedTuple):
-    category: str
-    canonical: str
-    text: str
-    chains: tuple[int, ...]
 
 
 class KnownSubjects:
@@ -161,43 +58,11 @@ class KnownSubjects:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            index = _index(self.subjects, region, self.salts)
-            self._keys, self._refs = index.keys, index.refs
-            self._split: dict[str, list[tuple[int, str]]] = defaultdict(list)
-            for first, number, last in index.split:
-                self._split[first].append((number, last))
-            self._shared: list[list[int]] = []
-            self.plain, self._plain_values = self._automaton(index.plain)
-            self.encoded, self._encoded_values = self._automaton(index.encoded)
+            (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
+             self._split, self._keys, self._refs) = _index(self.subjects, region, self.salts)
         finally:
             if collecting:
                 gc.enable()
-
-    def _automaton(self, spellings: Iterable[tuple[str, int]]
-                   ) -> tuple[ahocorasick.Automaton, array]:
-        """The automaton holds a spelling's number (its integers have 32 bits only), and the
-        array at that number packs its length and where it comes from (see _POSITION_BITS); a
-        spelling of several identifiers points into self._shared instead."""
-        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        values = array("Q")
-        for text, packed in spellings:
-            number = automaton.get(text, -1)
-            if number == -1:
-                automaton.add_word(text, len(values))
-                values.append(packed << _LENGTH_BITS | len(text))
-                continue
-            first = values[number] >> _LENGTH_BITS
-            if first & _SHARED:
-                packs = self._shared[first & ~_SHARED]
-            else:
-                packs = [first]
-                values[number] = (_SHARED | len(self._shared)) << _LENGTH_BITS | len(text)
-                self._shared.append(packs)
-            if packed not in packs and len(packs) < _MAX_NAMED:
-                packs.append(packed)
-        if len(values):
-            automaton.make_automaton()
-        return automaton, values
 
     def _forms(self, value: int) -> list[Form]:
         """The identifiers a spelling of the automata stands for."""
@@ -307,10 +172,10 @@ class KnownSubjects:
         """A registry name sent as a first name and a last name in two fields of one request."""
         if not self._split:
             return
+        short = [item for item in fields if len(item.value) <= 64]
         values: dict[str, Field] = {}
-        for item in fields:
-            if len(item.value) <= 64:
-                values.setdefault(_name_key(item.value), item)
+        for key, item in zip(_name_keys([item.value for item in short]), short, strict=True):
+            values.setdefault(key, item)
         for first, item in values.items():
             for number, last in self._split.get(first, ()):
                 if last in values:
@@ -318,335 +183,6 @@ class KnownSubjects:
                     name = dict(_with_full_names(subject.identifiers)).get("name", "")
                     yield Finding(self.id, "name", item, item.value,
                                   canonical("name", name, self.region), "split name", subject.id)
-
-
-def _identified(identifiers: tuple[tuple[str, str], ...],
-                region: str) -> list[tuple[str, str, str, str]]:
-    """(key, category, value, canonical) of each identifier, full names included."""
-    found = []
-    for key, value in _with_full_names(identifiers):
-        category = category_of(key)
-        found.append((key, category, value, canonical(category, value, region)))
-    return found
-
-
-def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, str]:
-    """Every spelling of an identifier, with its form: plain, url, or one that only counts
-    as a whole value (keystroke, birthday)."""
-    spellings = dict.fromkeys(_plain_spellings(category, value, canon, region), "plain")
-    spellings.update((text, "url") for text in spellings if "%" in text)
-    if category == "email" and len(canon) >= _MIN_KEYSTROKE:
-        spellings.update((canon[:-cut], "keystroke") for cut in (1, 2))
-    elif category == "birth_date" and _ISO_DATE.fullmatch(value):
-        spellings[f"{value[5:7]}/{value[8:10]}"] = "birthday"  # Mailchimp's BIRTHDAY
-    return spellings
-
-def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[str]:
-    spellings = {value.lower(), canon.lower(), strip_accents(value).lower()}
-    if category == "phone":
-        spellings |= _phone_spellings(canon, region)
-    elif category == "postal_address" and "," in value:
-        spellings.add(value.split(",")[0].strip().lower())  # the street line alone
-    elif category in ("iban", "payment_card"):
-        spellings.add(" ".join(canon[i:i + 4] for i in range(0, len(canon), 4)).lower())
-    elif category == "birth_date" and _ISO_DATE.fullmatch(value):
-        y, m, d = value.split("-")
-        spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"}
-    elif category == "email":
-        spellings.add(_gmail(canon))
-    for text in list(spellings):
-        if not _UNRESERVED.fullmatch(text):  # else quoting leaves it as it is
-            spellings |= {_quote(text, _QUOTE).lower(), _quote(text, _QUOTE_PLUS).lower()}
-    return {s for s in spellings if len(s) >= _MIN_PLAIN}
-
-
-def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> list[HashInput]:
-    """What vendors hash, in a fixed order (a reference stores the position): the
-    normalisations that Meta CAPI, Google enhanced conversions and GA4 user-provided data,
-    TikTok, Snap and LinkedIn document. The primary email gets every hash and chain, phones
-    every hash, the other spellings the hashes vendors use."""
-    inputs: dict[str, HashInput] = {}
-
-    def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
-        if text and (text not in inputs or len(chains) > len(inputs[text].chains)):
-            inputs[text] = HashInput(category, canon, text, chains)
-
-    for key, category, value, canon in identified:
-        value = value.strip()
-        if category == "email":
-            add(category, canon, canon, _EVERY)
-            add(category, canon, _gmail(canon))
-        elif category == "phone":
-            add(category, canon, canon, _SINGLE)
-            add(category, canon, canon.lstrip("+"), _SINGLE)
-            add(category, canon, _national_digits(canon, region))
-        elif category == "name":
-            ascii_lower = strip_accents(value).lower()
-            add(category, canon, ascii_lower)
-            add(category, canon, re.sub(r"[^a-z0-9]", "", ascii_lower))
-            add(category, canon, value.lower())
-            if key == "name":  # Meta's fn and ln: each part, hashed alone
-                words = value.split()
-                # In a fixed order (not a set): positions must agree across processes.
-                for word in dict.fromkeys((words[0], words[-1])) if len(words) > 1 else ():
-                    add(category, canon, word.lower())
-                    add(category, canon, re.sub(r"[^\w]", "", word.lower()))
-                    add(category, canon, _name_key(word))
-        elif category == "postal_address":
-            add(category, canon, value.lower())
-            if match := _ZIP_CITY.match(value):
-                city = strip_accents(match["city"]).lower().strip()
-                add(category, canon, match["zip"])
-                add(category, canon, city)
-                add(category, canon, re.sub(r"[^a-z]", "", city))  # Meta's ct
-                add(category, canon, match["street"].strip().lower())
-        elif category == "birth_date":
-            add(category, canon, value)
-            add(category, canon, value.replace("-", ""))  # Meta's YYYYMMDD
-        else:
-            add(category, canon, value.lower())
-        add(category, canon, value)
-        add(category, canon, canon)
-    return list(inputs.values())[:1 << _INPUT_BITS]
-
-
-# --- the digest index: built in bulk, in parallel for large registries, cached on disk ------
-
-class Index(NamedTuple):
-    plain: Iterable[tuple[str, int]]
-    """Every plain spelling, with where it comes from packed (see _POSITION_BITS)."""
-    encoded: Iterable[tuple[str, int]]
-    """The base64 prefixes, likewise."""
-    split: Iterable[tuple[str, int, str]]
-    """(first name, subject number, last name) of each full name."""
-    keys: numpy.ndarray
-    """8-byte prefixes of every digest, sorted."""
-    refs: numpy.ndarray
-    """Where each digest comes from: subject number, input position, chain."""
-
-
-def _index(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Index:
-    """Everything KnownSubjects searches. A large registry is indexed by as many processes
-    as there are cores, and its digests are kept on disk for the next load."""
-    large = len(subjects) >= _LARGE
-    cache = _cache_file(subjects, region, salts) if large else None
-    cached = _read_cache(cache) if cache is not None else None
-    identifiers = [subject.identifiers for subject in subjects]
-    workers = min(os.cpu_count() or 1, 8) if large else 1
-    step = max(1, -(-len(identifiers) // workers))
-    jobs = [(identifiers[i:i + step], i, region, salts, cached is None)
-            for i in range(0, max(len(identifiers), 1), step)]
-    children = [_start_worker(job) for job in jobs[1:]]
-    parts = [_index_chunk(*jobs[0])]  # this process takes a share too
-    parts += [_worker_result(child, job) for child, job in zip(children, jobs[1:], strict=True)]
-    if cached is not None:
-        keys, refs = cached
-    else:
-        keys = numpy.concatenate([part.keys for part in parts])
-        refs = numpy.concatenate([part.refs for part in parts])
-        if len(parts) > 1:
-            order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-            keys, refs = keys[order], refs[order]
-        if cache is not None:
-            _write_cache(cache, keys, refs)
-    return Index(_drain(parts, 0), _drain(parts, 1), _drain(parts, 2), keys, refs)
-
-
-def _drain(parts: list[Index], field: int) -> Iterator[Any]:
-    """One list of every part in turn, each freed once read: millions of spellings."""
-    for part in parts:
-        yield from part[field]
-        part[field].clear()
-
-
-def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
-    """A fresh interpreter that indexes `job` (not multiprocessing: its spawn re-runs the
-    main script, its fork can deadlock in a proxy with threads running)."""
-    code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
-            "from gdpr_audit.detectors.known import _index_chunk; "
-            "job = pickle.load(sys.stdin.buffer); "
-            "pickle.dump(tuple(_index_chunk(*job)), sys.stdout.buffer, protocol=5)")
-    if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
-        return None
-    try:
-        # No stderr: a worker's error could quote an identifier; the job is then done here.
-        child = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parents[2])],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL)
-    except OSError:  # no interpreter to start: this process does it all
-        return None
-    try:
-        with child.stdin:  # type: ignore[union-attr]
-            pickle.dump(job, child.stdin, protocol=5)
-    except OSError:  # it died at once
-        child.kill()
-        child.wait()
-        return None
-    return child
-
-
-def _worker_result(child: subprocess.Popen[bytes] | None, job: tuple) -> Index:
-    """What the worker indexed, or the same indexed here if it failed."""
-    if child is not None:
-        assert child.stdout is not None
-        with child.stdout:
-            output = child.stdout.read()
-        if child.wait() == 0:
-            return Index(*pickle.loads(output))
-    return _index_chunk(*job)
-
-
-def _index_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                 salts: tuple[str, ...], digests: bool = True) -> Index:
-    """The index of subjects number start, start + 1...
-
-    Inputs that go through the same chains are hashed together, one algorithm at a time,
-    so the loop over millions of digests runs in C (map) rather than in Python."""
-    plain: list[tuple[str, int]] = []
-    encoded: list[tuple[str, int]] = []
-    split: list[tuple[str, int, str]] = []
-    groups: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
-    for number, items in enumerate(identifiers, start):
-        identified = _identified(items, region)
-        for position, (key, category, value, canon) in enumerate(identified):
-            if position >= 1 << _POSITION_BITS:
-                break
-            item = number << (_POSITION_BITS + 3) | position << 3
-            plain.extend((text, item | _FORMS.index(form)) for text, form in _spellings(
-                category, value, canon, region).items() if len(text) <= _LENGTH_MASK)
-            for text in {value, value.lower(), canon}:
-                encoded.extend((b64, item | _FORMS.index("base64"))
-                               for b64 in _base64_prefixes(text) if len(b64) <= _LENGTH_MASK)
-            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
-                split.append((parts[0], number, parts[-1]))
-        if not digests:
-            continue
-        base = number << (_CHAIN_BITS + _INPUT_BITS)
-        for position, hashed in enumerate(_hash_inputs(identified, region)):
-            texts, bases = groups.setdefault(hashed.chains, ([], []))
-            texts.append(hashed.text.encode())
-            bases.append(base | position << _CHAIN_BITS)
-    keys: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint64)]
-    refs: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint32)]
-    for chains, (texts, bases) in groups.items():
-        base_array = numpy.array(bases, dtype=numpy.uint32)
-        hexed: dict[tuple[str, ...], list[bytes]] = {(): texts}  # sha256(md5(x)) reuses md5(x)
-        for index in chains:
-            chain = CHAINS[index]
-            if chain == (SALTED,):
-                for salt in salts:
-                    keys.append(_prefix_keys(_bulk("sha256", [salt.encode() + t for t in texts])))
-                    refs.append(base_array | index)
-                continue
-            keys.append(_prefix_keys(_bulk(chain[-1], _hexed(chain[:-1], hexed))))
-            refs.append(base_array | index)
-    all_keys = numpy.concatenate(keys)
-    order = numpy.argsort(all_keys, kind="stable")
-    return Index(plain, encoded, split, all_keys[order], numpy.concatenate(refs)[order])
-
-
-def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
-    """The inputs through `chain`, each digest as lowercase hex: what the next hash reads."""
-    if chain not in memo:
-        memo[chain] = list(map(binascii.hexlify, _bulk(chain[-1], _hexed(chain[:-1], memo))))
-    return memo[chain]
-
-
-def _bulk(name: str, datas: list[bytes]) -> list[bytes]:
-    constructor = _CONSTRUCTORS.get(name)
-    if constructor is None:
-        return list(map(ALGORITHMS[name], datas))
-    return list(map(_DIGEST, map(constructor, datas)))
-
-
-def _prefix_keys(digests: list[bytes]) -> numpy.ndarray:
-    """The first 8 bytes of each digest as a big-endian number (shorter ones padded in
-    front, as _key reads them)."""
-    size = len(digests[0]) if digests else 8
-    raw = numpy.frombuffer(b"".join(digests), dtype=numpy.uint8).reshape(len(digests), size)
-    width = min(size, 8)
-    padded = numpy.zeros((len(digests), 8), dtype=numpy.uint8)
-    padded[:, 8 - width:] = raw[:, :width]
-    return padded.view(">u8").ravel().astype(numpy.uint64)
-
-
-def _cache_file(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Path:
-    """Where the index of exactly this registry, region, salts and code is kept."""
-    key = hashlib.sha256(Path(__file__).read_bytes())
-    key.update(repr((phonenumbers.__version__, region, salts)).encode())
-    for subject in subjects:
-        key.update(repr(subject.identifiers).encode())
-    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(home) / "gdpr-audit" / f"registry-{key.hexdigest()[:32]}.npz"
-
-
-def _read_cache(path: Path) -> tuple[numpy.ndarray, numpy.ndarray] | None:
-    try:
-        with numpy.load(path, allow_pickle=False) as stored:
-            return stored["keys"], stored["refs"]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def _write_cache(path: Path, keys: numpy.ndarray, refs: numpy.ndarray) -> None:
-    """Digests of personal data: readable by the owner only, like the registry itself. One
-    registry's index is kept; an unwritable cache only costs the next load its time."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            numpy.savez(out, keys=keys, refs=refs)
-        os.replace(partial, path)
-        for old in path.parent.glob("registry-*"):
-            if old != path and not old.name.endswith(".tmp"):
-                old.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _form_name(chain: tuple[str, ...], category: str, encoding: str) -> str:
-    text = category
-    for name in chain:
-        text = f"{name}({text})"
-    return text if encoding == "hex" else f"{encoding}({text})"
-
-
-def _key(digest: bytes) -> int:
-    return int.from_bytes(digest[:8], "big")
-
-
-def _digest_candidates(value: str) -> Iterator[tuple[str, bytes, str]]:
-    """(token, digest bytes, how it was written) for everything in `value` that could be a
-    digest: hex in either case, base64 of one, and, for a value that is one number, the
-    decimal spellings of 32- and 64-bit hashes (signed or not). Short digests (4 and 8 bytes)
-    are only taken when they are the whole value: in running text they collide too often."""
-    stripped = value.strip()
-    if len(value) >= 32:
-        for token in _HEX_TOKEN.finditer(value):
-            if len(token.group()) // 2 in _DIGEST_SIZES and len(token.group()) % 2 == 0:
-                yield token.group(), bytes.fromhex(token.group()), "hex"
-    if len(value) >= 22:
-        for token in _B64_TOKEN.finditer(value):
-            raw = _b64(token.group())
-            if raw is not None and len(raw) in _DIGEST_SIZES and len(raw) >= 16:
-                yield token.group(), raw, "base64"
-    elif _SHORT_DIGEST.fullmatch(stripped):
-        yield stripped, bytes.fromhex(stripped), "hex"
-    if _DECIMAL.fullmatch(stripped):
-        number = int(stripped)
-        if -(1 << 31) <= number < (1 << 32):
-            yield stripped, (number % (1 << 32)).to_bytes(4, "big"), "decimal"
-        if -(1 << 63) <= number < (1 << 64) and not 0 <= number < (1 << 32):
-            yield stripped, (number % (1 << 64)).to_bytes(8, "big"), "decimal"
-
-
-def _b64(token: str) -> bytes | None:
-    text = token.rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_")
-                                        + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
 
 
 # A word inside an address or a dotted id (`jean.martin@`, `martin_shop`) is not a name.
@@ -659,80 +195,3 @@ def _standalone(text: str, start: int, end: int) -> bool:
     before = text[start - 1] if start else " "
     after = text[end] if end < len(text) else " "
     return not (before in _GLUE and after in _GLUE) and before not in "@" and after not in "@"
-
-
-def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    """first_name and last_name also make a full name, as forms and CRMs write it."""
-    parts = dict(identifiers)
-    extra = []
-    if "first_name" in parts and "last_name" in parts:
-        extra.append(("name", f"{parts['first_name']} {parts['last_name']}"))
-    return [*identifiers, *extra]
-
-
-def _name_key(text: str) -> str:
-    """A name part as forms differ in writing it: no accents, case or punctuation."""
-    return _NOT_NAME.sub("", strip_accents(text).lower())
-
-
-_NOT_NAME = re.compile(r"[^a-z0-9]")
-
-
-def _name_parts(name: str) -> list[str]:
-    return [p for p in (_name_key(w) for w in name.split()) if p]
-
-
-def _gmail(email: str) -> str:
-    """Google's normalisation for enhanced conversions: no dots before @gmail.com."""
-    local, _, domain = email.partition("@")
-    if domain in ("gmail.com", "googlemail.com"):
-        return f"{local.replace('.', '')}@{domain}"
-    return email
-
-
-def _national_digits(e164: str, region: str) -> str:
-    try:
-        number = _parse_phone(e164, region)
-    except phonenumbers.NumberParseException:
-        return ""
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    return re.sub(r"\D", "", national)
-
-
-@lru_cache(maxsize=1024)
-def _parse_phone(e164: str, region: str) -> phonenumbers.PhoneNumber:
-    return phonenumbers.parse(e164, region)
-
-
-def _phone_spellings(e164: str, region: str) -> set[str]:
-    try:
-        number = _parse_phone(e164, region)
-    except phonenumbers.NumberParseException:
-        return set()
-    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-    international = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-    national_digits = re.sub(r"\D", "", national)
-    return {e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
-            international, national.replace(" ", "."), national.replace(" ", "-")}
-
-
-# quote(text, safe="") and quote_plus(text, safe="") of ASCII text, twice as fast.
-_QUOTE = {chr(i): f"%{i:02X}" for i in range(128) if not _UNRESERVED.fullmatch(chr(i))}
-_QUOTE_PLUS = {**_QUOTE, " ": "+"}
-_RESERVED = re.compile(r"[^A-Za-z0-9_.~-]")
-
-
-def _quote(text: str, table: dict[str, str]) -> str:
-    if not text.isascii():
-        return quote(text, safe="") if table is _QUOTE else quote_plus(text, safe="")
-    return _RESERVED.sub(lambda match: table[match.group()], text)
-
-
-def _base64_prefixes(text: str) -> set[str]:
-    """The part of base64(text) that stays the same when text is followed by more data."""
-    raw = text.encode()
-    stable = len(raw) // 3 * 4
-    if stable < _MIN_BASE64:
-        return set()
-    standard = base64.b64encode(raw).decode()[:stable]
-    return {standard, standard.replace("+", "-").replace("/", "_")}

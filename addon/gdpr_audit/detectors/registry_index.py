@@ -1,0 +1,219 @@
+"""The registry index: built in bulk, its digests hashed in other processes for a large
+registry, and kept on disk sealed (see sealed.py) for the next load."""
+
+import os
+import pickle
+import subprocess
+import sys
+from array import array
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import NamedTuple
+
+import ahocorasick
+import numpy
+import phonenumbers
+
+from ..policy import Subject
+from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _hexed, _prefix_keys
+from .sealed import Sealed
+from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
+
+
+
+# From this many subjects the digests are hashed in other processes too, and kept on disk.
+_LARGE = 5_000
+# A spelling of the automata packs: subject number, identifier position, form, length.
+_POSITION_BITS, _LENGTH_BITS = 8, 16
+_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
+_SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in _shared
+_FORMS = ("plain", "url", "keystroke", "birthday", "base64")
+_FORM_INDEX = {form: number for number, form in enumerate(_FORMS)}
+# A value that many subjects share (a city, a zip code) names at most this many of them.
+_MAX_NAMED = 16
+
+
+class Index(NamedTuple):
+    plain: ahocorasick.Automaton
+    """Every plain spelling; its value is a number in plain_values."""
+    plain_values: array
+    """Per spelling: where it comes from packed (see _POSITION_BITS), then its length."""
+    encoded: ahocorasick.Automaton
+    """The base64 prefixes, likewise."""
+    encoded_values: array
+    shared: list[list[int]]
+    """The origins of a spelling that several identifiers share."""
+    split: dict[str, list[tuple[int, str]]]
+    """First name -> (subject number, last name) of each full name."""
+    keys: numpy.ndarray
+    """8-byte prefixes of every digest, sorted."""
+    refs: numpy.ndarray
+    """Where each digest comes from: subject number, input position, chain."""
+
+
+def _index(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Index:
+    """Everything KnownSubjects searches. For a large registry, other processes hash the
+    digests (one per core but this one) while this one makes the spellings and automata, and
+    the whole index is kept on disk, encrypted, for the next load."""
+    large = len(subjects) >= _LARGE
+    sealed = _sealed(subjects, region, salts) if large else None
+    cached = sealed.read() if sealed is not None else None
+    if cached is not None and len(cached) == len(Index._fields):
+        return Index(*cached)
+    identifiers = [subject.identifiers for subject in subjects]
+    workers = max(1, min(os.cpu_count() or 1, 8) - 1) if large else 0
+    step = max(1, -(-len(identifiers) // max(workers, 1)))
+    jobs = [(identifiers[i:i + step], i, region, salts)
+            for i in range(0, max(len(identifiers), 1), step)]
+    children = [_start_worker(job) for job in jobs] if large else [None] * len(jobs)
+    spelled = _spell(identifiers, region)
+    writer = sealed.writer() if sealed is not None else None
+    for part in spelled if writer is not None else ():
+        writer.add(part)  # while the workers still hash
+    parts = [_worker_result(child, job) for child, job in zip(children, jobs, strict=True)]
+    keys, refs = parts[0]
+    if len(parts) > 1:
+        keys = numpy.concatenate([keys for keys, _ in parts])
+        refs = numpy.concatenate([refs for _, refs in parts])
+        parts.clear()
+        order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+        keys, refs = keys[order], refs[order]
+    if writer is not None:
+        writer.add(keys)
+        writer.add(refs)
+        writer.close()
+    return Index(*spelled, keys, refs)
+
+
+def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple:
+    """The automata of every spelling, built as the spellings are made (no list of millions
+    of them in between)."""
+    plain, plain_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
+    encoded, encoded_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
+    shared: list[list[int]] = []
+    split: dict[str, list[tuple[int, str]]] = {}
+    add = partial(_add, shared=shared)
+    for number, items in enumerate(identifiers):
+        identified = _identified(items, region, building=True)
+        for position, (key, category, value, canon) in enumerate(identified):
+            if position >= 1 << _POSITION_BITS:
+                break
+            item = number << (_POSITION_BITS + 3) | position << 3
+            for text, form in _spellings(category, value, canon, region).items():
+                if len(text) <= _LENGTH_MASK:
+                    add(plain, plain_values, text, item | _FORM_INDEX[form])
+            for text in {value, value.lower(), canon}:
+                for b64 in _base64_prefixes(text):
+                    if len(b64) <= _LENGTH_MASK:
+                        add(encoded, encoded_values, b64, item | _FORM_INDEX["base64"])
+            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
+                split.setdefault(parts[0], []).append((number, parts[-1]))
+    for automaton, values in ((plain, plain_values), (encoded, encoded_values)):
+        if len(values):
+            automaton.make_automaton()
+    return plain, plain_values, encoded, encoded_values, shared, split
+
+
+def _add(automaton: ahocorasick.Automaton, values: array, text: str, packed: int,
+         shared: list[list[int]]) -> None:
+    """The automaton holds a spelling's number (its integers have 32 bits only), and the
+    array at that number packs its length and where it comes from (see _POSITION_BITS); a
+    spelling of several identifiers points into `shared` instead."""
+    number = automaton.get(text, -1)
+    if number == -1:
+        automaton.add_word(text, len(values))
+        values.append(packed << _LENGTH_BITS | len(text))
+        return
+    first = values[number] >> _LENGTH_BITS
+    if first & _SHARED:
+        packs = shared[first & ~_SHARED]
+    else:
+        packs = [first]
+        values[number] = (_SHARED | len(shared)) << _LENGTH_BITS | len(text)
+        shared.append(packs)
+    if packed not in packs and len(packs) < _MAX_NAMED:
+        packs.append(packed)
+
+
+def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
+    """A fresh interpreter that hashes `job` (not multiprocessing: its spawn re-runs the
+    main script, its fork can deadlock in a proxy with threads running)."""
+    code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
+            "from gdpr_audit.detectors.registry_index import _digest_chunk; "
+            "job = pickle.load(sys.stdin.buffer); "
+            "pickle.dump(_digest_chunk(*job), sys.stdout.buffer, protocol=5)")
+    if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
+        return None
+    try:
+        # No stderr: a worker's error could quote an identifier; the job is then done here.
+        child = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parents[2])],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+    except OSError:  # no interpreter to start: this process does it all
+        return None
+    try:
+        with child.stdin:  # type: ignore[union-attr]
+            pickle.dump(job, child.stdin, protocol=5)
+    except OSError:  # it died at once
+        child.kill()
+        child.wait()
+        return None
+    return child
+
+
+def _worker_result(child: subprocess.Popen[bytes] | None,
+                   job: tuple) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """What the worker hashed, or the same hashed here if it failed."""
+    if child is not None:
+        assert child.stdout is not None
+        try:
+            with child.stdout:  # read as a stream: hundreds of MB are not held twice
+                result = pickle.load(child.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):  # it died midway
+            result = None
+        if child.wait() == 0 and result is not None:
+            return result
+    return _digest_chunk(*job)
+
+
+def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+                  salts: tuple[str, ...]) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The sorted digest prefixes of subjects number start, start + 1..., and their refs.
+
+    Inputs that go through the same chains are hashed together, one algorithm at a time,
+    so the loop over millions of digests runs in C (map) rather than in Python."""
+    groups: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
+    for number, items in enumerate(identifiers, start):
+        base = number << (_CHAIN_BITS + _INPUT_BITS)
+        identified = _identified(items, region, building=True)
+        for position, hashed in enumerate(_hash_inputs(identified, region)):
+            texts, bases = groups.setdefault(hashed.chains, ([], []))
+            texts.append(hashed.text.encode())
+            bases.append(base | position << _CHAIN_BITS)
+    keys: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint64)]
+    refs: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint32)]
+    for chains, (texts, bases) in groups.items():
+        base_array = numpy.array(bases, dtype=numpy.uint32)
+        hexed: dict[tuple[str, ...], list[bytes]] = {(): texts}  # sha256(md5(x)) reuses md5(x)
+        for index in chains:
+            chain = CHAINS[index]
+            if chain == (SALTED,):
+                for salt in salts:
+                    keys.append(_prefix_keys(_bulk("sha256", [salt.encode() + t for t in texts])))
+                    refs.append(base_array | index)
+                continue
+            keys.append(_prefix_keys(_bulk(chain[-1], _hexed(chain[:-1], hexed))))
+            refs.append(base_array | index)
+    all_keys = numpy.concatenate(keys)
+    order = numpy.argsort(all_keys, kind="stable")
+    return all_keys[order], numpy.concatenate(refs)[order]
+
+
+def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed:
+    """Where the index of exactly this registry, region, salts and code is kept."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
+    setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts))
+    return Sealed(Path(home) / "gdpr-audit", (*code, setting.encode(), *(
+        repr(subject.identifiers).encode() for subject in subjects)))

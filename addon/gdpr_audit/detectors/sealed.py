@@ -1,0 +1,174 @@
+"""The built registry index, kept on disk encrypted so that a restart does not rebuild it.
+
+The index holds every spelling of every registry identifier: a copy of the registry, which
+is personal data. It is sealed with AES-GCM under a key derived from the registry itself
+(and a random salt per file), so the file tells nothing to whoever does not already hold the
+registry, and a registry that changed by one character does not open it. The file's name is
+derived from the registry too, through another hash, and does not reveal the key.
+
+Written and read as a stream of chunks (a 100,000-subject index is some hundreds of MB): the
+pickle never exists whole in memory, encrypted or not. Each chunk's nonce is its number, and
+the last one says so in its associated data: chunks cannot be reordered, dropped or cut off.
+"""
+
+import hashlib
+import hmac
+import io
+import os
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_MAGIC = b"gdpr-audit registry index 1\n"
+_CHUNK = 16 << 20
+_LAST, _MORE = b"L", b"M"
+
+
+class Sealed:
+    """One registry's index file: where it is and the key that opens it."""
+
+    def __init__(self, folder: Path, material: Iterable[bytes]) -> None:
+        whole = hashlib.sha512()
+        for part in material:
+            whole.update(len(part).to_bytes(8, "big"))
+            whole.update(part)
+        digest = whole.digest()
+        self.path = folder / f"registry-{hashlib.sha256(b'name' + digest).hexdigest()[:32]}.idx"
+        self._secret = hashlib.sha256(b"key" + digest).digest()
+
+    def _cipher(self, salt: bytes) -> AESGCM:
+        return AESGCM(hmac.digest(self._secret, salt, "sha256"))
+
+    def read(self) -> list[Any] | None:
+        """The parts written, or None when there is none for this registry or it does not
+        open."""
+        try:
+            with open(self.path, "rb") as file:
+                if file.read(len(_MAGIC)) != _MAGIC:
+                    return None
+                opened = _Opening(file, self._cipher(file.read(16)))
+                with io.BufferedReader(opened, _CHUNK) as stream:
+                    parts = []
+                    while pickle.load(stream) is True:
+                        parts.append(pickle.load(stream))
+                    if stream.read(1) or not opened.done:
+                        return None
+                    return parts
+        except (OSError, ValueError, EOFError, InvalidTag, pickle.UnpicklingError):
+            return None
+
+    def writer(self) -> "Writer":
+        """A new index file for this registry, written part by part (the caller can write
+        what it has while other processes still work), in place once closed."""
+        return Writer(self)
+
+
+class Writer:
+    """Readable by the owner only, like the registry itself. One registry's index is kept; an
+    unwritable cache only costs the next load its time. Each part is pickled on its own: a
+    pickler keeps everything it wrote alive until it ends, and an automaton's pickled form is
+    as large as the automaton."""
+
+    def __init__(self, sealed: Sealed) -> None:
+        self.path = sealed.path
+        self.partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+        self.file: io.BufferedWriter | None = None
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            self.file = os.fdopen(os.open(self.partial, flags, 0o600), "wb")
+            salt = os.urandom(16)
+            self.file.write(_MAGIC + salt)
+            self.sealing = _Sealing(self.file, sealed._cipher(salt))
+        except OSError:
+            self.abandon()
+
+    def add(self, part: Any) -> None:
+        if self.file is None:
+            return
+        try:
+            pickle.dump(True, self.sealing, protocol=5)
+            pickle.dump(part, self.sealing, protocol=5)
+        except OSError:
+            self.abandon()
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        try:
+            pickle.dump(False, self.sealing, protocol=5)
+            self.sealing.finish()
+            self.file.close()
+            os.replace(self.partial, self.path)
+            for old in self.path.parent.glob("registry-*"):
+                if old != self.path and not old.name.endswith(".tmp"):
+                    old.unlink(missing_ok=True)
+        except OSError:
+            self.abandon()
+
+    def abandon(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.partial.unlink(missing_ok=True)
+
+
+class _Sealing(io.RawIOBase):
+    def __init__(self, file: io.BufferedWriter, cipher: AESGCM) -> None:
+        self.file, self.cipher, self.number = file, cipher, 0
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            take = min(_CHUNK - len(self.buffer), len(view) - done)
+            self.buffer += view[done:done + take]
+            done += take
+            if len(self.buffer) == _CHUNK:
+                self._seal(_MORE)
+        return done
+
+    def finish(self) -> None:
+        self._seal(_LAST)
+
+    def _seal(self, flag: bytes) -> None:
+        sealed = self.cipher.encrypt(self.number.to_bytes(12, "big"), bytes(self.buffer), flag)
+        self.file.write(flag + len(sealed).to_bytes(4, "big") + sealed)
+        self.number += 1
+        self.buffer.clear()
+
+
+class _Opening(io.RawIOBase):
+    def __init__(self, file: io.BufferedReader, cipher: AESGCM) -> None:
+        self.file, self.cipher, self.number = file, cipher, 0
+        self.chunk = memoryview(b"")
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.chunk and not self.done:
+            self._open()
+        size = min(len(buffer), len(self.chunk))
+        buffer[:size] = self.chunk[:size]
+        self.chunk = self.chunk[size:]
+        return size
+
+    def _open(self) -> None:
+        header = self.file.read(5)
+        if len(header) != 5 or header[:1] not in (_LAST, _MORE):
+            raise ValueError("the index file is cut short")
+        sealed = self.file.read(int.from_bytes(header[1:], "big"))
+        nonce = self.number.to_bytes(12, "big")
+        self.chunk = memoryview(self.cipher.decrypt(nonce, sealed, header[:1]))
+        self.number += 1
+        self.done = header[:1] == _LAST

@@ -1,0 +1,236 @@
+"""What the registry index holds for an identifier: its plain spellings (case, accents,
+spacing, phone and date formats, URL encoding), the base64 prefixes it starts, and the
+normalised inputs that vendors hash."""
+
+import base64
+import re
+from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import quote, quote_plus
+
+import phonenumbers
+
+from ..policy import category_of
+from .base import SEPARATOR, canonical, strip_accents
+from .hashes import _EVERY, _INPUT_BITS, _NARROW, _SINGLE
+
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
+# Shorter spellings match too much of unrelated text (a first name of two letters).
+_MIN_PLAIN = 3
+_MIN_BASE64 = 8
+# Keystroke-by-keystroke trackers send each prefix of what is typed: only long identifiers
+# (emails) are matched without their last characters, so a prefix still names one person.
+_MIN_KEYSTROKE = 10
+_NOT_DIGIT = re.compile(r"\D")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_NOT_ALNUM_OR_SEPARATOR = re.compile(r"[^a-z0-9\x00]")
+_NOT_WORD = re.compile(r"[^\w]")
+_NOT_LETTER = re.compile(r"[^a-z]")
+_ZIP_CITY = re.compile(r"^(?P<street>.*?),?\s*(?P<zip>\b\d{4,5}\b)\s+(?P<city>[^,\d]+)$")
+
+
+class HashInput(NamedTuple):
+    category: str
+    canonical: str
+    text: str
+    chains: tuple[int, ...]
+
+
+def _identified(identifiers: tuple[tuple[str, str], ...], region: str,
+                building: bool = False) -> list[tuple[str, str, str, str]]:
+    """(key, category, value, canonical) of each identifier, full names included. While the
+    index is built, a phone already in E.164 is parsed once for its canonical form and its
+    spellings; a search asks canonical(), whose cache is the larger."""
+    found = []
+    for key, value in _with_full_names(identifiers):
+        category = category_of(key)
+        canon = _e164(value, region) if building and category == "phone" else None
+        found.append((key, category, value, canon or canonical(category, value, region)))
+    return found
+
+
+def _e164(value: str, region: str) -> str | None:
+    """A phone number already written in E.164, which is then its canonical form, or None.
+    canonical() would parse it once more, and phonenumbers takes a tenth of a millisecond to
+    parse: the number parsed here is the one the spellings are formatted from."""
+    text = value.strip()
+    if not text.startswith("+") or not text[1:].isdigit():
+        return None
+    try:
+        number = _parse_phone(text, region)  # the region does not count after a "+"
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return text if e164 == text else None
+
+
+def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, str]:
+    """Every spelling of an identifier, with its form: plain, url, or one that only counts
+    as a whole value (keystroke, birthday)."""
+    spellings = dict.fromkeys(_plain_spellings(category, value, canon, region), "plain")
+    spellings.update((text, "url") for text in spellings if "%" in text)
+    if category == "email" and len(canon) >= _MIN_KEYSTROKE:
+        spellings.update((canon[:-cut], "keystroke") for cut in (1, 2))
+    elif category == "birth_date" and _ISO_DATE.fullmatch(value):
+        spellings[f"{value[5:7]}/{value[8:10]}"] = "birthday"  # Mailchimp's BIRTHDAY
+    return spellings
+
+
+def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[str]:
+    spellings = {value.lower(), canon.lower(), strip_accents(value).lower()}
+    if category == "phone":
+        spellings |= _phone_spellings(canon, region)
+    elif category == "postal_address" and "," in value:
+        spellings.add(value.split(",")[0].strip().lower())  # the street line alone
+    elif category in ("iban", "payment_card"):
+        spellings.add(" ".join(canon[i:i + 4] for i in range(0, len(canon), 4)).lower())
+    elif category == "birth_date" and _ISO_DATE.fullmatch(value):
+        y, m, d = value.split("-")
+        spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"}
+    elif category == "email":
+        spellings.add(_gmail(canon))
+    for text in list(spellings):
+        if not _UNRESERVED.fullmatch(text):  # else quoting leaves it as it is
+            spellings |= {_quote(text, _QUOTE).lower(), _quote(text, _QUOTE_PLUS).lower()}
+    return {s for s in spellings if len(s) >= _MIN_PLAIN}
+
+
+def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> list[HashInput]:
+    """What vendors hash, in a fixed order (a reference stores the position): the
+    normalisations that Meta CAPI, Google enhanced conversions and GA4 user-provided data,
+    TikTok, Snap and LinkedIn document. The primary email gets every hash and chain, phones
+    every hash, the other spellings the hashes vendors use."""
+    inputs: dict[str, HashInput] = {}
+
+    def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
+        if text and (text not in inputs or len(chains) > len(inputs[text].chains)):
+            inputs[text] = HashInput(category, canon, text, chains)
+
+    for key, category, value, canon in identified:
+        value = value.strip()
+        if category == "email":
+            add(category, canon, canon, _EVERY)
+            add(category, canon, _gmail(canon))
+        elif category == "phone":
+            add(category, canon, canon, _SINGLE)
+            add(category, canon, canon.lstrip("+"), _SINGLE)
+            add(category, canon, _national_digits(canon, region))
+        elif category == "name":
+            ascii_lower = strip_accents(value).lower()
+            add(category, canon, ascii_lower)
+            add(category, canon, _NOT_ALNUM.sub("", ascii_lower))
+            add(category, canon, value.lower())
+            if key == "name":  # Meta's fn and ln: each part, hashed alone
+                words = value.split()
+                # In a fixed order (not a set): positions must agree across processes.
+                for word in dict.fromkeys((words[0], words[-1])) if len(words) > 1 else ():
+                    add(category, canon, word.lower())
+                    add(category, canon, _NOT_WORD.sub("", word.lower()))
+                    add(category, canon, _name_key(word))
+        elif category == "postal_address":
+            add(category, canon, value.lower())
+            if match := _ZIP_CITY.match(value):
+                city = strip_accents(match["city"]).lower().strip()
+                add(category, canon, match["zip"])
+                add(category, canon, city)
+                add(category, canon, _NOT_LETTER.sub("", city))  # Meta's ct
+                add(category, canon, match["street"].strip().lower())
+        elif category == "birth_date":
+            add(category, canon, value)
+            add(category, canon, value.replace("-", ""))  # Meta's YYYYMMDD
+        else:
+            add(category, canon, value.lower())
+        add(category, canon, value)
+        add(category, canon, canon)
+    return list(inputs.values())[:1 << _INPUT_BITS]
+
+
+def _with_full_names(identifiers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """first_name and last_name also make a full name, as forms and CRMs write it."""
+    parts = dict(identifiers)
+    extra = []
+    if "first_name" in parts and "last_name" in parts:
+        extra.append(("name", f"{parts['first_name']} {parts['last_name']}"))
+    return [*identifiers, *extra]
+
+
+def _name_key(text: str) -> str:
+    """A name part as forms differ in writing it: no accents, case or punctuation."""
+    return _NOT_ALNUM.sub("", strip_accents(text).lower())
+
+
+def _name_keys(texts: list[str]) -> list[str]:
+    """_name_key of each text: ASCII ones in one pass (a batch of events has thousands)."""
+    joined = SEPARATOR.join(texts)
+    if joined.isascii() and joined.count(SEPARATOR) == len(texts) - 1:
+        return _NOT_ALNUM_OR_SEPARATOR.sub("", joined.lower()).split(SEPARATOR)
+    return [_name_key(text) for text in texts]
+
+
+def _name_parts(name: str) -> list[str]:
+    return [p for p in (_name_key(w) for w in name.split()) if p]
+
+
+def _gmail(email: str) -> str:
+    """Google's normalisation for enhanced conversions: no dots before @gmail.com."""
+    local, _, domain = email.partition("@")
+    if domain in ("gmail.com", "googlemail.com"):
+        return f"{local.replace('.', '')}@{domain}"
+    return email
+
+
+def _national_digits(e164: str, region: str) -> str:
+    return _NOT_DIGIT.sub("", _phone_format(e164, region, phonenumbers.PhoneNumberFormat.NATIONAL))
+
+
+@lru_cache(maxsize=1024)
+def _parse_phone(e164: str, region: str) -> phonenumbers.PhoneNumber:
+    return phonenumbers.parse(e164, region)
+
+
+@lru_cache(maxsize=1024)
+def _phone_format(e164: str, region: str, style: int) -> str:
+    """A number in one of phonenumbers' formats, or "" if it does not parse: the spellings
+    and the hash inputs both want the national one."""
+    try:
+        number = _parse_phone(e164, region)
+    except phonenumbers.NumberParseException:
+        return ""
+    return phonenumbers.format_number(number, style)
+
+
+def _phone_spellings(e164: str, region: str) -> set[str]:
+    try:
+        _parse_phone(e164, region)
+    except phonenumbers.NumberParseException:
+        return set()
+    national = _phone_format(e164, region, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = _phone_format(e164, region, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    national_digits = _NOT_DIGIT.sub("", national)
+    return {e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
+            international, national.replace(" ", "."), national.replace(" ", "-")}
+
+
+# quote(text, safe="") and quote_plus(text, safe="") of ASCII text, twice as fast.
+_QUOTE = {chr(i): f"%{i:02X}" for i in range(128) if not _UNRESERVED.fullmatch(chr(i))}
+_QUOTE_PLUS = {**_QUOTE, " ": "+"}
+_RESERVED = re.compile(r"[^A-Za-z0-9_.~-]")
+
+
+def _quote(text: str, table: dict[str, str]) -> str:
+    if not text.isascii():
+        return quote(text, safe="") if table is _QUOTE else quote_plus(text, safe="")
+    return _RESERVED.sub(lambda match: table[match.group()], text)
+
+
+def _base64_prefixes(text: str) -> set[str]:
+    """The part of base64(text) that stays the same when text is followed by more data."""
+    raw = text.encode()
+    stable = len(raw) // 3 * 4
+    if stable < _MIN_BASE64:
+        return set()
+    standard = base64.b64encode(raw).decode()[:stable]
+    return {standard, standard.replace("+", "-").replace("/", "_")}
