@@ -221,3 +221,20 @@ def test_ctrl_c_to_the_whole_group_loses_nothing(tmp_path: Path) -> None:
             process.wait()
     with sqlite3.connect(tmp_path / "audit.db") as db:
         assert db.execute("select flows, finished is not null from runs").fetchall() == [(20, 1)]
+
+
+async def test_answers_larger_than_one_read_come_back_whole(policy_file: Path,
+                                                            tmp_path: Path) -> None:
+    """The loop reads the worker's answers in 64 KiB chunks: one batch of 1,500 verdicts
+    (about 100 KB) arrives in pieces, and every flow still gets its own."""
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(tmp_path / "audit.db"))
+        flows = [post(f"http://eu.mailer.test/contacts/{n}") for n in range(1500)]
+        for flow in flows:  # no await suspends: one batch, one answer
+            await addon.request(flow)
+        barrier = make_flow(f"http://{BARRIER_HOST}/")
+        barrier.response = None
+        await addon.request(barrier)
+        assert all(flow.metadata.get("gdpr_audit") == ["clear-text"] for flow in flows)
+        addon.done()

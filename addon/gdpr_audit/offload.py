@@ -4,14 +4,14 @@ audit reads out of a flow and hands it to ONE worker process, which owns the `Au
 the writer thread, the GIL; on another core it costs the loop a few microseconds a flow.
 
 The hand-off is a pipe. The loop batches what one of its iterations produced and writes it
-without ever blocking (what the pipe cannot take yet waits in a buffer until it can); a
-thread reads the worker's answers (verdicts, barrier acknowledgements) and passes them back to
-the loop. The worker reads until the pipe's end of file, so it stops by itself when the proxy
+without ever blocking (what the pipe cannot take yet waits in a buffer until it can), and
+reads the worker's answers (verdicts, barrier acknowledgements) from another pipe when the
+loop says it is readable. No thread: a reader thread cost the loop the GIL, a wake-up call
+and a few more system calls for each answer. The worker reads until the pipe's end of file, so it stops by itself when the proxy
 dies, even by SIGKILL: it commits what it already received and leaves the run unfinished,
 as an interrupted run."""
 
 import asyncio
-import collections
 import copy
 import logging
 import multiprocessing
@@ -20,7 +20,7 @@ import pickle
 import signal
 import struct
 import sys
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,10 +139,10 @@ class OffloadedAudits:
         self._buffer = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
-        self._barriers: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self._barriers: dict[int, asyncio.Future[None]] = {}
         self._next_barrier = 0
-        self._verdicts: collections.deque[Verdict] = collections.deque()
-        self._closed = threading.Event()
+        self._received = bytearray()
+        self._clean = False
         self.errors: list[str] = []
         self.alive = True
         started = self._answers.poll(start_timeout)
@@ -152,8 +152,12 @@ class OffloadedAudits:
             raise RuntimeError(f"the audit worker did not start: {value}")
         self.run_id: int = value
         os.set_blocking(self._fd, False)
-        self._reader = threading.Thread(target=self._read, name="gdpr-audit-answers", daemon=True)
-        self._reader.start()
+        self._answers_fd = self._answers.fileno()
+        os.set_blocking(self._answers_fd, False)
+        try:
+            self._attach(asyncio.get_running_loop())
+        except RuntimeError:  # no loop yet: the first hand-off on one attaches it
+            pass
 
     # --- the event loop's side ---
     def submit(self, flow: http.HTTPFlow) -> None:
@@ -163,10 +167,9 @@ class OffloadedAudits:
         """Returns once the log holds everything submitted before."""
         if not self.alive:
             return
-        loop = asyncio.get_running_loop()
         token, self._next_barrier = self._next_barrier, self._next_barrier + 1
-        future: asyncio.Future[None] = loop.create_future()
-        self._barriers[token] = (loop, future)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers[token] = future
         self._put(("barrier", token), now=True)
         await future
 
@@ -183,14 +186,16 @@ class OffloadedAudits:
     def _put(self, item: tuple[Any, ...], now: bool = False) -> None:
         self._pending.append(item)
         try:
-            self._loop = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (hooks called directly): write now
             self._send()
             return
+        if loop is not self._loop:
+            self._attach(loop)
         if now:
-            self._loop.call_soon(self._send)
+            loop.call_soon(self._send)
         elif len(self._pending) == 1:  # one write per COALESCE seconds, however many flows
-            self._loop.call_later(COALESCE, self._send)
+            loop.call_later(COALESCE, self._send)
 
     def _send(self) -> None:
         items, self._pending = self._pending, []
@@ -204,7 +209,7 @@ class OffloadedAudits:
             written = os.write(self._fd, self._buffer)
         except BlockingIOError:
             written = 0
-        except OSError:  # the worker is gone: the reader thread reports it
+        except OSError:  # the worker is gone: reading its answers finds the end of file
             written = len(self._buffer)
         del self._buffer[:written]
         # a full pipe (the worker is behind): finish when the loop says it is writable
@@ -215,43 +220,65 @@ class OffloadedAudits:
             self._loop.remove_writer(self._fd)
             self._writing = False
 
-    # --- the answers, on a thread of their own ---
-    def _read(self) -> None:
-        clean = False
-        while not clean:
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the answers on this loop (from now on; a test may run several loops)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._answers_fd)
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+                self._writing = False
+        self._loop = loop
+        if self.alive:
+            loop.add_reader(self._answers_fd, self._receive)
+
+    # --- the answers, read on the loop ---
+    def _receive(self) -> bool:
+        """Handle every complete answer the pipe holds; False once the worker is gone."""
+        while True:
             try:
-                kind, value = self._answers.recv()
-            except (EOFError, OSError):
+                chunk = os.read(self._answers_fd, 1 << 16)
+            except BlockingIOError:
                 break
-            if kind == "verdicts":
-                self._verdicts.extend(value)
-                self._call_soon(self._deliver)
-            elif kind == "flushed":
-                _threadsafe(*self._barriers.pop(value))
-            elif kind == "closed":
-                self.errors += value
-                clean = True
-        if not clean:
-            self.alive = False
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._gone()
+                return False
+            self._received += chunk
+        while len(self._received) >= 4:
+            (size,) = struct.unpack_from("!i", self._received)
+            start = 4
+            if size == -1:  # Connection's framing of a message over 2 GiB
+                if len(self._received) < 12:
+                    break
+                (size,), start = struct.unpack_from("!Q", self._received, 4), 12
+            if len(self._received) < start + size:
+                break
+            answer = pickle.loads(self._received[start:start + size])
+            del self._received[:start + size]
+            self._answer(*answer)
+        return True
+
+    def _answer(self, kind: str, value: Any) -> None:
+        if kind == "verdicts":
+            self._on_verdicts(value)
+        elif kind == "flushed":
+            _resolve(self._barriers.pop(value))
+        elif kind == "closed":
+            self.errors += value
+            self._clean = True
+
+    def _gone(self) -> None:
+        """End of file: the worker has exited, after "closed" or not."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._answers_fd)
+        if self.alive and not self._clean:
             logger.error("gdpr: the audit worker stopped; flows handed to it since its last "
                          "commit may be missing from the log")
+        self.alive = False
         for waiting in self._barriers.values():  # nobody is left to answer them
-            _threadsafe(*waiting)
-        self._closed.set()
-
-    def _call_soon(self, callback: Callable[[], None]) -> None:
-        if self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(callback)
-            except RuntimeError:  # the loop is closed: close() delivers what is left
-                pass
-
-    def _deliver(self) -> None:
-        verdicts = []
-        while self._verdicts:
-            verdicts.append(self._verdicts.popleft())
-        if verdicts:
-            self._on_verdicts(verdicts)
+            _resolve(waiting)
+        self._barriers.clear()
 
     def close(self, timeout: float = 600.0) -> None:
         """Hand over what is pending, let the worker commit it and end the run."""
@@ -267,25 +294,22 @@ class OffloadedAudits:
                     del self._buffer[:os.write(self._fd, self._buffer)]
             except OSError:
                 pass
-            self._closed.wait(timeout)
-            self.alive = False
+            # the worker answers "closed" once the log holds everything, then exits
+            deadline = time.monotonic() + timeout
+            while self._receive() and time.monotonic() < deadline:
+                wait([self._answers], deadline - time.monotonic())
+            if self.alive:
+                self._gone()
         self._outbox.close()
+        self._answers.close()
         self.process.join(30)
         if self.process.is_alive():
             self.process.kill()
-        self._deliver()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
+    if not future.done() and not future.get_loop().is_closed():
         future.set_result(None)
-
-
-def _threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    try:
-        loop.call_soon_threadsafe(_resolve, future)
-    except RuntimeError:  # its loop is closed: nobody waits any more
-        pass
 
 
 def _failed(auditor: Auditor, state: tuple[Any, ...], error: Exception) -> FlowAudit:
