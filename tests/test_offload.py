@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -303,3 +304,24 @@ async def test_enforce_writes_through_the_worker_and_survives_its_death(policy_f
         addon.done()
     assert len(rows(db, "select id from flows")) == 2
     assert ("undeclared-recipient",) in rows(db, "select rule from violations")
+
+
+async def test_closing_with_full_pipes_both_ways(policy_file: Path, tmp_path: Path) -> None:
+    """close() hands over a batch larger than the pipe while the worker is answering one
+    larger than the pipe: it must read the answers while it writes, or both wait forever."""
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        for n in range(1500):  # verdicts: about 100 KB in one answer
+            await addon.request(post(f"http://eu.mailer.test/contacts/{n}"))
+        await asyncio.sleep(0.1)  # handed over; the worker audits them for a second or two
+        padding = "x" * 1000
+        for n in range(500):  # about 500 KB still to write when done() comes
+            await addon.request(post(f"https://eu.mailer.test/contacts/{n}",
+                                     json.dumps({"note": padding})))
+        closing = threading.Thread(target=addon.done, daemon=True)
+        closing.start()
+        closing.join(120)
+        assert not closing.is_alive(), "close() and the worker wait for each other"
+    assert rows(db, "select count(*) from flows") == [(2000,)]

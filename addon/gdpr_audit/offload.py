@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import selectors
 import signal
 import struct
 import sys
@@ -329,18 +330,31 @@ class OffloadedAudits:
             self._pending.append(("close",))
             items, self._pending = self._pending, []
             self._buffer += _frame(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
-            if self._writing and self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_writer(self._fd)
-            os.set_blocking(self._fd, True)
-            try:
-                while self._buffer:
-                    del self._buffer[:os.write(self._fd, self._buffer)]
-            except OSError:
-                pass
-            # the worker answers "closed" once the log holds everything, then exits
+            if self._loop is not None and not self._loop.is_closed():
+                if self._writing:
+                    self._loop.remove_writer(self._fd)
+                self._loop.remove_reader(self._answers_fd)
+            self._writing = False
+            # Write the rest while reading the answers: a worker blocked on a full answers
+            # pipe reads nothing more. It answers "closed" once the log holds everything,
+            # then exits (end of file).
             deadline = time.monotonic() + timeout
-            while self._receive() and time.monotonic() < deadline:
-                wait([self._answers], deadline - time.monotonic())
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._answers_fd, selectors.EVENT_READ)
+                selector.register(self._fd, selectors.EVENT_WRITE)
+                writing = True
+                while self._receive() and time.monotonic() < deadline:
+                    if self._buffer:
+                        try:
+                            del self._buffer[:os.write(self._fd, self._buffer)]
+                        except BlockingIOError:
+                            pass
+                        except OSError:  # the worker is gone: its end of file comes next
+                            self._buffer.clear()
+                    if writing and not self._buffer:
+                        selector.unregister(self._fd)
+                        writing = False
+                    selector.select(max(0.0, deadline - time.monotonic()))
             if self.alive:
                 self._gone()
         self._outbox.close()
