@@ -45,7 +45,11 @@ BACKLOG = 64 * 1024 * 1024
 """Bytes of flows the worker has not taken yet beyond which new requests wait for it: the
 worker runs at a lower priority than the proxy (it yields the CPU when both need it), so
 the log may lag under load, but memory stays bounded and nothing is dropped."""
-WORKER_NICE = 10
+WORKER_NICE = 19
+"""The lowest priority: on a busy machine (the proxy bench: two cores for wrk, the proxy and
+the worker), nice 10 still took the proxy's core from it now and then, 0.1-0.3 ms of the
+proxy's CPU time a request in side-by-side runs. The log catches up when the load drops,
+and at the latest when the proxy stops."""
 
 
 @dataclass(frozen=True)
