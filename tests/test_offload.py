@@ -25,7 +25,8 @@ from mitmproxy.test import taddons, tflow
 from conftest import make_flow
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
-from gdpr_audit.offload import audit_state, flow_state, rebuild, rebuild_audit
+from gdpr_audit.offload import (OffloadedAudits, audit_state, flow_state, rebuild,
+                                rebuild_audit)
 from gdpr_audit.policy import load_policy
 from gdpr_audit.store import AuditStore
 from gdpr_audit.pytest_plugin import _free_port, start_proxy
@@ -325,3 +326,20 @@ async def test_closing_with_full_pipes_both_ways(policy_file: Path, tmp_path: Pa
         closing.join(120)
         assert not closing.is_alive(), "close() and the worker wait for each other"
     assert rows(db, "select count(*) from flows") == [(2000,)]
+
+
+def test_answers_read_with_the_end_of_file_are_not_lost(policy_file: Path, tmp_path: Path,
+                                                        caplog) -> None:
+    """The worker's last answers ("closed" among them) and its exit can reach the proxy in
+    one read: the answers count, and a clean stop is not reported as a death."""
+    verdicts: list = []
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, verdicts.extend)
+    offload.submit(post("http://eu.mailer.test/contacts"))  # no loop: written at once
+    offload._put(("close",))  # the worker answers, ends the run and exits...
+    offload.process.join(60)
+    offload.close()  # ...before the proxy reads a byte of it
+    assert [v.rules for v in verdicts] == [("clear-text",)]
+    assert "the audit worker stopped" not in caplog.text and offload.errors == []
+    assert rows(tmp_path / "audit.db", "select flows, finished is not null from runs") == [(1, 1)]

@@ -284,16 +284,15 @@ class OffloadedAudits:
     # --- the answers, read on the loop ---
     def _receive(self) -> bool:
         """Handle every complete answer the pipe holds; False once the worker is gone."""
-        while True:
+        open_ = True
+        while open_:
             try:
                 chunk = os.read(self._answers_fd, 1 << 16)
             except BlockingIOError:
                 break
             except OSError:
                 chunk = b""
-            if not chunk:
-                self._gone()
-                return False
+            open_ = bool(chunk)
             self._received += chunk
         while len(self._received) >= 4:
             (size,) = struct.unpack_from("!i", self._received)
@@ -307,7 +306,9 @@ class OffloadedAudits:
             answer = pickle.loads(self._received[start:start + size])
             del self._received[:start + size]
             self._answer(*answer)
-        return True
+        if not open_:  # after the answers read with it: "closed" comes just before the end
+            self._gone()
+        return open_
 
     def _answer(self, kind: str, value: Any) -> None:
         if kind == "verdicts":
