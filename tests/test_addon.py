@@ -3,13 +3,16 @@
 Strategy: drive the hooks the way the proxy does, then read the log with sqlite3 after
 `done()`, which must have drained the writer thread."""
 
+import asyncio
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
 import pytest
 from conftest import make_flow
 from mitmproxy import exceptions, websocket
+from mitmproxy.log import LegacyLogEvents
 from mitmproxy.test import taddons, tflow
 
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
@@ -169,3 +172,40 @@ def test_the_script_mitmproxy_loads(policy_file: Path, db: Path) -> None:
         assert addon.policy is not None and addon.offload is not None
         assert addon.auditor is None  # log-only: the worker's index is the only one built
         addon.done()
+
+
+class AddLogListener:
+    """An addon with mitmproxy's deprecated `add_log` hook."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add_log(self, entry) -> None:
+        self.lines.append(entry.msg)
+
+
+async def test_violation_lines_reach_add_log_listeners(policy_file: Path, db: Path) -> None:
+    listener, addon = AddLogListener(), GdprAudit()
+    with taddons.context(listener, addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        await addon.request(post("http://eu.mailer.test/contacts"))
+        addon.done()  # hands the verdict back
+        await asyncio.sleep(0)  # mitmproxy fires add_log on the loop's next iteration
+    assert any("gdpr: POST eu.mailer.test: clear-text" in line for line in listener.lines)
+
+
+def test_violation_lines_skip_add_log_when_no_addon_listens() -> None:
+    """The event costs 250 us a line through every addon: skipped when it reaches nobody,
+    for our lines only."""
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        [legacy] = [h for h in logging.getLogger().handlers
+                    if isinstance(h, LegacyLogEvents) and h.master is tctx.master]
+
+        def record(name: str) -> logging.LogRecord:
+            return logging.getLogger(name).makeRecord(
+                name, logging.WARNING, __file__, 1, "gdpr: POST eu.mailer.test: clear-text",
+                None, None)
+
+        assert not legacy.filter(record("gdpr_audit.addon"))
+        assert legacy.filter(record("someone.else"))

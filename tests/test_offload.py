@@ -8,11 +8,13 @@ processes with real signals and read the log with sqlite3."""
 import asyncio
 import json
 import os
+import pickle
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,8 +25,10 @@ from mitmproxy.test import taddons, tflow
 from conftest import make_flow
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
-from gdpr_audit.offload import flow_state, rebuild
+from gdpr_audit.offload import (OffloadedAudits, audit_state, flow_state, rebuild,
+                                rebuild_audit)
 from gdpr_audit.policy import load_policy
+from gdpr_audit.store import AuditStore
 from gdpr_audit.pytest_plugin import _free_port, start_proxy
 from test_addon import ALICE, post, rows
 
@@ -221,3 +225,121 @@ def test_ctrl_c_to_the_whole_group_loses_nothing(tmp_path: Path) -> None:
             process.wait()
     with sqlite3.connect(tmp_path / "audit.db") as db:
         assert db.execute("select flows, finished is not null from runs").fetchall() == [(20, 1)]
+
+
+async def test_answers_larger_than_one_read_come_back_whole(policy_file: Path,
+                                                            tmp_path: Path) -> None:
+    """The loop reads the worker's answers in 64 KiB chunks: one batch of 1,500 verdicts
+    (about 100 KB) arrives in pieces, and every flow still gets its own."""
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(tmp_path / "audit.db"))
+        flows = [post(f"http://eu.mailer.test/contacts/{n}") for n in range(1500)]
+        for flow in flows:  # no await suspends: one batch, one answer
+            await addon.request(flow)
+        barrier = make_flow(f"http://{BARRIER_HOST}/")
+        barrier.response = None
+        await addon.request(barrier)
+        assert all(flow.metadata.get("gdpr_audit") == ["clear-text"] for flow in flows)
+        addon.done()
+
+
+def _log(db: Path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(db) as conn:
+        return {table: conn.execute(f"select * from {table} order by 1").fetchall()
+                for table in ("flows", "findings", "violations", "violation_findings")}
+
+
+def test_an_audit_handed_over_is_written_like_the_original(tmp_path: Path, monkeypatch) -> None:
+    """Enforce mode audits in the proxy and hands the result to the worker as plain values:
+    the log must hold exactly what writing the audit itself would have written."""
+    monkeypatch.setenv("GDPR_AUDIT_KEY", "k" * 64)  # one key: the same fingerprints
+    auditor = Auditor(load_policy(str(ROOT / "policies"), None))
+    flows = [
+        make_flow("http://api.segment.io/v1/track", "POST",
+                  '{"email": "client.7@example.fr", "event": "Order Completed", '
+                  '"order_id": "ORD-7", "total": 7.5}', {"content-type": "application/json"}),
+        make_flow("http://www.google-analytics.com/collect?v=2&tid=G-X&cid=7.1700000000&uid=u7"
+                  "&dl=https%3A%2F%2Fshop.example%2Fp%2F7&en=page_view", "GET", "",
+                  {"cookie": "_ga=GA1.2.7.1700000000; session=s7"}),
+        make_flow("http://forms.tracker-widget.example/submit", "POST",
+                  "email=marie.dupont%2B7%40example.fr&phone=%2B33612340007&newsletter=1",
+                  {"content-type": "application/x-www-form-urlencoded"}),
+        make_flow("https://shop.example/cart"),  # first party, nothing to say
+    ]
+    audits = [auditor.audit(flow) for flow in flows]
+    assert sum(len(a.violations) for a in audits) >= 3
+    assert any(len(v.evidence) > 1 for a in audits for v in a.violations)
+    for name, written in (("original", audits),
+                          ("handed-over", [rebuild_audit(pickle.loads(pickle.dumps(
+                              audit_state(a)))) for a in audits])):
+        store = AuditStore(str(tmp_path / f"{name}.db"))
+        store.record(store.start_run("proxy", ["policies"]), [(a, "proxy") for a in written])
+        store.db.close()
+    original, handed_over = _log(tmp_path / "original.db"), _log(tmp_path / "handed-over.db")
+    assert original["violation_findings"] and original == handed_over
+
+
+async def test_enforce_writes_through_the_worker_and_survives_its_death(policy_file: Path,
+                                                                       tmp_path: Path) -> None:
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
+        assert addon.offload is not None and addon.writer is None
+        first = post("http://eu.mailer.test/contacts")
+        await addon.request(first)
+        barrier = make_flow(f"http://{BARRIER_HOST}/")
+        barrier.response = None
+        await addon.request(barrier)
+        assert rows(db, "select rule from violations") == [("clear-text",)]
+        os.kill(addon.offload.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while addon.offload.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        second = post("http://collect.adnetwork.test/e?u=alice.martin%40example.org")
+        second.response = None
+        await addon.request(second)
+        assert second.response is not None and second.response.status_code == 451
+        assert addon.writer is not None  # written in the proxy's process from now on
+        addon.done()
+    assert len(rows(db, "select id from flows")) == 2
+    assert ("undeclared-recipient",) in rows(db, "select rule from violations")
+
+
+async def test_closing_with_full_pipes_both_ways(policy_file: Path, tmp_path: Path) -> None:
+    """close() hands over a batch larger than the pipe while the worker is answering one
+    larger than the pipe: it must read the answers while it writes, or both wait forever."""
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        for n in range(1500):  # verdicts: about 100 KB in one answer
+            await addon.request(post(f"http://eu.mailer.test/contacts/{n}"))
+        await asyncio.sleep(0.1)  # handed over; the worker audits them for a second or two
+        padding = "x" * 1000
+        for n in range(500):  # about 500 KB still to write when done() comes
+            await addon.request(post(f"https://eu.mailer.test/contacts/{n}",
+                                     json.dumps({"note": padding})))
+        closing = threading.Thread(target=addon.done, daemon=True)
+        closing.start()
+        closing.join(120)
+        assert not closing.is_alive(), "close() and the worker wait for each other"
+    assert rows(db, "select count(*) from flows") == [(2000,)]
+
+
+def test_answers_read_with_the_end_of_file_are_not_lost(policy_file: Path, tmp_path: Path,
+                                                        caplog) -> None:
+    """The worker's last answers ("closed" among them) and its exit can reach the proxy in
+    one read: the answers count, and a clean stop is not reported as a death."""
+    verdicts: list = []
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, verdicts.extend)
+    offload.submit(post("http://eu.mailer.test/contacts"))  # no loop: written at once
+    offload._put(("close",))  # the worker answers, ends the run and exits...
+    offload.process.join(60)
+    offload.close()  # ...before the proxy reads a byte of it
+    assert [v.rules for v in verdicts] == [("clear-text",)]
+    assert "the audit worker stopped" not in caplog.text and offload.errors == []
+    assert rows(tmp_path / "audit.db", "select flows, finished is not null from runs") == [(1, 1)]
