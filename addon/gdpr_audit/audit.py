@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
-from .detectors.base import SEPARATOR, Joined
+from .detectors.base import SEPARATOR, Joined, Screen
 from .detectors.fieldnames import FieldNameDetector, Label, label_of
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
@@ -69,6 +69,8 @@ class Auditor:
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self._value_readers = [d for d in self.detectors if not d.reads_key]
         self._field_names = next(d for d in self.detectors if isinstance(d, FieldNameDetector))
+        self._hints = Screen([(self.known, hint) for hint in self.known.hints] + [
+            (d, d.hint) for d in self.detectors if d.hint is not None])
         self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
@@ -229,25 +231,22 @@ class Auditor:
 
     def _screen(self, fields: list[Field]) -> dict[object, set[str]]:
         """For a request of many values (a batch of events), the values each detector (and
-        the registry) need look at: one scan of them all for its hint finds the few it could
-        report on. A detector without a hint, or a value that is not screened, is missing or
-        included: every value it holds is looked at. needs[_SCREENED] holds the values the
-        registry and the key-blind detectors were screened for: those not memoised."""
+        the registry) need look at: one scan of them all for every hint finds the few they
+        could report on. A detector without a hint, or a value that is not screened, is
+        missing or included: every value it holds is looked at. needs[_SCREENED] holds the
+        values the registry and the key-blind detectors were screened for: those not
+        memoised (the others' findings are known)."""
         if len(fields) < _SCREEN_FROM:
             return {}
         values = list(dict.fromkeys(item.value for item in fields))
         # Non-ASCII text changes length when its case changes: looked at one by one.
         unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
-        every = [v for v in values if v not in unscreened] if unscreened else values
-        fresh = Joined([v for v in every if v not in self._by_value])  # memoised by value
-        all_values = Joined(every) if len(fresh.values) < len(every) else fresh
+        joined = Joined([v for v in values if v not in unscreened] if unscreened else values)
         needs: dict[object, set[str]] = {
-            self.known: unscreened | fresh.hit(self.known.hits(fresh.text)),
-            _SCREENED: set(fresh.values)}
-        for detector in self.detectors:
-            if detector.hint is not None:
-                joined = all_values if detector.reads_key else fresh
-                needs[detector] = unscreened | joined.hinted(detector.hint)
+            owner: unscreened | hit for owner, hit in self._hints.scan(joined).items()}
+        needs.setdefault(self.known, set(unscreened)).update(
+            joined.hit(self.known.automaton_hits(joined.text)))
+        needs[_SCREENED] = {v for v in joined.values if v not in self._by_value}
         return needs
 
     def _found_by_value(self, item: Field, needs: dict[object, set[str]] | None = None,

@@ -9,6 +9,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import ClassVar
 
+import hyperscan
 import phonenumbers
 
 from ..fields import Field
@@ -55,12 +56,12 @@ class Detector:
     """True when findings depend on the field's key or location, not on its value alone:
     the others' results are memoised by value."""
 
-    hint: ClassVar[re.Pattern[str] | None] = None
+    hint: ClassVar[str | None] = None
     """A pattern found in every ASCII value `find` reports on, so that thousands of values
-    (a batch of events) are screened in one scan of them all, joined by SEPARATOR, and only
-    those it hits are looked at; None: every value is. Written for speed rather than
-    precision: ASCII classes, no look-arounds, no `\\b` (each makes a scan several times
-    slower)."""
+    (a batch of events) are screened in one scan of them all (see Screen), and only those it
+    hits are looked at; None: every value is. Written in the syntax Python's re and Hyperscan
+    share, without look-arounds and with SPACE for whitespace; a run of a class is best closed
+    by a character outside it, so that the scan reports the run once, not at every end."""
 
     def __init__(self, region: str = "FR", own_domains: tuple[str, ...] = ()) -> None:
         self.region = region
@@ -73,22 +74,48 @@ class Detector:
 SEPARATOR = "\x00"
 """Joins the values of a batch for screening: no pattern or registry spelling matches it,
 so none matches across two values, and it is a word boundary like the end of a value."""
+SPACE = r"\t\n\v\f\r\x1c-\x1f "
+"""What Python's `\\s` matches in ASCII text (Hyperscan's `\\s` leaves out \\x1c-\\x1f)."""
 
 
 class Joined:
-    """ASCII values joined by SEPARATOR, to be screened in a few scans (Detector.hint)."""
+    """ASCII values, each between two SEPARATORs, to be screened in one scan."""
 
     def __init__(self, values: list[str]) -> None:
         self.values = values
-        self.text = SEPARATOR.join(values)
-        self._starts = list(accumulate((len(v) + 1 for v in values), initial=0))
+        self.text = SEPARATOR + SEPARATOR.join(values) + SEPARATOR
+        # Value i, and the SEPARATOR after it, from _starts[i]: a match ends in the value
+        # it was found in, or on the SEPARATOR that closed it.
+        self._starts = list(accumulate((len(v) + 1 for v in values), initial=1))
 
     def hit(self, positions: Iterable[int]) -> set[str]:
         """The values at these positions of the text."""
         return {self.values[bisect_right(self._starts, p) - 1] for p in positions}
 
-    def hinted(self, hint: re.Pattern[str]) -> set[str]:
-        return self.hit(match.start() for match in hint.finditer(self.text))
+
+class Screen:
+    """Hints of several owners (detectors, the registry) scanned over a batch of values in
+    one pass of Hyperscan, which runs every pattern at once at C speed: the screening of
+    20,000 values costs milliseconds, where a scan with `re` per pattern cost tens."""
+
+    def __init__(self, hints: Iterable[tuple[object, str]]) -> None:
+        self._owners, patterns = zip(*hints)
+        self._database = hyperscan.Database()
+        self._database.compile(expressions=[p.encode() for p in patterns],
+                               ids=list(range(len(patterns))), elements=len(patterns))
+
+    def scan(self, joined: Joined) -> dict[object, set[str]]:
+        """For each owner, the values its hints hit."""
+        ends: list[list[int]] = [[] for _ in self._owners]
+
+        def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
+            ends[index].append(end - 1)
+
+        self._database.scan(joined.text.encode(), match_event_handler=matched)
+        hits: dict[object, set[str]] = {owner: set() for owner in self._owners}
+        for owner, positions in zip(self._owners, ends):
+            hits[owner] |= joined.hit(positions)
+        return hits
 
 
 def strip_accents(text: str) -> str:

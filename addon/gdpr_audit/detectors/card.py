@@ -19,7 +19,7 @@ _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|
 class CardDetector(Detector):
     id = "payment_card"
     category = "payment_card"
-    hint = re.compile(r"[0-9][0-9 -]{12,}")
+    hint = r"[0-9][0-9 -]{12,}[^0-9 -]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _CARD.finditer(field.value):

@@ -14,7 +14,7 @@ _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "avif", 
 class EmailDetector(Detector):
     id = "email"
     category = "email"
-    hint = re.compile("@")
+    hint = "@"
 
     def find(self, field: Field) -> Iterator[Finding]:
         if "@" not in field.value:

@@ -18,6 +18,8 @@ import numpy
 import whirlpool
 from Crypto.Hash import MD2, MD4
 
+from .base import SPACE
+
 
 
 # CPython's own (HACL*) md5, sha1 and sha2 skip OpenSSL's set-up on every call: about a
@@ -82,14 +84,13 @@ _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,88}={0,2}(?![A-
 _SHORT_DIGEST = re.compile(r"[0-9a-fA-F]{8}|[0-9a-fA-F]{16}")
 _DECIMAL = re.compile(r"-?\d{5,20}")
 _DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
-# What _digest_candidates takes, as hints over a batch of values joined by SEPARATOR
-# (KnownSubjects.hits): runs of hex; of base64 only those of a length that decodes to a
-# digest's size; short digests and numbers only as a whole value. A greedy run starts where
-# the run does: no look-behind, which would make the scan several times slower.
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{22,}=*")
-_DIGEST_BASE64_LENGTHS = frozenset(-(-size * 4 // 3) for size in _DIGEST_SIZES if size >= 16)
-_WHOLE_DIGEST = re.compile(r"\x00\s*(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?\d{5,20})\s*(?=\x00)")
+# What _digest_candidates takes, as hints over a batch of values (KnownSubjects.hints): runs
+# of hex; of base64 only those of a length that decodes to a digest's size; short digests and
+# numbers only as a whole value, between two SEPARATORs.
+HEX_RUN = "[0-9a-fA-F]{32,}[^0-9a-fA-F]"
+BASE64_RUN = "[^A-Za-z0-9+/_-](?:%s)=*[^A-Za-z0-9+/_-]" % "|".join(
+    f"[A-Za-z0-9+/_-]{{{-(-size * 4 // 3)}}}" for size in sorted(_DIGEST_SIZES) if size >= 16)
+WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:[0-9a-fA-F]{{8}}|[0-9a-fA-F]{{16}}|-?[0-9]{{5,20}})[{SPACE}]*\x00"
 
 
 def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:

@@ -15,7 +15,7 @@ class IbanDetector(Detector):
 
     id = "iban"
     category = "iban"
-    hint = re.compile(r"[A-Za-z]{2}[0-9]{2}[ A-Za-z0-9]{8,}")
+    hint = r"[A-Za-z]{2}[0-9]{2}[ A-Za-z0-9]{8,}[^ A-Za-z0-9]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _IBAN.finditer(field.value.upper()):

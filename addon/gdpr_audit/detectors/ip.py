@@ -24,7 +24,7 @@ class IpAddressDetector(Detector):
     id = "ip_address"
     reads_key = True
     category = "ip_address"
-    hint = re.compile("[.:]")
+    hint = "[.:]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value.strip()

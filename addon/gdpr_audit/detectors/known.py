@@ -18,10 +18,9 @@ import numpy
 
 from ..fields import Field
 from ..policy import Subject
-from .base import SEPARATOR, Finding, canonical, is_word_boundary
-from .hashes import (_BASE64_RUN, _CHAIN_BITS, _DIGEST_BASE64_LENGTHS, _HEX_RUN, _INPUT_BITS,
-                     _WHOLE_DIGEST, ALGORITHMS, CHAINS, DECIMAL, MAX_SUBJECTS, SALTED,
-                     _digest_candidates, _form_name, _key)
+from .base import SPACE, Finding, canonical, is_word_boundary
+from .hashes import (_CHAIN_BITS, _INPUT_BITS, ALGORITHMS, BASE64_RUN, CHAINS, DECIMAL, HEX_RUN,
+                     MAX_SUBJECTS, SALTED, WHOLE_DIGEST, _digest_candidates, _form_name, _key)
 from .registry_index import (_FORMS, _LENGTH_BITS, _LENGTH_MASK, _MAX_NAMED, _POSITION_BITS,
                              _SHARED, _index)
 from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
@@ -30,7 +29,7 @@ __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
 
 
 _SPACES = re.compile(r"\s+")
-_SPACE_RUN = re.compile(r"\s\s|[\t\n\r\f\v\x1c-\x1f]")  # what _SPACES would change
+_SPACE_RUN = f"[{SPACE}][{SPACE}]|[\\t\\n\\r\\f\\v\\x1c-\\x1f]"  # what _SPACES would change
 # Spellings too short or too partial to count inside running text.
 _WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday"})
 
@@ -127,22 +126,22 @@ class KnownSubjects:
         if len(self._keys):
             yield from self._find_digests(field)
 
-    def hits(self, batch: str) -> Iterator[int]:
-        """Where `find` could find something in `batch` (ASCII values joined by SEPARATOR):
-        every raw match of the automata, every token shaped like a digest, and every run of
-        whitespace (find() makes it one space before matching). See Detector.hint."""
+    @property
+    def hints(self) -> list[str]:
+        """What `find` needs to find anything beyond the automata's spellings (which
+        automaton_hits finds): whitespace that find() turns into one space, and every token
+        shaped like a digest. See Detector.hint."""
+        hints = [_SPACE_RUN] if len(self.plain) else []
+        if len(self._keys):
+            hints += [HEX_RUN, BASE64_RUN, WHOLE_DIGEST]
+        return hints
+
+    def automaton_hits(self, batch: str) -> Iterator[int]:
+        """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
         if len(self.plain):
-            yield from (match.start() for match in _SPACE_RUN.finditer(batch))
             yield from (end for end, _ in self.plain.iter(batch.lower()))
         if len(self.encoded):
             yield from (end for end, _ in self.encoded.iter(batch))
-        if len(self._keys):
-            yield from (match.start() for match in _HEX_RUN.finditer(batch))
-            yield from (match.start() for match in _BASE64_RUN.finditer(batch)
-                        if len(match.group().rstrip("=")) in _DIGEST_BASE64_LENGTHS)
-            # one separator more on each side: the pattern then needs no ^, $ or look-behind
-            yield from (match.start() for match in
-                        _WHOLE_DIGEST.finditer(f"{SEPARATOR}{batch}{SEPARATOR}"))
 
     def _find_digests(self, field: Field) -> Iterator[Finding]:
         seen: set[tuple[str, str, str]] = set()

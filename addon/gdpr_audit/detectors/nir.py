@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from stdnum.fr import nir
 
 from ..fields import Field
-from .base import Detector, Finding
+from .base import SPACE, Detector, Finding
 
 # Sex, year, month, department (2A/2B for Corsica), commune, order number, key: 15 characters,
 # often printed in groups.
@@ -16,7 +16,7 @@ class NirDetector(Detector):
 
     id = "fr_nir"
     category = "national_id"
-    hint = re.compile(r"[0-9][0-9\sABab]{14,}")
+    hint = rf"[0-9][0-9{SPACE}ABab]{{14,}}[^0-9{SPACE}ABab]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _NIR.finditer(field.value):

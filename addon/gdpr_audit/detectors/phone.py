@@ -4,7 +4,7 @@ from collections.abc import Iterator
 import phonenumbers
 
 from ..fields import Field
-from .base import Detector, Finding
+from .base import SPACE, Detector, Finding
 
 # Keys under which a number written without '+' is still a phone number.
 _PHONE_KEY = re.compile(r"(phone|tel|mobile|portable|sms|msisdn|(^|[._\[])(to|from|ph)\]?$)", re.I)
@@ -19,7 +19,7 @@ class PhoneDetector(Detector):
     id = "phone"
     reads_key = True
     category = "phone"
-    hint = re.compile(r"[0-9][0-9\s().-]{5,}[0-9]")
+    hint = rf"[0-9][0-9{SPACE}().-]{{5,}}[0-9][{SPACE}().-]*[^0-9{SPACE}().-]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value
