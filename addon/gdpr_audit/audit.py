@@ -152,22 +152,22 @@ class Auditor:
     def detect(self, extraction: Extraction) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
+        fields = extraction.fields
         findings: dict[tuple[str, ...], Finding] = {}
-        needs = self._screen(extraction.fields)
-        found = [(item, self._found_by_value(item, needs)) for item in extraction.fields]
-        for item, (known, _) in found:
+        needs = self._screen(fields)
+        found = self._found_by_values(fields, needs)
+        for item, (known, _) in zip(fields, found):
             for finding in known:
                 key = (item.location, item.key, finding.category, finding.subject or "")
                 kept = findings.get(key)
                 if kept is None or len(finding.canonical) > len(kept.canonical):
                     findings[key] = finding  # the full name, not the first name inside it
-        for finding in self.known.find_split(extraction.fields):  # first and last name apart
+        for finding in self.known.find_split(fields):  # first and last name apart
             findings.setdefault((finding.field.location, finding.field.key, "name",
                                  finding.subject or ""), finding)
         seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in findings.values()}
         seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-        columns: dict[tuple[str, str, str], list[Any]] = {}
 
         def keep(item: Field, finding: Finding) -> None:
             place = (item.location, item.key, finding.category)
@@ -179,41 +179,40 @@ class Auditor:
             seen_fields.add(place)
             findings[value_key] = finding
 
-        def keep_field_name(item: Field) -> None:
-            """The elements of an array share their key's label: what the field names say
-            of `batch[*].sku` is one finding, made once and counted (see _per_shape)."""
-            shape = _shape_of(item.location, item.key)
-            label = self._label(item.location, item.key, shape)
-            if shape == item.key or label is None:
-                if (finding := self._field_names.finding(item, label)) is not None:
-                    keep(item, finding)
-                return
-            place = (item.location, item.key, label.category)
-            if not self._field_names.holds(item.value, label) or place in seen_fields:
-                return
-            seen_fields.add(place)  # no value of this place was seen either, then
-            column = columns.get((item.location, shape, label.category))
-            if column is None:
-                finding = self._field_names.finding(item, label)
-                assert finding is not None
-                findings[value_key := (*place, finding.canonical)] = finding
-                seen_values.add(value_key)
-                columns[(item.location, shape, label.category)] = [value_key, 1]
-            else:
-                column[1] += 1
-
-        key_readers = [(d, needs.get(d)) for d in self.detectors if d.reads_key]
-        for item, (_, by_value) in found:
-            value = item.value
+        # The elements of an array share their key's label: what the field names say of
+        # `batch[*].sku` is one finding, made once and counted (see _per_shape).
+        columns: dict[tuple[str, str, str], list[Any]] = {}
+        labels: dict[tuple[str, str], Label | None] = {}
+        key_readers = [(d, needs.get(d)) for d in self.detectors
+                       if d.reads_key and d is not self._field_names]
+        for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields)):
             for finding in by_value:
                 keep(item, finding)
-            for detector, need in key_readers:
-                if need is None or value in need:
-                    if detector is self._field_names:
-                        keep_field_name(item)
+            label = labels.get((item.location, shape), _UNKNOWN)
+            if label is _UNKNOWN:
+                label = labels[(item.location, shape)] = self._label(item.location, item.key, shape)
+            if label is None:
+                pass
+            elif shape == item.key:
+                if (finding := self._field_names.finding(item, label)) is not None:
+                    keep(item, finding)
+            elif self._field_names.holds(item.value, label):
+                place = (item.location, item.key, label.category)
+                if place not in seen_fields:
+                    seen_fields.add(place)  # no value of this place was seen either, then
+                    column = columns.get((item.location, shape, label.category))
+                    if column is None:
+                        finding = self._field_names.finding(item, label)
+                        assert finding is not None
+                        findings[value_key := (*place, finding.canonical)] = finding
+                        seen_values.add(value_key)
+                        columns[(item.location, shape, label.category)] = [value_key, 1]
                     else:
-                        for finding in detector.find(item):
-                            keep(item, finding)
+                        column[1] += 1
+            for detector, need in key_readers:
+                if need is None or item.value in need:
+                    for finding in detector.find(item):
+                        keep(item, finding)
         for value_key, count in columns.values():
             if count > 1:
                 findings[value_key] = replace(findings[value_key], count=count)
@@ -248,6 +247,19 @@ class Auditor:
             joined.hit(self.known.automaton_hits(joined.text)))
         needs[_SCREENED] = {v for v in joined.values if v not in self._by_value}
         return needs
+
+    def _found_by_values(self, fields: list[Field], needs: dict[object, set[str]],
+                         ) -> list[tuple[tuple[Finding, ...], tuple[Finding, ...]]]:
+        """_found_by_value of each field; a screened value that no hint hit has nothing."""
+        screened = needs.get(_SCREENED)
+        if not screened:
+            return [self._found_by_value(item, needs) for item in fields]
+        quiet = screened.difference(needs[self.known], *(
+            needs[d] for d in self._value_readers if d in needs))
+        if any(d not in needs for d in self._value_readers):
+            quiet = set()  # a detector without a hint looks at every value
+        return [_NOTHING if item.value in quiet else self._found_by_value(item, needs)
+                for item in fields]
 
     def _found_by_value(self, item: Field, needs: dict[object, set[str]] | None = None,
                         ) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
@@ -372,6 +384,18 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
                             count=sum(f.count for f in group))
         merged.append(first)
     return merged
+
+
+def _shapes_of(fields: list[Field]) -> list[str]:
+    """_shape_of of each field, in one pass over their keys (a batch has thousands)."""
+    keys = [item.key for item in fields]
+    joined = SEPARATOR.join(keys)
+    if "[" not in joined:
+        return keys
+    if joined.count(SEPARATOR) != len(keys) - 1:  # a key with a SEPARATOR in it
+        return [_shape_of(item.location, item.key) for item in fields]
+    return [key if item.location in ("path", "query") else shape
+            for item, key, shape in zip(fields, keys, _INDEX.sub("[*]", joined).split(SEPARATOR))]
 
 
 def _shape_of(location: str, key: str) -> str:

@@ -172,12 +172,13 @@ class KnownSubjects:
         if not self._split:
             return
         short = [item for item in fields if len(item.value) <= 64]
-        values: dict[str, Field] = {}
-        for key, item in zip(_name_keys([item.value for item in short]), short, strict=True):
-            values.setdefault(key, item)
-        for first, item in values.items():
-            for number, last in self._split.get(first, ()):
-                if last in values:
+        keys = _name_keys([item.value for item in short])
+        present = set(keys)
+        firsts = [first for first in present if first in self._split]
+        for first in sorted(firsts, key=keys.index):  # in the order of the fields
+            item = short[keys.index(first)]
+            for number, last in self._split[first]:
+                if last in present:
                     subject = self.subjects[number]
                     name = dict(_with_full_names(subject.identifiers)).get("name", "")
                     yield Finding(self.id, "name", item, item.value,
