@@ -213,6 +213,20 @@ def test_ndjson_documents_are_numbered():
     ]
 
 
+def test_json_that_only_pythons_reader_accepts_is_still_walked():
+    """NaN, integers past 64 bits and escaped lone surrogates: the fast parser refuses them,
+    Python's json reads them, and the values beside them must not be lost to a text blob."""
+    raw = (b'{"score": NaN, "id": 123456789012345678901234567890, "tag": "\\ud800x", '
+           b'"user": {"email": "jane.roe@example.org"}}')
+    request = make(raw=raw, content_type="application/json")
+    assert tuples(request)[1:] == [
+        ("body", "score", "nan", ()),
+        ("body", "id", "123456789012345678901234567890", ()),
+        ("body", "tag", "\ud800x", ()),
+        ("body", "user.email", EMAIL, ()),
+    ]
+
+
 def test_invalid_json_falls_back_to_text():
     raw = b'{"email": "jane.roe@example.org", oops'
     request = make(raw=raw, content_type="application/json")

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
 
 import brotli
+import orjson
 from mitmproxy import http
 from mitmproxy.net.http import multipart
 
@@ -190,7 +191,7 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
     if not stripped or stripped[0] not in "{[":
         return False
     try:
-        _walk(out, location, key, json.loads(stripped), depth, layers)
+        _walk(out, location, key, _parse_json(stripped), depth, layers)
         return True
     except ValueError:
         pass
@@ -202,7 +203,7 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
     if len(lines) < 2:
         return False
     try:
-        documents = [json.loads(line) for line in lines]
+        documents = [_parse_json(line) for line in lines]
     except (ValueError, RecursionError):
         return False
     nested = (*layers[:-1], "ndjson") if layers and layers[-1] == "json" else (*layers, "ndjson")
@@ -211,31 +212,47 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
     return True
 
 
+def _parse_json(text: str) -> Any:
+    """orjson reads a batch of events in half the time json takes; what it refuses and json
+    reads (NaN, integers past 64 bits, escaped lone surrogates) is read by json."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
           layers: tuple[str, ...]) -> None:
     # Depth first, in document order; children are named as they are reached, so the tail of
     # a batch past MAX_FIELDS costs nothing.
+    fields = out.fields
     stack: list[Iterator[tuple[str, Any]]] = [iter([(key, node)])]
     while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-            continue
-        path, item = entry
-        if isinstance(item, dict):
-            children = [(_join(path, name), name, child)
-                        for name, child in item.items()]  # JSON keys: always str
-            for child_path, name, _ in children:
-                if _keys_seen.get(name) is not False:  # most keys: known not to identify
-                    _add_key(out, location, child_path, name, layers)
-            stack.append((child_path, child) for child_path, _, child in children)
-        elif isinstance(item, list):
-            stack.append(_elements(path, item))
-        elif item is not None and item is not True and item is not False:
+        for path, item in stack[-1]:
+            if isinstance(item, dict):
+                prefix = f"{path}." if path else ""
+                children = [(prefix + name if name[:1] != "[" else _join(path, name), name, child)
+                            for name, child in item.items()]  # JSON keys: always str
+                for child_path, name, _ in children:
+                    if _keys_seen.get(name) is not False:  # most keys: known not to identify
+                        _add_key(out, location, child_path, name, layers)
+                stack.append((child_path, child) for child_path, _, child in children)
+                break
+            if isinstance(item, list):
+                stack.append(_elements(path, item))
+                break
+            if item is None or item is True or item is False:
+                continue
             value = item if isinstance(item, str) else str(item)
-            if not _add_value(out, Field(location, path, value,
-                                         _named(layers, key, path) if layers else layers), depth):
+            if (_decoded.get(value) == () and not layers and depth < MAX_DEPTH
+                    and len(fields) < MAX_FIELDS and len(value) <= MAX_VALUE_CHARS):
+                fields.append(Field(location, path, value))  # what _add_value would do
+            elif not _add_value(out, Field(location, path, value,
+                                           _named(layers, key, path) if layers else layers),
+                                depth):
                 return
+        else:
+            stack.pop()
 
 
 def _elements(path: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
