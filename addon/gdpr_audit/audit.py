@@ -12,7 +12,7 @@ from mitmproxy import http
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.base import SEPARATOR, Joined, Screen
-from .detectors.fieldnames import FieldNameDetector, Label, label_of
+from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .fields import Extraction, Field, decompress, message_fields, request_fields
 from .policy import Policy
 from .recipients import Destination, resolve
@@ -180,40 +180,42 @@ class Auditor:
             findings[value_key] = finding
 
         # The elements of an array share their key's label: what the field names say of
-        # `batch[*].sku` is one finding, made once and counted (see _per_shape).
-        columns: dict[tuple[str, str, str], list[Any]] = {}
-        labels: dict[tuple[str, str], Label | None] = {}
+        # `batch[*].sku` is one finding, made once and counted (see _per_shape). Per shape:
+        # [its label, the finding's key in `findings`, how many values it stands for].
+        shapes: dict[tuple[str, str], list[Any]] = {}
+        blank = self._field_names.blanks({item.value for item in fields})
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
         for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields)):
             for finding in by_value:
                 keep(item, finding)
-            label = labels.get((item.location, shape), _UNKNOWN)
-            if label is _UNKNOWN:
-                label = labels[(item.location, shape)] = self._label(item.location, item.key, shape)
+            column = shapes.get((item.location, shape))
+            if column is None:
+                label = self._label(item.location, item.key, shape)
+                column = shapes[(item.location, shape)] = [label, None, 0]
+            label = column[0]
             if label is None:
                 pass
             elif shape == item.key:
                 if (finding := self._field_names.finding(item, label)) is not None:
                     keep(item, finding)
-            elif self._field_names.holds(item.value, label):
+            elif (item.value not in blank if label.form == FIELD_NAME
+                  else self._field_names.holds(item.value, label)):
                 place = (item.location, item.key, label.category)
                 if place not in seen_fields:
                     seen_fields.add(place)  # no value of this place was seen either, then
-                    column = columns.get((item.location, shape, label.category))
-                    if column is None:
+                    if column[1] is None:
                         finding = self._field_names.finding(item, label)
                         assert finding is not None
                         findings[value_key := (*place, finding.canonical)] = finding
                         seen_values.add(value_key)
-                        columns[(item.location, shape, label.category)] = [value_key, 1]
-                    else:
-                        column[1] += 1
+                        column[1] = value_key
+                    column[2] += 1
             for detector, need in key_readers:
                 if need is None or item.value in need:
                     for finding in detector.find(item):
                         keep(item, finding)
-        for value_key, count in columns.values():
+        for _, value_key, count in shapes.values():
             if count > 1:
                 findings[value_key] = replace(findings[value_key], count=count)
         return _per_shape(findings.values())

@@ -2,7 +2,7 @@
 to recognise (a first name, a street, a cookie id, the page someone viewed)."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -71,6 +71,10 @@ def _category_of_leaf(leaf: str) -> str | None:
     return "credentials" if category is None and _PASSWORD.search(leaf) else category
 
 
+FIELD_NAME = "field name"
+"""The form of a finding made from its key alone."""
+
+
 class Label(NamedTuple):
     category: str
     form: str
@@ -87,7 +91,7 @@ def label_of(location: str, key: str) -> Label | None:
     category = _category_of_leaf(leaf)
     if category is None and leaf == "name" and _PERSON.search(key):
         category = "name"
-    return Label(category, "field name") if category is not None else None
+    return Label(category, FIELD_NAME) if category is not None else None
 
 
 class FieldNameDetector(Detector):
@@ -113,5 +117,11 @@ class FieldNameDetector(Detector):
         """Whether a value under a key of this label is personal data: not empty, and a
         SHA-256 digest under the hashed-data keys."""
         value = value.strip()
-        return value.lower() not in _EMPTY and (label.form == "field name"
+        return value.lower() not in _EMPTY and (label.form == FIELD_NAME
                                                 or bool(_SHA256.fullmatch(value)))
+
+    @staticmethod
+    def blanks(values: Iterable[str]) -> set[str]:
+        """The values that hold nothing under any label (`holds`), found at once for the
+        thousands of a batch."""
+        return {value for value in values if value.strip().lower() in _EMPTY}

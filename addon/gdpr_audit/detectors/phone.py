@@ -6,8 +6,11 @@ import phonenumbers
 from ..fields import Field
 from .base import SPACE, Detector, Finding
 
-# Keys under which a number written without '+' is still a phone number.
-_PHONE_KEY = re.compile(r"(phone|tel|mobile|portable|sms|msisdn|(^|[._\[])(to|from|ph)\]?$)", re.I)
+# Keys under which a number written without '+' is still a phone number: a word anywhere, or
+# a short name as the last segment. Two patterns on the lowered key, each starting with a few
+# literal characters, where one case-blind pattern cost 5 us a key (thousands in a batch).
+_PHONE_WORD = re.compile(r"phone|tel|mobile|portable|sms|msisdn")
+_PHONE_LAST = re.compile(r"[._\[](?:to|from|ph)\]?$")
 # Cheap pre-check so libphonenumber only sees values that could hold a number.
 _DIGITS = re.compile(r"\d[\d\s().-]{5,}\d")
 
@@ -25,10 +28,15 @@ class PhoneDetector(Detector):
         value = field.value
         if not _DIGITS.search(value):
             return
-        region = self.region if _PHONE_KEY.search(field.key) else None
+        region = self.region if _phone_key(field.key) else None
         if region is None and "+" not in value:
             return
         for match in phonenumbers.PhoneNumberMatcher(value, region or "ZZ",
                                                       leniency=phonenumbers.Leniency.VALID):
             e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             yield Finding(self.id, self.category, field, match.raw_string, e164)
+
+
+def _phone_key(key: str) -> bool:
+    lowered = key.lower()
+    return bool(_PHONE_WORD.search(lowered) or _PHONE_LAST.search("." + lowered))
