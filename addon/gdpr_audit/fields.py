@@ -224,28 +224,33 @@ def _parse_json(text: str) -> Any:
 def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
           layers: tuple[str, ...]) -> None:
     # Depth first, in document order; children are named as they are reached, so the tail of
-    # a batch past MAX_FIELDS costs nothing.
+    # a batch past MAX_FIELDS costs nothing. Strings first: most of a batch.
     fields = out.fields
+    undecoded = not layers and depth < MAX_DEPTH  # values _add_value may add as they are
     stack: list[Iterator[tuple[str, Any]]] = [iter([(key, node)])]
     while stack:
         for path, item in stack[-1]:
-            if isinstance(item, dict):
+            if isinstance(item, str):
+                value = item
+            elif isinstance(item, dict):
                 prefix = f"{path}." if path else ""
-                children = [(prefix + name if name[:1] != "[" else _join(path, name), name, child)
-                            for name, child in item.items()]  # JSON keys: always str
-                for child_path, name, _ in children:
+                children = []
+                for name, child in item.items():  # JSON keys: always str
+                    child_path = prefix + name if name[:1] != "[" else _join(path, name)
                     if _keys_seen.get(name) is not False:  # most keys: known not to identify
                         _add_key(out, location, child_path, name, layers)
-                stack.append((child_path, child) for child_path, _, child in children)
+                    children.append((child_path, child))
+                stack.append(iter(children))
                 break
-            if isinstance(item, list):
+            elif isinstance(item, list):
                 stack.append(_elements(path, item))
                 break
-            if item is None or item is True or item is False:
+            elif item is None or item is True or item is False:
                 continue
-            value = item if isinstance(item, str) else str(item)
-            if (_decoded.get(value) == () and not layers and depth < MAX_DEPTH
-                    and len(fields) < MAX_FIELDS and len(value) <= MAX_VALUE_CHARS):
+            else:
+                value = str(item)
+            if (undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_VALUE_CHARS
+                    and not _decodings(value)):
                 fields.append(Field(location, path, value))  # what _add_value would do
             elif not _add_value(out, Field(location, path, value,
                                            _named(layers, key, path) if layers else layers),
