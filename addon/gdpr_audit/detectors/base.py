@@ -1,6 +1,7 @@
 """What every detector shares: the Finding it reports and the canonical form of a value."""
 
 import re
+import threading
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
@@ -99,10 +100,7 @@ class Screen:
     20,000 values costs milliseconds, where a scan with `re` per pattern cost tens."""
 
     def __init__(self, hints: Iterable[tuple[object, str]]) -> None:
-        self._owners, patterns = zip(*hints)
-        self._database = hyperscan.Database()
-        self._database.compile(expressions=[p.encode() for p in patterns],
-                               ids=list(range(len(patterns))), elements=len(patterns))
+        self._owners, self._patterns = zip(*hints)
 
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
@@ -111,11 +109,23 @@ class Screen:
         def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
             ends[index].append(end - 1)
 
-        self._database.scan(joined.text.encode(), match_event_handler=matched)
+        database, scratch = _database(self._patterns)
+        with scratch:  # one scratch space per database: one scan at a time
+            database.scan(joined.text.encode(), match_event_handler=matched)
         hits: dict[object, set[str]] = {owner: set() for owner in self._owners}
         for owner, positions in zip(self._owners, ends):
             hits[owner] |= joined.hit(positions)
         return hits
+
+
+@lru_cache(maxsize=8)
+def _database(patterns: tuple[str, ...]) -> tuple[hyperscan.Database, threading.Lock]:
+    """Compiled once per process when first needed: it takes about 150 ms, and most flows
+    are too small to be screened."""
+    database = hyperscan.Database()
+    database.compile(expressions=[p.encode() for p in patterns],
+                     ids=list(range(len(patterns))), elements=len(patterns))
+    return database, threading.Lock()
 
 
 def strip_accents(text: str) -> str:
