@@ -402,6 +402,8 @@ def _decodings(value: str) -> tuple[tuple[str, str], ...]:
     or token rides in many requests, so short values are decoded once per process."""
     if len(value) > _MAX_MEMO_CHARS:
         return _decode(value)
+    if len(value) == 36 and _UUID.fullmatch(value):  # an id, never an encoding; not kept:
+        return ()                                     # a batch brings thousands, each once
     found = _decoded.get(value)
     if found is None:
         if len(_decoded) >= _MAX_MEMO_ENTRIES:
@@ -416,8 +418,6 @@ _decoded: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
 def _decode(value: str) -> tuple[tuple[str, str], ...]:
-    if len(value) == 36 and _UUID.fullmatch(value):  # an id, never an encoding of anything
-        return ()
     found: list[tuple[str, str]] = []
     head = value[:1]
     if "%" in value or ("+" in value and "=" in value):
