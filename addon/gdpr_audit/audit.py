@@ -76,6 +76,7 @@ class Auditor:
         self._redacted: dict[str, str] = {}
         self._redacted_keys: dict[str, str] = {}
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
+        self._destinations: dict[tuple[str, str], Destination] = {}
 
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
         """Audit the request (and WebSocket messages and HTML page, when the flow has them);
@@ -122,7 +123,7 @@ class Auditor:
         result.limits = extraction.limits
         result.findings = self.detect(extraction)
         identifying = any(f.category not in CONTEXTUAL for f in result.findings)
-        result.destination = resolve(self.policy, result.host, flow.request.path)
+        result.destination = self._resolve(result.host, flow.request.path)
         consent = (read_consent(extraction.fields, self.policy.signal_purposes)
                    if self.policy.read_signals else ConsentReading())
         result.consent = self._redact_json(consent.record) if consent.record else None
@@ -138,6 +139,16 @@ class Auditor:
             result.violations.extend(replace(v, message=self.redact_key(v.message))
                                      for v in rule.check(facts))
         result.fields = [self.redact_key(f.field.key) for f in result.findings]
+
+    def _resolve(self, host: str, path: str) -> Destination:
+        """resolve, memoised: the same hosts and endpoints come back in every flow."""
+        where = (host, path.partition("?")[0])
+        destination = self._destinations.get(where)
+        if destination is None:
+            if len(self._destinations) >= _MAX_MEMO_ENTRIES:
+                self._destinations.clear()
+            destination = self._destinations[where] = resolve(self.policy, host, path)
+        return destination
 
     def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
         response = flow.response

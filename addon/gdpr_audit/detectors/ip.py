@@ -1,6 +1,7 @@
 import ipaddress
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 from ..fields import Field
 from .base import Detector, Finding
@@ -28,12 +29,14 @@ class IpAddressDetector(Detector):
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value.strip()
+        if "." not in value and ":" not in value:  # no address is written without them
+            return
         leaf = field.key[-_LONGEST_KEY:]  # both patterns look at the end: keep them linear
-        if _IP_KEY.search(leaf):
+        if _ip_key(leaf):
             candidates = [m.group() for m in _IPV4.finditer(value)]
             candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
         elif (("." in value or ":" in value) and len(value) <= 45
-              and _ADDRESS_SHAPE.fullmatch(value) and not _VERSION_KEY.search(leaf)):
+              and _ADDRESS_SHAPE.fullmatch(value) and not _version_key(leaf)):
             candidates = [value]
         else:
             return
@@ -50,3 +53,14 @@ class IpAddressDetector(Detector):
 def _unbracket(text: str) -> str:
     bracketed = _BRACKETED.match(text)
     return bracketed.group(1) if bracketed else text.strip(" []\"")
+
+
+# The same keys come back in every flow, and a case-blind search of one costs microseconds.
+@lru_cache(maxsize=4096)
+def _ip_key(leaf: str) -> bool:
+    return bool(_IP_KEY.search(leaf))
+
+
+@lru_cache(maxsize=4096)
+def _version_key(leaf: str) -> bool:
+    return bool(_VERSION_KEY.search(leaf))

@@ -1,5 +1,6 @@
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 import phonenumbers
 
@@ -37,6 +38,7 @@ class PhoneDetector(Detector):
             yield Finding(self.id, self.category, field, match.raw_string, e164)
 
 
+@lru_cache(maxsize=4096)  # the same keys come back in every flow
 def _phone_key(key: str) -> bool:
     lowered = key.lower()
     return bool(_PHONE_WORD.search(lowered) or _PHONE_LAST.search("." + lowered))
