@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -25,6 +26,7 @@ _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
 _SCREENED = "screened"
 _UNKNOWN = object()
+_VALUE = attrgetter("value")
 _NOTHING: tuple[tuple[Finding, ...], tuple[Finding, ...]] = ((), ())
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
@@ -250,15 +252,17 @@ class Auditor:
         memoised (the others' findings are known)."""
         if len(fields) < _SCREEN_FROM:
             return {}
-        values = list(dict.fromkeys(item.value for item in fields))
+        values = list(dict.fromkeys(map(_VALUE, fields)))
         # Non-ASCII text changes length when its case changes: looked at one by one.
-        unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
+        every = SEPARATOR.join(values)
+        unscreened = set() if every.isascii() and every.count(SEPARATOR) == len(values) - 1 else {
+            v for v in values if not v.isascii() or SEPARATOR in v}
         joined = Joined([v for v in values if v not in unscreened] if unscreened else values)
         needs: dict[object, set[str]] = {
             owner: unscreened | hit for owner, hit in self._hints.scan(joined).items()}
         needs.setdefault(self.known, set(unscreened)).update(
             joined.hit(self.known.automaton_hits(joined.text)))
-        needs[_SCREENED] = {v for v in joined.values if v not in self._by_value}
+        needs[_SCREENED] = set(joined.values).difference(self._by_value)
         return needs
 
     def _found_by_values(self, fields: list[Field], needs: dict[object, set[str]],

@@ -3,14 +3,13 @@
 import re
 import threading
 import unicodedata
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
 from typing import ClassVar
 
 import hyperscan
+import numpy
 import phonenumbers
 
 from ..fields import Field
@@ -87,11 +86,14 @@ class Joined:
         self.text = SEPARATOR + SEPARATOR.join(values) + SEPARATOR
         # Value i, and the SEPARATOR after it, from _starts[i]: a match ends in the value
         # it was found in, or on the SEPARATOR that closed it.
-        self._starts = list(accumulate((len(v) + 1 for v in values), initial=1))
+        lengths = numpy.fromiter(map(len, values), dtype=numpy.int64, count=len(values))
+        self._starts = numpy.cumsum(lengths + 1) - lengths
 
     def hit(self, positions: Iterable[int]) -> set[str]:
         """The values at these positions of the text."""
-        return {self.values[bisect_right(self._starts, p) - 1] for p in positions}
+        found = numpy.fromiter(positions, dtype=numpy.int64)
+        indexes = numpy.searchsorted(self._starts, found, side="right") - 1
+        return {self.values[index] for index in numpy.unique(indexes).tolist()}
 
 
 class Screen:
