@@ -154,3 +154,16 @@ def test_an_audit_bug_is_recorded_without_the_data(policy: Policy,
     audit = auditor.audit(post_json("https://eu.mailer.test/contacts", ALICE))
     assert audit.status == "error" and audit.violations == []
     assert audit.error.startswith("KeyError") and "alice.martin" not in audit.error
+
+
+def test_an_identifier_two_subjects_share_names_both(policy: Policy) -> None:
+    """A household's one phone: whoever it belongs to was sent, so both are in the log."""
+    from dataclasses import replace
+
+    from gdpr_audit.policy import Subject
+    sharer = Subject("alice-partner", (("phone", "+33612345601"),), {})
+    shared = replace(policy, subjects=(*policy.subjects, sharer))
+    flow = post_json("https://tracker.elsewhere.test/collect", {"tel": "+33612345601"})
+    audit = Auditor(shared).audit(flow)
+    assert {(f.subject, f.category) for f in audit.findings if f.detector == "registry"} == {
+        ("alice", "phone"), ("alice-partner", "phone")}

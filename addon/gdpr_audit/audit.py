@@ -166,72 +166,69 @@ class Auditor:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
         fields = extraction.fields
-        findings: dict[tuple[str, ...], Finding] = {}
         needs = self._screen(fields)
         found = self._found_by_values(fields, needs)
-        for item, (known, _) in zip(fields, found):
-            for finding in known:
-                key = (item.location, item.key, finding.category, finding.subject or "")
-                kept = findings.get(key)
-                if kept is None or len(finding.canonical) > len(kept.canonical):
-                    findings[key] = finding  # the full name, not the first name inside it
-        for finding in self.known.find_split(fields):  # first and last name apart
-            findings.setdefault((finding.field.location, finding.field.key, "name",
-                                 finding.subject or ""), finding)
-        seen_values = {(f.field.location, f.field.key, f.category, f.canonical)
-                       for f in findings.values()}
-        seen_fields = {(f.field.location, f.field.key, f.category) for f in findings.values()}
-
-        def keep(item: Field, finding: Finding) -> None:
-            place = (item.location, item.key, finding.category)
-            value_key = (*place, finding.canonical)
-            if value_key in seen_values or (finding.detector == "field_name"
-                                            and place in seen_fields):
-                return
-            seen_values.add(value_key)
-            seen_fields.add(place)
-            findings[value_key] = finding
-
-        # The elements of an array share their key's label: what the field names say of
-        # `batch[*].sku` is one finding, made once and counted (see _per_shape). Per shape:
-        # [its label, the finding's key in `findings`, how many values it stands for].
-        shapes: dict[tuple[str, str], list[Any]] = {}
+        kept = _Kept(self._registry_findings(fields, found))
+        columns: dict[tuple[str, str], _Column] = {}
         blank = self._field_names.blanks({item.value for item in fields})
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
         for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields)):
             for finding in by_value:
-                keep(item, finding)
-            column = shapes.get((item.location, shape))
+                kept.keep(finding)
+            column = columns.get((item.location, shape))
             if column is None:
                 label = self._label(item.location, item.key, shape)
-                column = shapes[(item.location, shape)] = [label, None, 0]
-            label = column[0]
-            if label is None:
-                pass
-            elif shape == item.key:
-                if (finding := self._field_names.finding(item, label)) is not None:
-                    keep(item, finding)
-            elif (item.value not in blank if label.form == FIELD_NAME
-                  else self._field_names.holds(item.value, label)):
-                place = (item.location, item.key, label.category)
-                if place not in seen_fields:
-                    seen_fields.add(place)  # no value of this place was seen either, then
-                    if column[1] is None:
-                        finding = self._field_names.finding(item, label)
-                        assert finding is not None
-                        findings[value_key := (*place, finding.canonical)] = finding
-                        seen_values.add(value_key)
-                        column[1] = value_key
-                    column[2] += 1
+                column = columns[(item.location, shape)] = _Column(label)
+            if column.label is not None:
+                self._guess(item, shape == item.key, column, kept, blank)
             for detector, need in key_readers:
                 if need is None or item.value in need:
                     for finding in detector.find(item):
-                        keep(item, finding)
-        for _, value_key, count in shapes.values():
-            if count > 1:
-                findings[value_key] = replace(findings[value_key], count=count)
-        return _per_shape(findings.values())
+                        kept.keep(finding)
+        for column in columns.values():
+            if column.count > 1:
+                kept.findings[column.key] = replace(kept.findings[column.key],
+                                                    count=column.count)
+        return _per_shape(kept.findings.values())
+
+    def _registry_findings(self, fields: list[Field], found: list[tuple[tuple[Finding, ...],
+                                                                         tuple[Finding, ...]]],
+                           ) -> dict[tuple[str, ...], Finding]:
+        """The registry's findings, one per subject and category at each place: the full
+        name rather than the first name inside it; then names sent as first and last name."""
+        findings: dict[tuple[str, ...], Finding] = {}
+        for item, (known, _) in zip(fields, found):
+            for finding in known:
+                key = (item.location, item.key, finding.category, finding.subject or "")
+                kept = findings.get(key)
+                if kept is None or len(finding.canonical) > len(kept.canonical):
+                    findings[key] = finding
+        for finding in self.known.find_split(fields):
+            findings.setdefault((finding.field.location, finding.field.key, "name",
+                                 finding.subject or ""), finding)
+        return findings
+
+    def _guess(self, item: Field, alone: bool, column: "_Column", kept: "_Kept",
+               blank: set[str]) -> None:
+        """What the key says `item` holds. The elements of an array share their key's
+        label: what the field names say of `batch[*].sku` is one finding, made once and
+        counted in its column (see _per_shape)."""
+        label = column.label
+        assert label is not None
+        if alone:  # not in an array
+            if (finding := self._field_names.finding(item, label)) is not None:
+                kept.keep(finding)
+        elif (item.value not in blank if label.form == FIELD_NAME
+              else self._field_names.holds(item.value, label)):
+            place = (item.location, item.key, label.category)
+            if place not in kept.places:
+                kept.places.add(place)  # no value of this place was seen either, then
+                if column.key is None:
+                    finding = self._field_names.finding(item, label)
+                    assert finding is not None
+                    column.key = kept.add(finding)
+                column.count += 1
 
     def _label(self, location: str, key: str, shape: str) -> Label | None:
         """label_of, memoised by shape (the label of `batch[12].sku` is that of every
@@ -371,6 +368,44 @@ class Auditor:
                 f"{quote(self.redact(k), safe='[]*', errors='replace')}="
                 f"{quote(v, safe='*', errors='replace')}" for k, v in query)
         return redacted
+
+
+class _Kept:
+    """The findings of one request, each once: a value at a place (location, key and
+    category) once, and a field-name guess only at a place where no value was found."""
+
+    def __init__(self, registry: dict[tuple[str, ...], Finding]) -> None:
+        self.findings = registry  # one per subject at a place: two may share an identifier
+        self.values = {(f.field.location, f.field.key, f.category, f.canonical)
+                       for f in registry.values()}
+        self.places = {(f.field.location, f.field.key, f.category) for f in registry.values()}
+
+    def keep(self, finding: Finding) -> None:
+        field = finding.field
+        place = (field.location, field.key, finding.category)
+        if (*place, finding.canonical) in self.values or (
+                finding.detector == "field_name" and place in self.places):
+            return
+        self.places.add(place)
+        self.add(finding)
+
+    def add(self, finding: Finding) -> tuple[str, ...]:
+        field = finding.field
+        key = (field.location, field.key, finding.category, finding.canonical)
+        self.findings[key] = finding
+        self.values.add(key)
+        self.places.add(key[:3])
+        return key
+
+
+@dataclass(slots=True)
+class _Column:
+    """The values of one array shape (`batch[*].sku`) as far as field names go: its label,
+    the finding made for the first that holds anything, and how many do."""
+
+    label: Label | None
+    key: tuple[str, ...] | None = None
+    count: int = 0
 
 
 def _remember(memo: dict[str, Any], text: str, result: Any) -> None:
