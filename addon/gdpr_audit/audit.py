@@ -173,7 +173,7 @@ class Auditor:
         blank = self._field_names.blanks({item.value for item in fields})
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
-        for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields)):
+        for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields), strict=True):
             for finding in by_value:
                 kept.keep(finding)
             column = columns.get((item.location, shape))
@@ -198,7 +198,7 @@ class Auditor:
         """The registry's findings, one per subject and category at each place: the full
         name rather than the first name inside it; then names sent as first and last name."""
         findings: dict[tuple[str, ...], Finding] = {}
-        for item, (known, _) in zip(fields, found):
+        for item, (known, _) in zip(fields, found, strict=True):
             for finding in known:
                 key = (item.location, item.key, finding.category, finding.subject or "")
                 kept = findings.get(key)
@@ -446,8 +446,9 @@ def _shapes_of(fields: list[Field]) -> list[str]:
         return keys
     if joined.count(SEPARATOR) != len(keys) - 1:  # a key with a SEPARATOR in it
         return [_shape_of(item.location, item.key) for item in fields]
+    shapes = _INDEX.sub("[*]", joined).split(SEPARATOR)
     return [key if item.location in ("path", "query") else shape
-            for item, key, shape in zip(fields, keys, _INDEX.sub("[*]", joined).split(SEPARATOR))]
+            for item, key, shape in zip(fields, keys, shapes, strict=True)]
 
 
 def _shape_of(location: str, key: str) -> str:

@@ -13,8 +13,8 @@ import html
 import json
 import re
 import zlib
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree

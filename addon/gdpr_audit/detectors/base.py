@@ -102,7 +102,7 @@ class Screen:
     20,000 values costs milliseconds, where a scan with `re` per pattern cost tens."""
 
     def __init__(self, hints: Iterable[tuple[object, str]]) -> None:
-        self._owners, self._patterns = zip(*hints)
+        self._owners, self._patterns = zip(*hints, strict=True)
 
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
@@ -115,7 +115,7 @@ class Screen:
         with scratch:  # one scratch space per database: one scan at a time
             database.scan(joined.text.encode(), match_event_handler=matched)
         hits: dict[object, set[str]] = {owner: set() for owner in self._owners}
-        for owner, positions in zip(self._owners, ends):
+        for owner, positions in zip(self._owners, ends, strict=True):
             hits[owner] |= joined.hit(positions)
         return hits
 

@@ -88,9 +88,11 @@ _DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
 # of hex; of base64 only those of a length that decodes to a digest's size; short digests and
 # numbers only as a whole value, between two SEPARATORs.
 HEX_RUN = "[0-9a-fA-F]{32,}[^0-9a-fA-F]"
-BASE64_RUN = "[^A-Za-z0-9+/_-](?:%s)=*[^A-Za-z0-9+/_-]" % "|".join(
-    f"[A-Za-z0-9+/_-]{{{-(-size * 4 // 3)}}}" for size in sorted(_DIGEST_SIZES) if size >= 16)
-WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:[0-9a-fA-F]{{8}}|[0-9a-fA-F]{{16}}|-?[0-9]{{5,20}})[{SPACE}]*\x00"
+_DIGEST_BASE64 = "|".join(f"[A-Za-z0-9+/_-]{{{-(-size * 4 // 3)}}}"
+                          for size in sorted(_DIGEST_SIZES) if size >= 16)
+BASE64_RUN = f"[^A-Za-z0-9+/_-](?:{_DIGEST_BASE64})=*[^A-Za-z0-9+/_-]"
+_SHORT_OR_NUMBER = "[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?[0-9]{5,20}"
+WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:{_SHORT_OR_NUMBER})[{SPACE}]*\x00"
 
 
 def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
