@@ -59,9 +59,9 @@ class Detector:
     hint: ClassVar[str | None] = None
     """A pattern found in every ASCII value `find` reports on, so that thousands of values
     (a batch of events) are screened in one scan of them all (see Screen), and only those it
-    hits are looked at; None: every value is. Written in the syntax Python's re and Hyperscan
-    share, without look-arounds and with SPACE for whitespace; a run of a class is best closed
-    by a character outside it, so that the scan reports the run once, not at every end."""
+    hits are looked at; None: every value is. Hyperscan's syntax: PCRE's without look-arounds,
+    and SPACE for whitespace; a run of a class is best closed by a character outside it, so
+    that the scan reports the run once rather than at every end."""
 
     def __init__(self, region: str = "FR", own_domains: tuple[str, ...] = ()) -> None:
         self.region = region
