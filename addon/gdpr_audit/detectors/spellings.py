@@ -96,7 +96,9 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
         spellings.add(_gmail(canon))
     for text in list(spellings):
         if not _UNRESERVED.fullmatch(text):  # else quoting leaves it as it is
-            spellings |= {_quote(text, _QUOTE).lower(), _quote(text, _QUOTE_PLUS).lower()}
+            spellings.add(_quote(text, _QUOTE).lower())
+            if " " in text:  # else quote_plus quotes it as quote does
+                spellings.add(_quote(text, _QUOTE_PLUS).lower())
     return {s for s in spellings if len(s) >= _MIN_PLAIN}
 
 
