@@ -73,6 +73,9 @@ _EVERY = tuple(range(len(CHAINS)))
 # MD2 and MD4 cost ten times the others (pycryptodome): the primary email alone gets them.
 _SINGLE = tuple(i for i in range(len(ALGORITHMS) + 1) if CHAINS[i] not in (("md2",), ("md4",)))
 _NARROW = tuple(CHAINS.index((name,)) for name in (*COMMON, SALTED))
+# The chains that longer ones continue (md5 and md5 then sha1 for sha256(sha1(md5(x)))):
+# CHAINS lists them first, so their digests are hexed for the longer ones as they are made.
+CONTINUED = frozenset(chain[:-1] for chain in CHAINS if len(chain) > 1)
 
 
 # Reference packing in 32 bits: subject index, then input position, then chain.
@@ -95,10 +98,19 @@ _SHORT_OR_NUMBER = "[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?[0-9]{5,20}"
 WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:{_SHORT_OR_NUMBER})[{SPACE}]*\x00"
 
 
+def _chained(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
+    """The inputs (memo[()]) through `chain`. Each intermediate digest travels as lowercase
+    hex, and is hashed once: the hex of every chain in CONTINUED is kept in `memo`."""
+    digests = _bulk(chain[-1], _hexed(chain[:-1], memo))
+    if chain in CONTINUED:
+        memo[chain] = list(map(binascii.hexlify, digests))
+    return digests
+
+
 def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
     """The inputs through `chain`, each digest as lowercase hex: what the next hash reads."""
     if chain not in memo:
-        memo[chain] = list(map(binascii.hexlify, _bulk(chain[-1], _hexed(chain[:-1], memo))))
+        _chained(chain, memo)  # which keeps it: a chain read as hex is in CONTINUED
     return memo[chain]
 
 

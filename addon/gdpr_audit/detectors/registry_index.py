@@ -16,7 +16,7 @@ import numpy
 import phonenumbers
 
 from ..policy import Subject
-from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _hexed, _prefix_keys
+from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys
 from .sealed import Sealed
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
 
@@ -203,7 +203,7 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
                     keys.append(_prefix_keys(_bulk("sha256", [salt.encode() + t for t in texts])))
                     refs.append(base_array | index)
                 continue
-            keys.append(_prefix_keys(_bulk(chain[-1], _hexed(chain[:-1], hexed))))
+            keys.append(_prefix_keys(_chained(chain, hexed)))
             refs.append(base_array | index)
     all_keys = numpy.concatenate(keys)
     order = numpy.argsort(all_keys, kind="stable")
