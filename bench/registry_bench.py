@@ -2,7 +2,11 @@
 fresh process: load and index time, peak memory, per-flow audit time. Each size is loaded
 twice: first with an empty index cache, then with the one the first load left.
 
-    .venv/bin/python bench/registry_bench.py [--sizes 1000,10000,100000]
+    .venv/bin/python bench/registry_bench.py [--sizes 1000,10000,100000] [--baseline DIR]
+
+--baseline DIR loads each size with the code of another checkout (say `git worktree add DIR
+main`) just before this one's, on the same registry: on a shared machine, compare the two
+runs' CPU seconds more than their wall time.
 """
 
 import argparse
@@ -56,7 +60,7 @@ def make_registry(path: Path, count: int) -> None:
     path.write_text(json.dumps({"subjects": subjects}))
 
 
-def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
+def bench_registry(folder: Path, sizes: list[int], baseline: Path | None = None) -> list[str]:
     lines = ["Registry as JSON (email, phone, name, customer id each); per-flow time is the "
              "median of 5 passes over the 39 sample flows; memory is the process's peak RSS; "
              "index CPU counts every process that indexes (a large registry is indexed by one "
@@ -64,26 +68,35 @@ def bench_registry(folder: Path, sizes: list[int]) -> list[str]:
              "| subjects | load s | index s (cold) | index CPU s (cold) | index s (warm) | "
              "peak RSS MB (cold) | peak RSS MB (warm) | audit ms/flow |",
              "|---|---|---|---|---|---|---|---|"]
-    env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache")}  # cold, and not the user's
+    loads = []
     for size in sizes:
         registry = folder / f"registry-{size}.json"
         make_registry(registry, size)
-        runs = []
-        for _ in ("cold", "warm"):
-            result = subprocess.run([PYTHON, "-c", REGISTRY_PROBE,
-                                     str(ROOT / "policies" / "policy.yaml"), str(registry),
-                                     str(ROOT / "addon"), str(ROOT / "captures")],
-                                    capture_output=True, text=True, env=env)
-            if result.returncode:
-                error = result.stderr.strip().splitlines()[-1]
-                lines.append(f"| {size} | failed: {error} | | | | | | |")
-                break
-            runs.append(json.loads(result.stdout))
-        else:
-            cold, warm = runs
-            lines.append(f"| {size:,} | {cold['load']:.1f} | {cold['index']:.1f} | "
-                         f"{cold['index_cpu']:.1f} | {warm['index']:.1f} | {cold['rss_mb']:.0f} | "
-                         f"{warm['rss_mb']:.0f} | {cold['per_flow_ms']:.2f} |")
+        for code in ([baseline] if baseline else []) + [ROOT]:
+            label = f"{size:,}" if code == ROOT else f"{size:,} (baseline)"
+            # A cache folder per checkout: cold, not the user's, and not the other's.
+            cache = folder / ("cache" if code == ROOT else "cache-baseline")
+            env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+            runs = []
+            for _ in ("cold", "warm"):
+                loads.append(os.getloadavg()[0])
+                result = subprocess.run([PYTHON, "-c", REGISTRY_PROBE,
+                                         str(ROOT / "policies" / "policy.yaml"), str(registry),
+                                         str(code / "addon"), str(ROOT / "captures")],
+                                        capture_output=True, text=True, env=env)
+                if result.returncode:
+                    error = result.stderr.strip().splitlines()[-1]
+                    lines.append(f"| {label} | failed: {error} | | | | | | |")
+                    break
+                runs.append(json.loads(result.stdout))
+            else:
+                cold, warm = runs
+                lines.append(f"| {label} | {cold['load']:.1f} | {cold['index']:.1f} | "
+                             f"{cold['index_cpu']:.1f} | {warm['index']:.1f} | "
+                             f"{cold['rss_mb']:.0f} | {warm['rss_mb']:.0f} | "
+                             f"{cold['per_flow_ms']:.2f} |")
+    lines += ["", f"Load average (1 min) before each load: {min(loads):.1f} to {max(loads):.1f} "
+              f"on {os.cpu_count()} cores."]
     return lines
 
 
@@ -92,9 +105,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000",
                         help="registry sizes, comma-separated")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout, loaded just before this one at each size")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print("\n".join(bench_registry(Path(tmp), [int(n) for n in args.sizes.split(",")])))
+        print("\n".join(bench_registry(Path(tmp), [int(n) for n in args.sizes.split(",")],
+                                        args.baseline and args.baseline.resolve())))
 
 
 if __name__ == "__main__":
