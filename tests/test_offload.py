@@ -25,8 +25,8 @@ from mitmproxy.test import taddons, tflow
 from conftest import make_flow
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
-from gdpr_audit.offload import (OffloadedAudits, audit_state, flow_state, rebuild,
-                                rebuild_audit)
+from gdpr_audit.offload import (WORKER_NICE, OffloadedAudits, audit_state, flow_state, hurry,
+                                rebuild, rebuild_audit)
 from gdpr_audit.policy import load_policy
 from gdpr_audit.store import AuditStore
 from gdpr_audit.pytest_plugin import _free_port, start_proxy
@@ -343,3 +343,32 @@ def test_answers_read_with_the_end_of_file_are_not_lost(policy_file: Path, tmp_p
     assert [v.rules for v in verdicts] == [("clear-text",)]
     assert "the audit worker stopped" not in caplog.text and offload.errors == []
     assert rows(tmp_path / "audit.db", "select flows, finished is not null from runs") == [(1, 1)]
+
+
+def _policies(pid: int) -> set[tuple[int, int]]:
+    """(scheduling policy, nice) of every thread of a process."""
+    return {(os.sched_getscheduler(int(task.name)),
+             os.getpriority(os.PRIO_PROCESS, int(task.name)))
+            for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def test_the_worker_runs_at_idle_priority_until_the_stop(policy_file: Path,
+                                                         tmp_path: Path) -> None:
+    """Idle priority while the proxy serves (the writer's thread too: it does half the
+    worker's work), nice 19 again to drain at the stop, and the flow still reaches the log."""
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, lambda verdicts: None)
+    try:
+        offload.submit(post("http://eu.mailer.test/contacts"))  # no loop: written at once
+        pid = offload.process.pid
+        deadline = time.monotonic() + 60  # the writer's thread starts with the first flow
+        while len(list(Path(f"/proc/{pid}/task").iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(list(Path(f"/proc/{pid}/task").iterdir())) >= 2
+        assert _policies(pid) == {(os.SCHED_IDLE, WORKER_NICE)}
+        hurry(pid)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}
+    finally:
+        offload.close()
+    assert rows(tmp_path / "audit.db", "select count(*) from flows") == [(1,)]
