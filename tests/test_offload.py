@@ -25,6 +25,7 @@ from mitmproxy.test import taddons, tflow
 from conftest import make_flow
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
+from gdpr_audit import offload as offload_module
 from gdpr_audit.offload import (WORKER_NICE, OffloadedAudits, audit_state, flow_state, hurry,
                                 rebuild, rebuild_audit)
 from gdpr_audit.policy import load_policy
@@ -372,3 +373,34 @@ def test_the_worker_runs_at_idle_priority_until_the_stop(policy_file: Path,
     finally:
         offload.close()
     assert rows(tmp_path / "audit.db", "select count(*) from flows") == [(1,)]
+
+
+async def test_a_backlog_raises_the_worker_until_it_has_caught_up(policy_file: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Requests wait for the worker once the backlog is full: it must not wait for an idle
+    CPU then. Idle priority again once it has caught up."""
+    monkeypatch.setattr(offload_module, "BACKLOG", 100_000)
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, lambda verdicts: None)
+    pid = offload.process.pid
+    os.kill(pid, signal.SIGSTOP)  # takes nothing from the pipe: the backlog builds up
+    try:
+        padding = "x" * 1000
+        for n in range(400):  # about 400 KB: the pipe's 64 KB, and the rest waits
+            offload.submit(post(f"http://eu.mailer.test/contacts/{n}",
+                                json.dumps({"note": padding})))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # the coalesced writes
+        assert offload.backlogged
+        waiting = asyncio.ensure_future(offload.caught_up())
+        await asyncio.sleep(0.1)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.wait_for(waiting, 120)
+    assert not offload.backlogged
+    assert _policies(pid) == {(os.SCHED_IDLE, WORKER_NICE)}
+    offload.close()
+    assert rows(tmp_path / "audit.db", "select count(*) from flows") == [(400,)]

@@ -52,7 +52,7 @@ proxy's CPU time a request in side-by-side runs. The log catches up when the loa
 and at the latest when the proxy stops."""
 
 
-def idle_priority() -> None:
+def idle_priority(pid: int | None = None) -> None:
     """Run only on a CPU nothing else wants (Linux's SCHED_IDLE), beyond nice 19: a nice 19
     process still counts as load, so the scheduler sends other work to the proxy's CPU
     rather than to its own. An audit loop at nice 19 on the other core cut bare mitmdump to
@@ -61,15 +61,16 @@ def idle_priority() -> None:
     (bench/proxy_bench.py --contention). Every thread: one a library started at import would
     keep nice 0 (threads started later inherit the main thread's)."""
     if not hasattr(os, "SCHED_IDLE"):
-        os.nice(WORKER_NICE)
+        if pid is None:
+            os.nice(WORKER_NICE)
         return
-    _every_thread(os.getpid(), os.SCHED_IDLE)
+    _every_thread(os.getpid() if pid is None else pid, os.SCHED_IDLE)
 
 
 def hurry(pid: int) -> None:
-    """Back from SCHED_IDLE to nice 19, for the drain at the stop: on a busy machine an
-    idle-priority worker could wait minutes for a free CPU. Allowed to the same user without
-    privileges (no higher than the nice value it has)."""
+    """Back from SCHED_IDLE to nice 19, while the proxy waits for the worker (the drain at
+    the stop, a backlog): on a busy machine an idle-priority worker could wait minutes for a
+    free CPU. Allowed to the same user without privileges (no higher than its nice value)."""
     if hasattr(os, "SCHED_IDLE"):
         _every_thread(pid, os.SCHED_OTHER)
 
@@ -261,8 +262,13 @@ class OffloadedAudits:
 
     async def caught_up(self) -> None:
         """Wait until the backlog is back under `BACKLOG` (or the worker is gone)."""
-        while self.backlogged and self.alive:
-            await asyncio.sleep(0.05)
+        try:
+            hurry(self.process.pid)
+            while self.backlogged and self.alive:
+                await asyncio.sleep(0.05)
+            idle_priority(self.process.pid)
+        except OSError:  # gone (no /proc entry): the end of file tells the rest
+            pass
 
     def _put(self, item: tuple[Any, ...], now: bool = False) -> None:
         self._pending.append(item)
