@@ -57,9 +57,10 @@ def idle_priority(pid: int | None = None) -> None:
     process still counts as load, so the scheduler sends other work to the proxy's CPU
     rather than to its own. An audit loop at nice 19 on the other core cut bare mitmdump to
     115 req/s (245 alone; it waited 3-5 ms a request for its CPU); at SCHED_IDLE it served
-    270. That was with other programs loading the machine about 3; at 5-6, both cut it alike
-    (bench/proxy_bench.py --contention). Every thread: one a library started at import would
-    keep nice 0 (threads started later inherit the main thread's)."""
+    270. That was with other programs loading the machine about 3; at 4-6, both cut it alike
+    (bench/proxy_bench.py --contention measures this). What no priority removes: a worker
+    busy on the other core still slows the proxy's own instructions (shared cache). Every
+    thread: one a library started at import would keep nice 0 (later ones inherit)."""
     if not hasattr(os, "SCHED_IDLE"):
         if pid is None:
             os.nice(WORKER_NICE)
