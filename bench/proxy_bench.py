@@ -5,7 +5,8 @@ checks that each request wrk completed reached the log: a fast proxy that drops 
 not a win.
 
 Alone: `python bench/proxy_bench.py [--rounds 3] [--seconds 10] [-c 1,8,32]`, and
-`--profile DIR` to record py-spy profiles of the proxy under load instead."""
+`--profile DIR` to record py-spy profiles of the proxy under load instead, `--contention` to
+measure what a busy low-priority process on the other core costs bare mitmdump."""
 
 import argparse
 import os
@@ -100,6 +101,17 @@ def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, f
     return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "requests": count}
 
 
+def _waited_seconds(pid: int) -> float:
+    """Time the proxy's main thread spent ready to run but waiting for a CPU (schedstat):
+    what another process on its core costs it, which its CPU time does not show."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time of the proxy's own process (all its threads, not the audit worker): under
     load from other programs, req/s swings, while CPU per request stays comparable."""
@@ -127,9 +139,14 @@ def _run(folder: Path, kind: str, connections: int, seconds: int,
     process = _start(_command(kind, port, db), port, folder / f"{kind}.log")
     try:
         warm = _wrk(port, connections, 1, script)
-        cpu = _cpu_seconds(process.pid)
+        children = _children(process.pid)  # the audit worker (and multiprocessing's tracker)
+        cpu, waited = _cpu_seconds(process.pid), _waited_seconds(process.pid)
+        worker = sum(_cpu_seconds(child) for child in children)
         result = _wrk(port, connections, seconds, script)
         result["cpu_ms"] = (_cpu_seconds(process.pid) - cpu) * 1000 / result["requests"]
+        result["wait_ms"] = (_waited_seconds(process.pid) - waited) * 1000 / result["requests"]
+        result["worker_ms"] = ((sum(_cpu_seconds(child) for child in children) - worker) * 1000
+                               / result["requests"])
         stopping = time.monotonic()
     finally:
         process.terminate()  # SIGTERM: the addon drains the log on its way out
@@ -195,7 +212,11 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "completed (>= 1.00: nothing lost; above 1 by the requests in flight at wrk's end). "
              "'CPU ms/req' is the proxy process's own CPU time per request (the worker's "
              "excluded: it audits and writes in log-only mode, writes in enforce mode): bare CPU / addon CPU is the throughput ratio to expect once the worker "
-             "has a core of its own, whatever else loads the machine. 'stop s' is the time from "
+             "has a core of its own, whatever else loads the machine. 'wait ms/req' is the "
+             "time the proxy was ready to run but waited for a CPU (/proc schedstat), a "
+             "request's share: what other processes on the machine cost it. 'worker ms/req' is "
+             "the log-only worker's CPU time (at idle priority it may run later, at the stop). "
+             "'stop s' is the time from "
              "SIGTERM to exit: how long the log took to catch up. Load average at the start: "
              f"{os.getloadavg()[0]:.1f}.",
              "",
@@ -206,16 +227,17 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "",
              "| connections | bare req/s | log-only req/s | ratio | enforce req/s | ratio "
              "| p50 ms (bare / log-only / enforce) | p99 ms (bare / log-only / enforce) "
-             "| CPU ms/req (bare / log-only / enforce) | CPU ratio log-only | stop s (log-only) "
+             "| CPU ms/req (bare / log-only / enforce) | CPU ratio log-only "
+             "| wait ms/req (bare / log-only / enforce) | worker ms/req | stop s (log-only) "
              "| logged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for connections in concurrencies:
         results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
         for _ in range(rounds):
             for kind in KINDS:
                 results[kind].append(_run(folder, kind, connections, seconds, script))
         med = {k: {m: statistics.median(r[m] for r in v)
-                   for m in ("rps", "p50", "p99", "cpu_ms", "stop_s")}
+                   for m in ("rps", "p50", "p99", "cpu_ms", "wait_ms", "worker_ms", "stop_s")}
                for k, v in results.items()}
         logged = min(r["logged"] / r["sent"] for k in KINDS[1:] for r in results[k])
         bare = med["bare"]["rps"]
@@ -226,8 +248,83 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
             + " / ".join(f"{med[k]['p50']:.1f}" for k in KINDS) + " | "
             + " / ".join(f"{med[k]['p99']:.1f}" for k in KINDS) + " | "
             + " / ".join(f"{med[k]['cpu_ms']:.2f}" for k in KINDS)
-            + f" | {med['bare']['cpu_ms'] / med['log-only']['cpu_ms']:.2f}"
+            + f" | {med['bare']['cpu_ms'] / med['log-only']['cpu_ms']:.2f} | "
+            + " / ".join(f"{med[k]['wait_ms']:.2f}" for k in KINDS)
+            + f" | {med['log-only']['worker_ms']:.2f}"
             + f" | {med['log-only']['stop_s']:.1f} | {logged:.2f} |")
+    return lines
+
+
+def _audit_forever(priority: str) -> None:
+    """The worker's CPU-hungry half without its log: audit JSON POSTs in a loop, at the
+    worker's priority ("idle") or at plain nice 19 ("nice", what the worker used before)."""
+    from mitmproxy.test import tflow, tutils
+
+    from gdpr_audit.audit import Auditor
+    from gdpr_audit.offload import WORKER_NICE, idle_priority
+    from gdpr_audit.policy import load_policy
+
+    if priority == "idle":
+        idle_priority()
+    else:
+        os.nice(WORKER_NICE)
+    auditor = Auditor(load_policy(str(ROOT / "policies"), None))
+    n = 0
+    while True:
+        n += 1
+        body = f'{{"email": "client.{n}@example.fr", "order_id": "ORD-{n}"}}'.encode()
+        flow = tflow.tflow(req=tutils.treq(method=b"POST", content=body))
+        flow.request.url = "http://api.segment.io/v1/track"
+        flow.request.headers["content-type"] = "application/json"
+        auditor.audit(flow)
+
+
+def contention(folder: Path, rounds: int, seconds: int, connections: int) -> list[str]:
+    """Bare mitmdump pinned to CPU 0, wrk pinned to CPU 1, alone or beside an audit loop
+    pinned to CPU 1 at nice 19 or at the worker's idle priority: what a busy low-priority
+    process on the *other* core costs the proxy (pinned so that every run puts the same work
+    on the same cores; other programs on the machine still go where the scheduler sends
+    them). Needs two CPUs."""
+    script = folder / "requests.lua"
+    script.write_text(WRK_SCRIPT)
+    here = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})  # wrk and the audit loop inherit CPU 1
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in ("alone", "nice", "idle")}
+    try:
+        for _ in range(rounds):
+            for kind in results:
+                port = _free_port()
+                proxy = _start(_command("bare", port, folder / "unused.db"), port,
+                               folder / "contention.log")
+                for task in Path(f"/proc/{proxy.pid}/task").iterdir():
+                    os.sched_setaffinity(int(task.name), {0})
+                loop = None
+                if kind != "alone":
+                    loop = subprocess.Popen([sys.executable, __file__, "--audit-forever", kind])
+                    time.sleep(3)  # the policy loaded, the loop running
+                try:
+                    _wrk(port, connections, 1, script)
+                    waited = _waited_seconds(proxy.pid)
+                    result = _wrk(port, connections, seconds, script)
+                    result["wait_ms"] = ((_waited_seconds(proxy.pid) - waited) * 1000
+                                         / result["requests"])
+                    results[kind].append(result)
+                finally:
+                    if loop is not None:
+                        loop.kill()
+                        loop.wait()
+                    proxy.terminate()
+                    proxy.wait(timeout=60)
+    finally:
+        os.sched_setaffinity(0, here)
+    lines = [f"Bare mitmdump on CPU 0, wrk -c {connections} on CPU 1, {seconds} s runs, medians "
+             f"of {rounds} alternating rounds, load average at the end "
+             f"{os.getloadavg()[0]:.1f}: an audit loop on CPU 1 beside wrk.", "",
+             "| on CPU 1 beside wrk | req/s | wait ms/req (proxy ready, no CPU) |", "|---|---|---|"]
+    for kind, label in (("alone", "nothing"), ("nice", "audit loop at nice 19"),
+                        ("idle", "audit loop at SCHED_IDLE (the worker now)")):
+        lines.append(f"| {label} | {statistics.median(r['rps'] for r in results[kind]):.0f} | "
+                     f"{statistics.median(r['wait_ms'] for r in results[kind]):.2f} |")
     return lines
 
 
@@ -261,10 +358,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("-c", "--connections", default="1,8,32")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles here instead")
+    parser.add_argument("--contention", action="store_true",
+                        help="measure instead what a low-priority process on the other core "
+                             "costs bare mitmdump (first of -c)")
+    parser.add_argument("--audit-forever", choices=("idle", "nice"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.audit_forever:
+        _audit_forever(args.audit_forever)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
+        if args.contention:
+            print("\n".join(contention(Path(tmp), args.rounds, args.seconds,
+                                       int(args.connections.split(",")[0]))))
+            return
         if args.profile:
             profile(Path(tmp), args.profile, int(args.connections.split(",")[0]), args.seconds)
             return

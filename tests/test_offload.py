@@ -25,8 +25,9 @@ from mitmproxy.test import taddons, tflow
 from conftest import make_flow
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
-from gdpr_audit.offload import (OffloadedAudits, audit_state, flow_state, rebuild,
-                                rebuild_audit)
+from gdpr_audit import offload as offload_module
+from gdpr_audit.offload import (WORKER_NICE, OffloadedAudits, audit_state, flow_state, hurry,
+                                rebuild, rebuild_audit)
 from gdpr_audit.policy import load_policy
 from gdpr_audit.store import AuditStore
 from gdpr_audit.pytest_plugin import _free_port, start_proxy
@@ -343,3 +344,63 @@ def test_answers_read_with_the_end_of_file_are_not_lost(policy_file: Path, tmp_p
     assert [v.rules for v in verdicts] == [("clear-text",)]
     assert "the audit worker stopped" not in caplog.text and offload.errors == []
     assert rows(tmp_path / "audit.db", "select flows, finished is not null from runs") == [(1, 1)]
+
+
+def _policies(pid: int) -> set[tuple[int, int]]:
+    """(scheduling policy, nice) of every thread of a process."""
+    return {(os.sched_getscheduler(int(task.name)),
+             os.getpriority(os.PRIO_PROCESS, int(task.name)))
+            for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def test_the_worker_runs_at_idle_priority_until_the_stop(policy_file: Path,
+                                                         tmp_path: Path) -> None:
+    """Idle priority while the proxy serves (the writer's thread too: it does half the
+    worker's work), nice 19 again to drain at the stop, and the flow still reaches the log."""
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, lambda verdicts: None)
+    try:
+        offload.submit(post("http://eu.mailer.test/contacts"))  # no loop: written at once
+        pid = offload.process.pid
+        deadline = time.monotonic() + 60  # the writer's thread starts with the first flow
+        while len(list(Path(f"/proc/{pid}/task").iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(list(Path(f"/proc/{pid}/task").iterdir())) >= 2
+        assert _policies(pid) == {(os.SCHED_IDLE, WORKER_NICE)}
+        hurry(pid)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}
+    finally:
+        offload.close()
+    assert rows(tmp_path / "audit.db", "select count(*) from flows") == [(1,)]
+
+
+async def test_a_backlog_raises_the_worker_until_it_has_caught_up(policy_file: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Requests wait for the worker once the backlog is full: it must not wait for an idle
+    CPU then. Idle priority again once it has caught up."""
+    monkeypatch.setattr(offload_module, "BACKLOG", 100_000)
+    offload = OffloadedAudits(
+        {"audit": True, "policy": str(policy_file), "subjects": None, "max_body": 1 << 20,
+         "db": str(tmp_path / "audit.db"), "sources": []}, lambda verdicts: None)
+    pid = offload.process.pid
+    os.kill(pid, signal.SIGSTOP)  # takes nothing from the pipe: the backlog builds up
+    try:
+        padding = "x" * 1000
+        for n in range(400):  # about 400 KB: the pipe's 64 KB, and the rest waits
+            offload.submit(post(f"http://eu.mailer.test/contacts/{n}",
+                                json.dumps({"note": padding})))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # the coalesced writes
+        assert offload.backlogged
+        waiting = asyncio.ensure_future(offload.caught_up())
+        await asyncio.sleep(0.1)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.wait_for(waiting, 120)
+    assert not offload.backlogged
+    assert _policies(pid) == {(os.SCHED_IDLE, WORKER_NICE)}
+    offload.close()
+    assert rows(tmp_path / "audit.db", "select count(*) from flows") == [(400,)]

@@ -52,6 +52,39 @@ proxy's CPU time a request in side-by-side runs. The log catches up when the loa
 and at the latest when the proxy stops."""
 
 
+def idle_priority(pid: int | None = None) -> None:
+    """Run only on a CPU nothing else wants (Linux's SCHED_IDLE), beyond nice 19: a nice 19
+    process still counts as load, so the scheduler sends other work to the proxy's CPU
+    rather than to its own. An audit loop at nice 19 on the other core cut bare mitmdump to
+    115 req/s (245 alone; it waited 3-5 ms a request for its CPU); at SCHED_IDLE it served
+    270. That was with other programs loading the machine about 3; at 4-6, both cut it alike
+    (bench/proxy_bench.py --contention measures this). What no priority removes: a worker
+    busy on the other core still slows the proxy's own instructions (shared cache). Every
+    thread: one a library started at import would keep nice 0 (later ones inherit)."""
+    if not hasattr(os, "SCHED_IDLE"):
+        if pid is None:
+            os.nice(WORKER_NICE)
+        return
+    _every_thread(os.getpid() if pid is None else pid, os.SCHED_IDLE)
+
+
+def hurry(pid: int) -> None:
+    """Back from SCHED_IDLE to nice 19, while the proxy waits for the worker (the drain at
+    the stop, a backlog): on a busy machine an idle-priority worker could wait minutes for a
+    free CPU. Allowed to the same user without privileges (no higher than its nice value)."""
+    if hasattr(os, "SCHED_IDLE"):
+        _every_thread(pid, os.SCHED_OTHER)
+
+
+def _every_thread(pid: int, policy: int) -> None:
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), WORKER_NICE)
+            os.sched_setscheduler(int(task.name), policy, os.sched_param(0))
+        except OSError:  # the thread ended meanwhile
+            pass
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the proxy needs back about an audited flow (only flows with something to say)."""
@@ -230,8 +263,13 @@ class OffloadedAudits:
 
     async def caught_up(self) -> None:
         """Wait until the backlog is back under `BACKLOG` (or the worker is gone)."""
-        while self.backlogged and self.alive:
-            await asyncio.sleep(0.05)
+        try:
+            hurry(self.process.pid)
+            while self.backlogged and self.alive:
+                await asyncio.sleep(0.05)
+            idle_priority(self.process.pid)
+        except OSError:  # gone (no /proc entry): the end of file tells the rest
+            pass
 
     def _put(self, item: tuple[Any, ...], now: bool = False) -> None:
         self._pending.append(item)
@@ -334,6 +372,10 @@ class OffloadedAudits:
     def close(self, timeout: float = 600.0) -> None:
         """Hand over what is pending, let the worker commit it and end the run."""
         if self.alive:
+            try:
+                hurry(self.process.pid)
+            except OSError:  # gone already (no /proc entry): the end of file tells the rest
+                pass
             self._pending.append(("close",))
             items, self._pending = self._pending, []
             self._buffer += _frame(pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL))
@@ -393,7 +435,7 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
     from .policy import load_policy  # here, not at the top: only the worker needs them
     from .store import LogWriter
 
-    os.nice(WORKER_NICE)  # the proxy's traffic first; the log catches up when the CPU is free
+    idle_priority()  # the proxy's traffic first; the log catches up when the CPU is free
     # Ctrl-C in a terminal, or systemd stopping the unit, signals the whole group: the proxy
     # then closes the worker itself, once everything is written. The worker must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
