@@ -170,18 +170,26 @@ class Auditor:
         found = self._found_by_values(fields, needs)
         kept = _Kept(self._registry_findings(fields, found))
         columns: dict[tuple[str, str], _Column] = {}
-        blank = self._field_names.blanks({item.value for item in fields})
+        blank: set[str] | None = None  # found for the first array, if any
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
         for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields), strict=True):
             for finding in by_value:
                 kept.keep(finding)
-            column = columns.get((item.location, shape))
-            if column is None:
+            if shape == item.key:  # not in an array
                 label = self._label(item.location, item.key, shape)
-                column = columns[(item.location, shape)] = _Column(label)
-            if column.label is not None:
-                self._guess(item, shape == item.key, column, kept, blank)
+                if label is not None and (
+                        finding := self._field_names.finding(item, label)) is not None:
+                    kept.keep(finding)
+            else:
+                column = columns.get((item.location, shape))
+                if column is None:
+                    label = self._label(item.location, item.key, shape)
+                    column = columns[(item.location, shape)] = _Column(label)
+                    if blank is None:
+                        blank = self._field_names.blanks({item.value for item in fields})
+                if column.label is not None:
+                    self._count(item, column, kept, blank)
             for detector, need in key_readers:
                 if need is None or item.value in need:
                     for finding in detector.find(item):
@@ -209,18 +217,13 @@ class Auditor:
                                  finding.subject or ""), finding)
         return findings
 
-    def _guess(self, item: Field, alone: bool, column: "_Column", kept: "_Kept",
-               blank: set[str]) -> None:
-        """What the key says `item` holds. The elements of an array share their key's
-        label: what the field names say of `batch[*].sku` is one finding, made once and
-        counted in its column (see _per_shape)."""
+    def _count(self, item: Field, column: "_Column", kept: "_Kept", blank: set[str]) -> None:
+        """The elements of an array share their key's label: what the field names say of
+        `batch[*].sku` is one finding, made once and counted in its column (_per_shape)."""
         label = column.label
         assert label is not None
-        if alone:  # not in an array
-            if (finding := self._field_names.finding(item, label)) is not None:
-                kept.keep(finding)
-        elif (item.value not in blank if label.form == FIELD_NAME
-              else self._field_names.holds(item.value, label)):
+        if (item.value not in blank if label.form == FIELD_NAME
+                else self._field_names.holds(item.value, label)):
             place = (item.location, item.key, label.category)
             if place not in kept.places:
                 kept.places.add(place)  # no value of this place was seen either, then
