@@ -31,7 +31,7 @@ from typing import Any
 
 from mitmproxy import http, websocket
 
-from .audit import Auditor, FlowAudit
+from .audit import Auditor, FlowAudit, settle_collector
 from .detectors import Finding
 from .fields import Field
 from .recipients import Destination
@@ -449,6 +449,7 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
         else:  # enforce: the proxy audits, and only needs the log written
             sources = config["sources"]
         writer = LogWriter(config["db"], "proxy", sources)
+        settle_collector()
     except Exception as e:
         answers.send(("failed", f"{type(e).__name__}: {e}"))
         return

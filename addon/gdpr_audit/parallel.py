@@ -13,7 +13,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .audit import Auditor, FlowAudit
+from .audit import Auditor, FlowAudit, settle_collector
 from .captures import CaptureError, CaptureReader, Chunk, read_chunk
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class ParallelAudits(Generic[T]):
             _work = (self.auditor, self.prepare)
             fork = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=fork,
-                                            initializer=_die_with, initargs=(os.getpid(),))
+                                            initializer=_start_worker, initargs=(os.getpid(),))
             self.pool.submit(int).result()  # fork every worker now
         return self
 
@@ -112,9 +112,12 @@ def _audit_chunk(chunk: Chunk) -> list[Any]:
     return list(_outcomes(chunk, *_work))
 
 
-def _die_with(parent: int) -> None:
-    """A worker holds both ends of its task pipe (fork copied them), so it would never see
-    the pipe close when the replay is killed: it watches its parent instead."""
+def _start_worker(parent: int) -> None:
+    """A worker only audits (settle_collector). It holds both ends of its task pipe (fork
+    copied them), so it would never see the pipe close when the replay is killed: it
+    watches its parent instead."""
+    settle_collector()
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
