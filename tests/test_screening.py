@@ -103,6 +103,8 @@ def test_elements_of_an_array_make_one_field_name_finding_counted_without_those_
               enumerate(events)]
     fields += [Field("body", f"events[{n}].em", em) for n, (_, em) in enumerate(events)]
     fields.append(Field("body", "events[1].user.first_name", "Marie Dupont", ("base64",)))
+    # a value decoded from another keeps its key: one element, counted once
+    fields.append(Field("body", "events[3].user.first_name", "Louis", ("base64",)))
     AUDITOR._by_value.clear()  # noqa: SLF001
     found = {(f.detector, f.category, f.field.key, f.form, f.subject): f.count
              for f in AUDITOR.detect(Extraction(fields))}

@@ -223,16 +223,19 @@ class Auditor:
         `batch[*].sku` is one finding, made once and counted in its column (_per_shape)."""
         label = column.label
         assert label is not None
-        if (item.value not in blank if label.form == FIELD_NAME
+        if not (item.value not in blank if label.form == FIELD_NAME
                 else self._field_names.holds(item.value, label)):
-            place = (item.location, item.key, label.category)
-            if place not in kept.places:
-                kept.places.add(place)  # no value of this place was seen either, then
-                if column.key is None:
-                    finding = self._field_names.finding(item, label)
-                    assert finding is not None
-                    column.key = kept.add(finding)
-                column.count += 1
+            return
+        key = item.key  # in one column only: the place is taken if the key is
+        if key in column.keys or (key in kept.keys
+                                  and (item.location, key, label.category) in kept.places):
+            return
+        column.keys.add(key)
+        if column.key is None:
+            finding = self._field_names.finding(item, label)
+            assert finding is not None
+            column.key = kept.add(finding)
+        column.count += 1
 
     def _label(self, location: str, key: str, shape: str) -> Label | None:
         """label_of, memoised by shape (the label of `batch[12].sku` is that of every
@@ -383,6 +386,8 @@ class _Kept:
         self.values = {(f.field.location, f.field.key, f.category, f.canonical)
                        for f in registry.values()}
         self.places = {(f.field.location, f.field.key, f.category) for f in registry.values()}
+        self.keys = {f.field.key for f in registry.values()}
+        """The keys of the places taken: few, where a batch has thousands of keys."""
 
     def keep(self, finding: Finding) -> None:
         field = finding.field
@@ -399,6 +404,7 @@ class _Kept:
         self.findings[key] = finding
         self.values.add(key)
         self.places.add(key[:3])
+        self.keys.add(field.key)
         return key
 
 
@@ -410,6 +416,8 @@ class _Column:
     label: Label | None
     key: tuple[str, ...] | None = None
     count: int = 0
+    keys: set[str] = field(default_factory=set)
+    """The keys counted: a decoded value has its key again, and is not counted twice."""
 
 
 def settle_collector() -> None:
