@@ -273,12 +273,9 @@ class Auditor:
                          ) -> list[tuple[tuple[Finding, ...], tuple[Finding, ...]]]:
         """_found_by_value of each field; a screened value that no hint hit has nothing."""
         screened = needs.get(_SCREENED)
-        if not screened:
-            return [self._found_by_value(item, needs) for item in fields]
-        quiet = screened.difference(needs[self.known], *(
-            needs[d] for d in self._value_readers if d in needs))
-        if any(d not in needs for d in self._value_readers):
-            quiet = set()  # a detector without a hint looks at every value
+        if not screened or any(d not in needs for d in self._value_readers):
+            return [self._found_by_value(item, needs) for item in fields]  # (no hint: all)
+        quiet = screened.difference(needs[self.known], *(needs[d] for d in self._value_readers))
         return [_NOTHING if item.value in quiet else self._found_by_value(item, needs)
                 for item in fields]
 
@@ -395,7 +392,6 @@ class _Kept:
         if (*place, finding.canonical) in self.values or (
                 finding.detector == "field_name" and place in self.places):
             return
-        self.places.add(place)
         self.add(finding)
 
     def add(self, finding: Finding) -> tuple[str, ...]:

@@ -114,10 +114,10 @@ class Screen:
         database, scratch = _database(self._patterns)
         with scratch:  # one scratch space per database: one scan at a time
             database.scan(joined.text.encode(), match_event_handler=matched)
-        hits: dict[object, set[str]] = {owner: set() for owner in self._owners}
+        by_owner: dict[object, list[int]] = {owner: [] for owner in self._owners}
         for owner, positions in zip(self._owners, ends, strict=True):
-            hits[owner] |= joined.hit(positions)
-        return hits
+            by_owner[owner] += positions
+        return {owner: joined.hit(positions) for owner, positions in by_owner.items()}
 
 
 @lru_cache(maxsize=8)

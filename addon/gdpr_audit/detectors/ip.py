@@ -32,11 +32,12 @@ class IpAddressDetector(Detector):
         if "." not in value and ":" not in value:  # no address is written without them
             return
         leaf = field.key[-_LONGEST_KEY:]  # both patterns look at the end: keep them linear
-        if _ip_key(leaf):
+        ip_key, version_key = _key_kinds(leaf)
+        if ip_key:
             candidates = [m.group() for m in _IPV4.finditer(value)]
             candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
         elif (("." in value or ":" in value) and len(value) <= 45
-              and _ADDRESS_SHAPE.fullmatch(value) and not _version_key(leaf)):
+              and _ADDRESS_SHAPE.fullmatch(value) and not version_key):
             candidates = [value]
         else:
             return
@@ -55,12 +56,7 @@ def _unbracket(text: str) -> str:
     return bracketed.group(1) if bracketed else text.strip(" []\"")
 
 
-# The same keys come back in every flow, and a case-blind search of one costs microseconds.
-@lru_cache(maxsize=4096)
-def _ip_key(leaf: str) -> bool:
-    return bool(_IP_KEY.search(leaf))
-
-
-@lru_cache(maxsize=4096)
-def _version_key(leaf: str) -> bool:
-    return bool(_VERSION_KEY.search(leaf))
+@lru_cache(maxsize=4096)  # the same keys come back in every flow
+def _key_kinds(leaf: str) -> tuple[bool, bool]:
+    """Whether the key names a client's address, and whether it names a version."""
+    return bool(_IP_KEY.search(leaf)), bool(_VERSION_KEY.search(leaf))
