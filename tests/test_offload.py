@@ -394,6 +394,16 @@ async def test_a_backlog_raises_the_worker_until_it_has_caught_up(policy_file: P
             await asyncio.sleep(0)
         await asyncio.sleep(0.05)  # the coalesced writes
         assert offload.backlogged
+        gone = asyncio.ensure_future(offload.caught_up())  # a request that goes away
+        waiting = asyncio.ensure_future(offload.caught_up())
+        await asyncio.sleep(0.1)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}
+        gone.cancel()
+        await asyncio.sleep(0.1)
+        assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}  # another one still waits
+        waiting.cancel()
+        await asyncio.sleep(0.1)
+        assert _policies(pid) == {(os.SCHED_IDLE, WORKER_NICE)}  # none waits: idle again
         waiting = asyncio.ensure_future(offload.caught_up())
         await asyncio.sleep(0.1)
         assert _policies(pid) == {(os.SCHED_OTHER, WORKER_NICE)}

@@ -213,6 +213,7 @@ class OffloadedAudits:
         inbox.close()
         answers_out.close()
         self._fd = self._outbox.fileno()
+        self._waiting = 0  # requests in caught_up()
         self._on_verdicts = on_verdicts
         self._pending: list[tuple[Any, ...]] = []
         self._buffer = bytearray()
@@ -262,14 +263,23 @@ class OffloadedAudits:
         return len(self._buffer) > BACKLOG
 
     async def caught_up(self) -> None:
-        """Wait until the backlog is back under `BACKLOG` (or the worker is gone)."""
+        """Wait until the backlog is back under `BACKLOG` (or the worker is gone). The
+        worker is raised while any request waits, and idle again when the last one stops."""
+        self._waiting += 1
         try:
-            hurry(self.process.pid)
+            if self._waiting == 1:
+                hurry(self.process.pid)
             while self.backlogged and self.alive:
                 await asyncio.sleep(0.05)
-            idle_priority(self.process.pid)
         except OSError:  # gone (no /proc entry): the end of file tells the rest
             pass
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0 and self.alive:
+                try:
+                    idle_priority(self.process.pid)
+                except OSError:
+                    pass
 
     def _put(self, item: tuple[Any, ...], now: bool = False) -> None:
         self._pending.append(item)
