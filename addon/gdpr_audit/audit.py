@@ -174,6 +174,9 @@ class Auditor:
         blank: set[str] | None = None  # found for the first array, if any
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
+        # The values any of them looks at; None: every value.
+        looked_at = None if any(need is None for _, need in key_readers) else set().union(
+            *(need for _, need in key_readers))
         for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields), strict=True):
             for finding in by_value:
                 kept.keep(finding)
@@ -190,15 +193,17 @@ class Auditor:
                     if blank is None:
                         blank = self._field_names.blanks({item.value for item in fields})
                 if column.label is not None:
-                    self._count(item, column, kept, blank)
-            for detector, need in key_readers:
-                if need is None or item.value in need:
-                    for finding in detector.find(item):
-                        kept.keep(finding)
+                    column.items.append(item)
+                    if column.key is None:
+                        column.key = self._first_of(item, column.label, kept)
+            if looked_at is None or item.value in looked_at:
+                for detector, need in key_readers:
+                    if need is None or item.value in need:
+                        for finding in detector.find(item):
+                            kept.keep(finding)
         for column in columns.values():
-            if column.count > 1:
-                kept.findings[column.key] = replace(kept.findings[column.key],
-                                                    count=column.count)
+            if column.key is not None and (count := self._count(column, kept, blank)) > 1:
+                kept.findings[column.key] = replace(kept.findings[column.key], count=count)
         return _per_shape(kept.findings.values())
 
     def _registry_findings(self, fields: list[Field], found: list[tuple[tuple[Finding, ...],
@@ -218,24 +223,30 @@ class Auditor:
                                  finding.subject or ""), finding)
         return findings
 
-    def _count(self, item: Field, column: "_Column", kept: "_Kept", blank: set[str]) -> None:
+    def _first_of(self, item: Field, label: Label, kept: "_Kept") -> tuple[str, ...] | None:
         """The elements of an array share their key's label: what the field names say of
-        `batch[*].sku` is one finding, made once and counted in its column (_per_shape)."""
+        `batch[*].sku` is one finding, made for the first element that holds anything where
+        no value was found, and counted in its column (_count, _per_shape)."""
+        finding = self._field_names.finding(item, label)
+        if finding is None:
+            return None
+        if item.key in kept.keys and (item.location, item.key, label.category) in kept.places:
+            return None
+        return kept.add(finding)
+
+    def _count(self, column: "_Column", kept: "_Kept", blank: set[str]) -> int:
+        """How many elements of the column hold something where no value was found (a
+        decoded value has its element's key again: counted once)."""
         label = column.label
-        assert label is not None
-        if not (item.value not in blank if label.form == FIELD_NAME
-                else self._field_names.holds(item.value, label)):
-            return
-        key = item.key  # in one column only: the place is taken if the key is
-        if key in column.keys or (key in kept.keys
-                                  and (item.location, key, label.category) in kept.places):
-            return
-        column.keys.add(key)
-        if column.key is None:
-            finding = self._field_names.finding(item, label)
-            assert finding is not None
-            column.key = kept.add(finding)
-        column.count += 1
+        assert label is not None and column.key is not None
+        if label.form == FIELD_NAME:
+            keys = {item.key for item in column.items if item.value not in blank}
+        else:
+            keys = {item.key for item in column.items if self._field_names.holds(item.value, label)}
+        location, first = column.key[0], column.key[1]
+        taken = {key for key in keys.intersection(kept.keys)
+                 if key != first and (location, key, label.category) in kept.places}
+        return len(keys) - len(taken)
 
     def _label(self, location: str, key: str, shape: str) -> Label | None:
         """label_of, memoised by shape (the label of `batch[12].sku` is that of every
@@ -407,13 +418,11 @@ class _Kept:
 @dataclass(slots=True)
 class _Column:
     """The values of one array shape (`batch[*].sku`) as far as field names go: its label,
-    the finding made for the first that holds anything, and how many do."""
+    the finding made for the first that holds anything, and its elements."""
 
     label: Label | None
     key: tuple[str, ...] | None = None
-    count: int = 0
-    keys: set[str] = field(default_factory=set)
-    """The keys counted: a decoded value has its key again, and is not counted twice."""
+    items: list[Field] = field(default_factory=list)
 
 
 def settle_collector() -> None:
@@ -476,7 +485,7 @@ def _shape_of(location: str, key: str) -> str:
     return _INDEX.sub("[*]", key) if "[" in key and location not in ("path", "query") else key
 
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[[0-9]+\]")  # our own indexes: ASCII digits
 _METHOD = re.compile(r"[A-Z][A-Z-]{0,15}")
 _KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
 _GLUE = re.compile(r"[-_+]")
