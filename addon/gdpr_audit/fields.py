@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
@@ -97,7 +98,7 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
     path, _, query = request.path.partition("?")
     for index, segment in enumerate(s for s in path.split("/") if s):
         _add_value(out, Field("path", f"[{index}]", unquote(segment)), 0)
-    for key, value in parse_qsl(query.partition("#")[0], keep_blank_values=True):
+    for key, value in query_parameters(query):
         _add_key(out, "query", key, key, ())
         _add_value(out, Field("query", key, value), 0)
     for name, value in request.headers.items(multi=True):
@@ -113,6 +114,13 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
         if body is not None:
             _body_fields(out, body, request.headers.get("content-type", ""), 0, ())
     return out
+
+
+@lru_cache(maxsize=64)
+def query_parameters(query: str) -> tuple[tuple[str, str], ...]:
+    """A request target's query as request_fields reads it, and as the log shows it redacted:
+    read once for both."""
+    return tuple(parse_qsl(query.partition("#")[0], keep_blank_values=True))
 
 
 def message_fields(content: bytes, max_body: int, location: str = "websocket") -> Extraction:
