@@ -111,3 +111,21 @@ def test_elements_of_an_array_make_one_field_name_finding_counted_without_those_
     assert found[("field_name", "name", "events[*].user.first_name", "field name", None)] == 3
     assert found[("field_name", "email", "events[*].em", "sha256(email)?", None)] == 3
     assert found[("registry", "name", "events[1].user.first_name", "plain", "cust-001")] == 1
+
+
+@pytest.mark.parametrize(("value", "finding", "reading", "other"), [
+    ("07 55 44 33 22", ("phone", "+33755443322"), ["phone", "contact.mobile", "sms_to"],
+     ["note", "order.total", "ref"]),
+    ("93.184.216.34", ("ip_address", "93.184.216.34"), ["ip", "client_ip", "x-forwarded-for"],
+     ["app_version", "build", "release"]),
+])
+def test_a_value_seen_under_one_key_is_judged_again_under_a_key_read_otherwise(
+        value: str, finding: tuple[str, str], reading: list[str], other: list[str]) -> None:
+    """The phone and IP detectors read the key as well as the value, and their findings are
+    memoised across requests: a national number under `note`, or a dotted number under
+    `app_version`, is nothing, whatever the same value was under `phone` or `ip` before."""
+    AUDITOR._by_key_class.clear()  # noqa: SLF001
+    for key in [k for pair in zip(reading, other, strict=True) for k in pair] * 2:
+        found = {(f.detector, f.canonical) for f in AUDITOR.detect(Extraction(
+            [Field("body", key, value)]))}
+        assert (finding in found) == (key in reading), key

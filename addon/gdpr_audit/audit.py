@@ -2,7 +2,7 @@
 
 import gc
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -15,7 +15,7 @@ from mitmproxy.net.http import url
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
-from .detectors.base import SEPARATOR, Joined, Screen
+from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .fields import Extraction, Field, decompress, message_fields, query_parameters, request_fields
 from .policy import Policy
@@ -81,6 +81,7 @@ class Auditor:
         self._redacted: dict[str, str] = {}
         self._redacted_keys: dict[str, str] = {}
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
+        self._by_key_class: dict[str, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {}
         self._destinations: dict[tuple[str, str], Destination] = {}
 
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
@@ -200,9 +201,14 @@ class Auditor:
                         column.key = self._first_of(item, column.label, kept)
             if looked_at is None or item.value in looked_at:
                 for detector, need in key_readers:
-                    if need is None or item.value in need:
-                        for finding in detector.find(item):
-                            kept.keep(finding)
+                    if need is None:  # a small request: most of its values came in earlier ones
+                        found = self._found_by_key_reader(detector, item)
+                    elif item.value in need:  # a batch's screened few: mostly new values
+                        found = detector.find(item)
+                    else:
+                        continue
+                    for finding in found:
+                        kept.keep(finding)
         for column in columns.values():
             if column.key is not None and (count := self._count(column, kept, blank)) > 1:
                 kept.findings[column.key] = replace(kept.findings[column.key], count=count)
@@ -318,6 +324,18 @@ class Auditor:
         if not cached[0] and not cached[1]:
             return cached
         return (tuple(f.at(item) for f in cached[0]), tuple(f.at(item) for f in cached[1]))
+
+    def _found_by_key_reader(self, detector: Detector, item: Field) -> Iterable[Finding]:
+        """A key-reading detector's findings in `item`, worked out once per value and what
+        the detector reads of the key (whether it is a phone's), as _found_by_value does."""
+        memo = self._by_key_class.setdefault(detector.id, {})
+        pair = (detector.key_class(item.key), item.value)
+        cached = memo.get(pair)
+        if cached is None:
+            cached = tuple(detector.find(item))
+            _remember(memo, pair, cached, item.value)
+            return cached
+        return [f.at(item) for f in cached] if cached else cached
 
     def redact(self, text: str) -> str:
         """`text` with every registry identifier, email or phone inside it replaced by `*`."""
@@ -454,13 +472,13 @@ def _host_in(authority: str) -> str:
     return url.parse_authority(authority, check=False)[0]
 
 
-def _remember(memo: dict[str, Any], text: str, result: Any) -> None:
-    """Key paths, hosts and values repeat across flows: memoised, if short, in a memo kept
-    small."""
-    if len(text) <= _MAX_MEMO_CHARS:
+def _remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None) -> None:
+    """Key paths, hosts and values repeat across flows: memoised, if short (`text`, else the
+    key itself), in a memo kept small."""
+    if len(key if text is None else text) <= _MAX_MEMO_CHARS:
         if len(memo) >= _MAX_MEMO_ENTRIES:
             memo.clear()
-        memo[text] = result
+        memo[key] = result
 
 
 def _per_shape(findings: Iterable[Finding]) -> list[Finding]:

@@ -3,7 +3,7 @@
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -69,6 +69,11 @@ class Detector:
 
     def find(self, field: Field) -> Iterator[Finding]:
         raise NotImplementedError
+
+    def key_class(self, key: str) -> Hashable:
+        """What `find` reads of a field's key, when it reads keys: its findings are memoised
+        by this and the value. The whole key, unless a detector reads less of it."""
+        return key
 
 
 SEPARATOR = "\x00"

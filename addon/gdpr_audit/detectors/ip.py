@@ -31,8 +31,7 @@ class IpAddressDetector(Detector):
         value = field.value.strip()
         if "." not in value and ":" not in value:  # no address is written without them
             return
-        leaf = field.key[-_LONGEST_KEY:]  # both patterns look at the end: keep them linear
-        ip_key, version_key = _key_kinds(leaf)
+        ip_key, version_key = self.key_class(field.key)
         if ip_key:
             candidates = [m.group() for m in _IPV4.finditer(value)]
             candidates += [_unbracket(t.strip()) for t in re.split(r"[,;]", value) if ":" in t]
@@ -49,6 +48,11 @@ class IpAddressDetector(Detector):
             if not (address.is_loopback or address.is_unspecified or address.is_multicast
                     or address.is_link_local):
                 yield Finding(self.id, self.category, field, text, str(address))
+
+
+    def key_class(self, key: str) -> tuple[bool, bool]:
+        """Whether the key names a client's address, and whether it names a version."""
+        return _key_kinds(key[-_LONGEST_KEY:])  # both patterns look at the end: keep them linear
 
 
 def _unbracket(text: str) -> str:

@@ -29,13 +29,18 @@ class PhoneDetector(Detector):
         value = field.value
         if not _DIGITS.search(value):
             return
-        region = self.region if _phone_key(field.key) else None
+        region = self.region if self.key_class(field.key) else None
         if region is None and "+" not in value:
             return
         for match in phonenumbers.PhoneNumberMatcher(value, region or "ZZ",
                                                       leniency=phonenumbers.Leniency.VALID):
             e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             yield Finding(self.id, self.category, field, match.raw_string, e164)
+
+
+    def key_class(self, key: str) -> bool:
+        """Whether the key is a phone's."""
+        return _phone_key(key)
 
 
 @lru_cache(maxsize=4096)  # the same keys come back in every flow
