@@ -49,7 +49,6 @@ class IpAddressDetector(Detector):
                     or address.is_link_local):
                 yield Finding(self.id, self.category, field, text, str(address))
 
-
     def key_class(self, key: str) -> tuple[bool, bool]:
         """Whether the key names a client's address, and whether it names a version."""
         return _key_kinds(key[-_LONGEST_KEY:])  # both patterns look at the end: keep them linear

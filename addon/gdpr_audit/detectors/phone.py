@@ -37,7 +37,6 @@ class PhoneDetector(Detector):
             e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             yield Finding(self.id, self.category, field, match.raw_string, e164)
 
-
     def key_class(self, key: str) -> bool:
         """Whether the key is a phone's."""
         return _phone_key(key)
