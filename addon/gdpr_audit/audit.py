@@ -398,10 +398,9 @@ class Auditor:
                   "*" if ("query", k) in flagged or _looks_like_id(v) else v)
                  for k, v in query_parameters(query_string)]
         redacted = self.redact("/".join(segments))
-        if query:  # errors="replace": a value that was not UTF-8 holds lone surrogates
+        if query:
             redacted += "?" + "&".join(
-                f"{_quote(self.redact(k), safe='[]*', errors='replace')}="
-                f"{_quote(v, safe='*', errors='replace')}" for k, v in query)
+                f"{_quote(self.redact(k), '[]*')}={_quote(v, '*')}" for k, v in query)
         return redacted
 
 
@@ -456,8 +455,18 @@ def settle_collector() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-# Keys and most values of a query come back in every flow.
-_quote = lru_cache(maxsize=4096)(quote)
+def _quote(text: str, safe: str) -> str:
+    """URL-quoting (errors replaced: a value that was not UTF-8 holds lone surrogates),
+    memoised for short texts: a query's keys and most of its values come back in every
+    flow."""
+    if len(text) > _MAX_MEMO_CHARS:
+        return quote(text, safe=safe, errors="replace")
+    return _quote_short(text, safe)
+
+
+@lru_cache(maxsize=4096)
+def _quote_short(text: str, safe: str) -> str:
+    return quote(text, safe=safe, errors="replace")
 
 
 def _pretty_host(request: http.Request) -> str:
