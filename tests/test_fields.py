@@ -485,6 +485,7 @@ def test_lz_string_both_alphabets():
 @pytest.mark.parametrize("name,packed", [
     ("zlib", lambda raw: zlib.compress(raw)),
     ("deflate", lambda raw: zlib.compress(raw)[2:-4]),  # raw deflate: no zlib header/trailer
+    ("deflate", lambda raw: zlib.compress(raw, 0)[2:-4]),  # a stored block: not compressed
     ("gzip", lambda raw: gzip.compress(raw)),
 ])
 def test_compressed_streams_inside_base64(name, packed):
