@@ -81,7 +81,8 @@ class Auditor:
         self._redacted: dict[str, str] = {}
         self._redacted_keys: dict[str, str] = {}
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
-        self._by_key_class: dict[str, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {}
+        self._by_key_class: dict[Detector, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {
+            d: {} for d in self.detectors if d.reads_key}
         self._destinations: dict[tuple[str, str], Destination] = {}
 
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
@@ -202,12 +203,12 @@ class Auditor:
             if looked_at is None or item.value in looked_at:
                 for detector, need in key_readers:
                     if need is None:  # a small request: most of its values came in earlier ones
-                        found = self._found_by_key_reader(detector, item)
+                        read = self._found_by_key_reader(detector, item)
                     elif item.value in need:  # a batch's screened few: mostly new values
-                        found = detector.find(item)
+                        read = detector.find(item)
                     else:
                         continue
-                    for finding in found:
+                    for finding in read:
                         kept.keep(finding)
         for column in columns.values():
             if column.key is not None and (count := self._count(column, kept, blank)) > 1:
@@ -328,7 +329,7 @@ class Auditor:
     def _found_by_key_reader(self, detector: Detector, item: Field) -> Iterable[Finding]:
         """A key-reading detector's findings in `item`, worked out once per value and what
         the detector reads of the key (whether it is a phone's), as _found_by_value does."""
-        memo = self._by_key_class.setdefault(detector.id, {})
+        memo = self._by_key_class[detector]
         pair = (detector.key_class(item.key), item.value)
         cached = memo.get(pair)
         if cached is None:
