@@ -23,7 +23,8 @@ from mitmproxy import http
 from mitmproxy.net.http import multipart
 from mitmproxy.test import tutils
 
-from gdpr_audit.fields import Extraction, decompress, message_fields, request_fields
+from gdpr_audit.fields import (MAX_MEMO_CHARS, Extraction, decompress, message_fields,
+                               query_parameters, request_fields)
 
 try:
     from compression import zstd  # type: ignore[import-not-found]
@@ -535,3 +536,14 @@ def test_provenance_of_a_finding_reads_like_the_research_detectors():
 def test_random_hex_digest_is_not_decoded_as_text():
     digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     assert layered(digest)[1:] == [("query", "d", digest, ())]
+
+
+def test_a_long_query_is_read_but_not_memoised():
+    """The query is memoised between the two places that read it, but only a short one: a
+    client sending long distinct queries must not make the memo hold them."""
+    query_parameters.cache_clear()
+    long_value = "x" * (MAX_MEMO_CHARS + 1)
+    assert query_parameters(f"a={long_value}") == (("a", long_value),)
+    assert query_parameters.cache_info().currsize == 0
+    assert query_parameters("a=1&b=2#top") == (("a", "1"), ("b", "2"))
+    assert query_parameters.cache_info().currsize == 1

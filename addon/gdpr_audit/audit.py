@@ -5,7 +5,6 @@ import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
@@ -17,13 +16,13 @@ from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
-from .fields import Extraction, Field, decompress, message_fields, query_parameters, request_fields
+from .fields import (MAX_MEMO_CHARS, Extraction, Field, decompress, memoised_if_short,
+                     message_fields, query_parameters, request_fields)
 from .policy import Policy
 from .recipients import Destination, resolve
 from .rules import RULES, FlowFacts, Violation
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-_MAX_MEMO_CHARS = 2048
 _MAX_MEMO_ENTRIES = 50_000
 _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
@@ -456,17 +455,9 @@ def settle_collector() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+@memoised_if_short(maxsize=4096)  # a query's keys and most of its values: in every flow
 def _quote(text: str, safe: str) -> str:
-    """URL-quoting (errors replaced: a value that was not UTF-8 holds lone surrogates),
-    memoised for short texts: a query's keys and most of its values come back in every
-    flow."""
-    if len(text) > _MAX_MEMO_CHARS:
-        return quote(text, safe=safe, errors="replace")
-    return _quote_short(text, safe)
-
-
-@lru_cache(maxsize=4096)
-def _quote_short(text: str, safe: str) -> str:
+    """URL-quoting; errors replaced: a value that was not UTF-8 holds lone surrogates."""
     return quote(text, safe=safe, errors="replace")
 
 
@@ -477,7 +468,7 @@ def _pretty_host(request: http.Request) -> str:
     return _host_in(authority) if authority else request.host
 
 
-@lru_cache(maxsize=4096)
+@memoised_if_short(maxsize=4096)
 def _host_in(authority: str) -> str:
     return url.parse_authority(authority, check=False)[0]
 
@@ -485,7 +476,7 @@ def _host_in(authority: str) -> str:
 def _remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None) -> None:
     """Key paths, hosts and values repeat across flows: memoised, if short (`text`, else the
     key itself), in a memo kept small."""
-    if len(key if text is None else text) <= _MAX_MEMO_CHARS:
+    if len(key if text is None else text) <= MAX_MEMO_CHARS:
         if len(memo) >= _MAX_MEMO_ENTRIES:
             memo.clear()
         memo[key] = result

@@ -13,9 +13,9 @@ import html
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
@@ -116,7 +116,22 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
     return out
 
 
-@lru_cache(maxsize=64)
+def memoised_if_short(maxsize: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """lru_cache for a function of a text from the traffic (its first argument) that comes
+    back in many flows: only short texts are kept, so that a client sending long distinct
+    ones cannot make the memo hold hundreds of MB."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        cached = lru_cache(maxsize=maxsize)(function)
+
+        @wraps(function)
+        def call(text: str, *args: Any) -> Any:
+            return cached(text, *args) if len(text) <= MAX_MEMO_CHARS else function(text, *args)
+        call.cache_info, call.cache_clear = cached.cache_info, cached.cache_clear  # type: ignore[attr-defined]
+        return call
+    return decorate
+
+
+@memoised_if_short(maxsize=64)
 def query_parameters(query: str) -> tuple[tuple[str, str], ...]:
     """A request target's query as request_fields reads it, and as the log shows it redacted:
     read once for both."""
@@ -341,7 +356,7 @@ def _add_key(out: Extraction, location: str, path: str, name: str,
     may_identify = _keys_seen.get(name)
     if may_identify is None:  # the same few names come back in every event of a batch
         may_identify = bool(_KEY_MAY_IDENTIFY.search(name))
-        if len(name) <= _MAX_MEMO_CHARS:
+        if len(name) <= MAX_MEMO_CHARS:
             if len(_keys_seen) >= _MAX_MEMO_ENTRIES:
                 _keys_seen.clear()
             _keys_seen[name] = may_identify
@@ -399,8 +414,8 @@ _BEARER = re.compile(r"^bearer\s+", re.I)
 _FORM = re.compile(r"[^=&\s]+=[^&]*(&[^=&\s]+=[^&]*)+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-f]+|[a-z]+\d*);", re.I)
-# Past these sizes a token is not tried with the costlier codecs: lz-string is read bit by bit,
-# and base58 is one big-integer conversion, quadratic in the length.
+# Past these sizes a token is not tried with the costlier codecs: lz-string is decoded in
+# Python, and base58 is one big-integer conversion, quadratic in the length.
 _MAX_LZ_STRING = 50_000
 _MAX_BASE58 = 512
 
@@ -408,7 +423,7 @@ _MAX_BASE58 = 512
 def _decodings(value: str) -> tuple[tuple[str, str], ...]:
     """The values that `value` decodes to, each named by its encoding. The same cookie, id
     or token rides in many requests, so short values are decoded once per process."""
-    if len(value) > _MAX_MEMO_CHARS:
+    if len(value) > MAX_MEMO_CHARS:
         return _decode(value)
     if len(value) == 36 and _UUID.fullmatch(value):  # an id, never an encoding; not kept:
         return ()                                     # a batch brings thousands, each once
@@ -420,7 +435,9 @@ def _decodings(value: str) -> tuple[tuple[str, str], ...]:
     return found
 
 
-_MAX_MEMO_CHARS = 2048
+MAX_MEMO_CHARS = 2048
+"""Texts of the traffic up to this long are memoised (values, keys, hosts): the ones that
+come back in every flow are short, and long ones would make a memo hold too much."""
 _MAX_MEMO_ENTRIES = 50_000
 _decoded: dict[str, tuple[tuple[str, str], ...]] = {}
 
