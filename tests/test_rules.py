@@ -5,13 +5,14 @@ against the small policy in conftest (people: alice with newsletter consent and 
 analytics consent, bob with no consent and an IBAN, carol with an erasure request)."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from conftest import make_flow
 
 from gdpr_audit.audit import Auditor
-from gdpr_audit.policy import Policy
+from gdpr_audit.policy import Policy, Subject
 
 ALICE = {"email": "alice.martin@example.org", "first_name": "Alice"}
 
@@ -158,9 +159,6 @@ def test_an_audit_bug_is_recorded_without_the_data(policy: Policy,
 
 def test_an_identifier_two_subjects_share_names_both(policy: Policy) -> None:
     """A household's one phone: whoever it belongs to was sent, so both are in the log."""
-    from dataclasses import replace
-
-    from gdpr_audit.policy import Subject
     sharer = Subject("alice-partner", (("phone", "+33612345601"),), {})
     shared = replace(policy, subjects=(*policy.subjects, sharer))
     flow = post_json("https://tracker.elsewhere.test/collect", {"tel": "+33612345601"})
