@@ -276,11 +276,12 @@ class Auditor:
         if len(fields) < _SCREEN_FROM:
             return {}
         values = list(dict.fromkeys(map(_VALUE, fields)))
-        # Non-ASCII text changes length when its case changes: looked at one by one.
-        every = SEPARATOR.join(values)
-        unscreened = set() if every.isascii() and every.count(SEPARATOR) == len(values) - 1 else {
-            v for v in values if not v.isascii() or SEPARATOR in v}
-        joined = Joined([v for v in values if v not in unscreened] if unscreened else values)
+        joined = Joined(values)
+        unscreened: set[str] = set()
+        if not joined.text.isascii() or joined.text.count(SEPARATOR) != len(values) + 1:
+            # Non-ASCII text changes length when its case changes: looked at one by one.
+            unscreened = {v for v in values if not v.isascii() or SEPARATOR in v}
+            joined = Joined([v for v in values if v not in unscreened])
         needs: dict[object, set[str]] = {
             owner: unscreened | hit for owner, hit in self._hints.scan(joined).items()}
         needs.setdefault(self.known, set(unscreened)).update(
