@@ -27,10 +27,9 @@ class PhoneDetector(Detector):
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value
-        if not _DIGITS.search(value):
-            return
         region = self.region if self.key_class(field.key) else None
-        if region is None and "+" not in value:
+        # The cheap test first: _DIGITS takes 3 us on a UUID, of which a batch has thousands.
+        if (region is None and "+" not in value) or not _DIGITS.search(value):
             return
         for match in phonenumbers.PhoneNumberMatcher(value, region or "ZZ",
                                                       leniency=phonenumbers.Leniency.VALID):
@@ -42,7 +41,8 @@ class PhoneDetector(Detector):
         return _phone_key(key)
 
 
-@lru_cache(maxsize=4096)  # the same keys come back in every flow
+# The same keys come back in every flow, and those of a batch's elements in every batch.
+@lru_cache(maxsize=16384)
 def _phone_key(key: str) -> bool:
     lowered = key.lower()
     return bool(_PHONE_WORD.search(lowered) or _PHONE_LAST.search("." + lowered))
