@@ -557,10 +557,12 @@ def _text(raw: bytes | None, strict: bool = False) -> str | None:
     tokens decode to binary noise, which fails this)."""
     if not raw:
         return None
-    try:
-        return _text_of(raw.decode("utf-8"), strict)
-    except UnicodeDecodeError:
+    # Decoded with replacement, not strictly: most noise is no UTF-8, and raising costs more
+    # than the decoding. It was not UTF-8 if a replacement character is not in the bytes.
+    text = raw.decode("utf-8", "replace")
+    if "\ufffd" in text and text.encode() != raw:
         return None
+    return _text_of(text, strict)
 
 
 def _text_of(text: str | None, strict: bool = False) -> str | None:
