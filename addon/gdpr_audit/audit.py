@@ -505,16 +505,27 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def _shapes_of(fields: list[Field]) -> list[str]:
-    """_shape_of of each field, in one pass over their keys (a batch has thousands)."""
+    """_shape_of of each field. A batch has thousands of keys, which come back in the next
+    batch (`batch[12].sku`): their shapes are memoised, and the new ones made in one pass."""
     keys = [item.key for item in fields]
-    joined = SEPARATOR.join(keys)
-    if "[" not in joined:
+    if "[" not in SEPARATOR.join(keys):
         return keys
-    if joined.count(SEPARATOR) != len(keys) - 1:  # a key with a SEPARATOR in it
-        return [_shape_of(item.location, item.key) for item in fields]
-    shapes = _INDEX.sub("[*]", joined).split(SEPARATOR)
+    shapes = list(map(_shapes.get, keys))
+    if None in shapes:
+        new = [key for key, shape in dict.fromkeys(zip(keys, shapes)) if shape is None]
+        joined = SEPARATOR.join(new)
+        made = (_INDEX.sub("[*]", joined).split(SEPARATOR)
+                if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR
+                [_INDEX.sub("[*]", key) for key in new])
+        found = dict(zip(new, made, strict=True))
+        for key, shape in found.items():
+            _remember(_shapes, key, shape)
+        shapes = [found[key] if shape is None else shape for key, shape in zip(keys, shapes)]
     return [key if item.location in ("path", "query") else shape
             for item, key, shape in zip(fields, keys, shapes, strict=True)]
+
+
+_shapes: dict[str, str] = {}
 
 
 def _shape_of(location: str, key: str) -> str:
