@@ -23,7 +23,7 @@ from mitmproxy import http
 from mitmproxy.net.http import multipart
 from mitmproxy.test import tutils
 
-from gdpr_audit.fields import (MAX_MEMO_CHARS, Extraction, decompress, message_fields,
+from gdpr_audit.fields import (MAX_MEMO_CHARS, Extraction, decompress, header, message_fields,
                                query_parameters, request_fields)
 
 try:
@@ -95,6 +95,20 @@ def test_headers_referer_custom_and_plumbing():
     assert ("header", "X-User-Email", EMAIL, ()) in fields
     # Protocol plumbing is not data about a person.
     assert not [f for f in fields if f[1] in ("Accept", "Content-Type", "Accept-Language")]
+
+
+@pytest.mark.parametrize("fields", [
+    [],
+    [(b"Content-Type", b"application/json")],
+    [(b"content-TYPE", b"text/html"), (b"Accept", b"*/*")],
+    [(b"Content-Type", b"text/plain"), (b"X-A", b"1"), (b"content-type", b"text/html")],
+    [(b"Content-Type", b"caf\xc3\xa9; \xff\xfe"), (b"Content-Type", b"\xc3")],
+    [(b"Content-Type", b"")],
+])
+def test_header_reads_as_mitmproxy_get_does(fields):
+    request = tutils.treq(headers=http.Headers(fields))
+    assert header(request, b"content-type") == request.headers.get("content-type", "")
+    assert header(request, b"x-a") == request.headers.get("X-A", "")
 
 
 def test_cookies_are_split_and_the_cookie_header_is_not_repeated():

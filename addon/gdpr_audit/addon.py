@@ -24,7 +24,8 @@ from mitmproxy.log import LegacyLogEvents
 
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
 from .documents import PolicyError
-from .offload import OffloadedAudits, Verdict, is_html
+from .fields import is_html
+from .offload import OffloadedAudits, Verdict
 from .policy import Policy, load_policy
 from .rules import RULES
 from .store import AuditStore, LogWriter

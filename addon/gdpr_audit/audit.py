@@ -16,8 +16,8 @@ from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
-from .fields import (MAX_MEMO_CHARS, Extraction, Field, decompress, memoised_if_short,
-                     message_fields, query_parameters, request_fields)
+from .fields import (MAX_MEMO_CHARS, Extraction, Field, decompress, header, is_html,
+                     memoised_if_short, message_fields, query_parameters, request_fields)
 from .policy import Policy
 from .recipients import Destination, resolve
 from .rules import RULES, FlowFacts, Violation
@@ -160,9 +160,9 @@ class Auditor:
         response = flow.response
         if response is None or not response.raw_content:
             return None
-        if "html" not in response.headers.get("content-type", "").lower():
+        if not is_html(response):
             return None
-        body = decompress(response.raw_content, response.headers.get("content-encoding", ""),
+        body = decompress(response.raw_content, header(response, b"content-encoding"),
                           self.max_body, extraction)
         return body.decode("utf-8", errors="replace") if body is not None else None
 

@@ -109,11 +109,21 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
         _add_key(out, "cookie", name, name, ())
         _add_value(out, Field("cookie", name, value), 0)
     if request.raw_content:
-        body = decompress(request.raw_content, request.headers.get("content-encoding", ""),
-                          max_body, out)
+        body = decompress(request.raw_content, header(request, b"content-encoding"), max_body, out)
         if body is not None:
-            _body_fields(out, body, request.headers.get("content-type", ""), 0, ())
+            _body_fields(out, body, header(request, b"content-type"), 0, ())
     return out
+
+
+def header(message: http.Message, name: bytes) -> str:
+    """message.headers.get(name, ""), folded as mitmproxy folds repeated headers: its get()
+    lowers every header's name in Python, and costs 7 times this, several times a flow."""
+    values = [value for key, value in message.headers.fields if key.lower() == name]
+    return b", ".join(values).decode("utf-8", "surrogateescape")
+
+
+def is_html(message: http.Message) -> bool:
+    return "html" in header(message, b"content-type").lower()
 
 
 def memoised_if_short(maxsize: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

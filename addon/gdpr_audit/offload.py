@@ -33,7 +33,7 @@ from mitmproxy import http, websocket
 
 from .audit import Auditor, FlowAudit, settle_collector
 from .detectors import Finding
-from .fields import Field
+from .fields import Field, is_html
 from .recipients import Destination
 from .rules import Violation
 
@@ -95,14 +95,6 @@ class Verdict:
     """Redacted like the log's host column."""
     rules: tuple[str, ...]
     error: str | None
-
-
-def is_html(message: http.Message) -> bool:
-    """Whether a message's content type is HTML: headers.get() costs 7 times more, per flow."""
-    for name, value in message.headers.fields:
-        if name.lower() == b"content-type":
-            return b"html" in value.lower()
-    return False
 
 
 def flow_state(flow: http.HTTPFlow) -> tuple[Any, ...]:
