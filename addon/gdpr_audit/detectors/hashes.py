@@ -155,6 +155,9 @@ def _digest_candidates(value: str) -> Iterator[tuple[str, bytes, str]]:
                 yield token.group(), bytes.fromhex(token.group()), "hex"
     if len(value) >= 22:
         for token in _B64_TOKEN.finditer(value):
+            # Decoded, only a token of a digest's length (not a UUID, say: 27 bytes).
+            if len(token.group().rstrip("=")) * 3 // 4 not in _DIGEST_SIZES:
+                continue
             raw = _b64(token.group())
             if raw is not None and len(raw) in _DIGEST_SIZES and len(raw) >= 16:
                 yield token.group(), raw, "base64"

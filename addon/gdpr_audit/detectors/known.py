@@ -155,8 +155,10 @@ class KnownSubjects:
 
     def _verified(self, digest: bytes, encoding: str) -> Iterator[Form]:
         key = numpy.uint64(_key(digest))
-        low = int(numpy.searchsorted(self._keys, key, "left"))
-        high = min(int(numpy.searchsorted(self._keys, key, "right")), low + _MAX_NAMED)
+        low = int(self._keys.searchsorted(key, "left"))
+        if low == len(self._keys) or self._keys[low] != key:  # most tokens: one search only
+            return
+        high = min(int(self._keys.searchsorted(key, "right")), low + _MAX_NAMED)
         for ref in self._refs[low:high].tolist():
             subject = self.subjects[ref >> (_CHAIN_BITS + _INPUT_BITS)]
             item = self.hash_inputs(subject)[(ref >> _CHAIN_BITS) & ((1 << _INPUT_BITS) - 1)]
