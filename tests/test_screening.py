@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gdpr_audit import audit
 from gdpr_audit.audit import Auditor
+from gdpr_audit.detectors import known
 from gdpr_audit.fields import Extraction, Field
 from gdpr_audit.policy import load_policy
 from test_fuzz_properties import POLICY_DIR
@@ -33,6 +34,8 @@ OTHERS = ["+44 20 7946 0958", "+33 7 55 44 33 22", "07 55 44 33 22", "jane.roe@e
 def spellings(value: str) -> list[str]:
     digest = hashlib.sha256(value.strip().lower().encode()).digest()
     return [value, value.upper(), f"id: {value}; next", hashlib.md5(value.encode()).hexdigest(),
+            base64.b64encode(f"{value}|{value}".encode()).decode(),
+            f"u={base64.urlsafe_b64encode(value.encode()).decode()}",
             digest.hex(), digest.hex().upper(), base64.b64encode(digest).decode(),
             base64.urlsafe_b64encode(digest).decode().rstrip("="),
             str(int.from_bytes(hashlib.sha256(value.encode()).digest()[:4], "big"))]
@@ -43,15 +46,15 @@ def noise(count: int) -> list[str]:
 
 
 def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch,
-           memoised: int = 0) -> list[tuple]:
+           memoised: int = 0, auditor: Auditor = AUDITOR) -> list[tuple]:
     """`memoised` values are audited alone first, as an earlier flow would have."""
     extraction = Extraction([Field("body", KEYS[n % len(KEYS)], value)
                              for n, value in enumerate(values)])
-    AUDITOR._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
+    auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
     with monkeypatch.context() as patch:
-        AUDITOR.detect(Extraction(extraction.fields[:memoised]))
+        auditor.detect(Extraction(extraction.fields[:memoised]))
         patch.setattr(audit, "_SCREEN_FROM", 1 if screen else 10 ** 9)
-        findings = AUDITOR.detect(extraction)
+        findings = auditor.detect(extraction)
     return [(f.detector, f.category, f.field.key, f.value, f.canonical, f.form, f.subject,
              f.count) for f in findings]
 
@@ -68,6 +71,23 @@ def test_screening_keeps_every_finding_of_the_registry_and_the_patterns(
                      "ip_address", "field_name"):
         assert any(d == detector for d, _ in found), detector
     assert {"sha256(email)", "md5(email)", "base64(sha256(email))"} <= {f for _, f in found}
+
+
+def test_hyperscan_and_the_automata_screen_the_registry_spellings_alike(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
+    values = [s for v in identifiers for s in spellings(v)] + noise(100)
+    assert AUDITOR._spellings_screened  # noqa: SLF001 - a small registry: by Hyperscan
+    monkeypatch.setattr(known, "_SCREENED_SPELLINGS", 0)
+    by_automata = Auditor(load_policy(POLICY_DIR))
+    assert not by_automata._spellings_screened  # noqa: SLF001
+    upper = [v.upper() for v in identifiers] + noise(100)
+    for batch in (values, upper):
+        screened = detect(batch, True, monkeypatch)
+        assert screened == detect(batch, True, monkeypatch, auditor=by_automata)
+        # not vacuous: the plain spellings in any case, and the base64 ones, are there to be lost
+        forms = {form for detector, *_, form, _, _ in screened if detector == "registry"}
+        assert {"plain", "base64"} <= forms if batch is values else "plain" in forms
 
 
 def test_a_value_memoised_before_the_screening_is_looked_at_in_full_if_the_memo_empties(

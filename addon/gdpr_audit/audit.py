@@ -73,8 +73,11 @@ class Auditor:
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self._value_readers = [d for d in self.detectors if not d.reads_key]
         self._field_names = next(d for d in self.detectors if isinstance(d, FieldNameDetector))
+        spellings = self.known.spellings
         self._hints = Screen([(self.known, hint) for hint in self.known.hints] + [
-            (d, d.hint) for d in self.detectors if d.hint is not None])
+            (d, d.hint) for d in self.detectors if d.hint is not None],
+            [(self.known, text, caseless) for text, caseless in spellings or ()])
+        self._spellings_screened = spellings is not None
         self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
         self._redacted: dict[str, str] = {}
@@ -284,8 +287,9 @@ class Auditor:
             joined = Joined([v for v in values if v not in unscreened])
         needs: dict[object, set[str]] = {
             owner: unscreened | hit for owner, hit in self._hints.scan(joined).items()}
-        needs.setdefault(self.known, set(unscreened)).update(
-            joined.hit(self.known.automaton_hits(joined.text)))
+        known = needs.setdefault(self.known, set(unscreened))
+        if not self._spellings_screened:
+            known.update(joined.hit(self.known.automaton_hits(joined.text)))
         needs[_SCREENED] = set(joined.values).difference(self._by_value)
         return needs
 

@@ -41,6 +41,11 @@ class Form(NamedTuple):
     form: str
 
 
+# Hyperscan compiles a literal in 50 us: up to this many spellings (a registry of about 150
+# subjects) are screened with it.
+_SCREENED_SPELLINGS = 4096
+
+
 class KnownSubjects:
     id = "registry"
 
@@ -135,6 +140,17 @@ class KnownSubjects:
         if len(self._keys):
             hints += [HEX_RUN, BASE64_RUN, WHOLE_DIGEST]
         return hints
+
+    @property
+    def spellings(self) -> list[tuple[str, bool]] | None:
+        """The automata's spellings (text, caseless) that ASCII text can hold, for Screen to
+        find instead of automaton_hits; None past _SCREENED_SPELLINGS, whose compilation
+        would cost more than the scans it saves. The plain automaton is searched in lowered
+        text: its ASCII spellings are lowercase, and match whatever the case."""
+        if len(self.plain) + len(self.encoded) > _SCREENED_SPELLINGS:
+            return None
+        return ([(text, True) for text in self.plain.keys() if text.isascii() and text == text.lower()]
+                + [(text, False) for text in self.encoded.keys()])
 
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
