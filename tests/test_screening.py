@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gdpr_audit import audit
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import known
-from gdpr_audit.fields import Extraction, Field
+from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
 from gdpr_audit.policy import load_policy
 from test_fuzz_properties import POLICY_DIR
 
@@ -150,3 +150,23 @@ def test_a_value_seen_under_one_key_is_judged_again_under_a_key_read_otherwise(
         found = {(f.detector, f.canonical) for f in AUDITOR.detect(Extraction(
             [Field("body", key, value)]))}
         assert (finding in found) == (key in reading), key
+
+
+KEY_ALPHABET = "ab.[]0123456789*\x00é"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["body", "path", "query", "cookie"]),
+                          st.text(KEY_ALPHABET, max_size=12)), min_size=1, max_size=40),
+       st.integers(min_value=0, max_value=3))
+def test_shapes_memoised_or_not_are_those_of_each_key_alone(places: list[tuple[str, str]],
+                                                           extra_long: int) -> None:
+    fields = [Field(location, key, "v") for location, key in places + [
+        ("path", "[0]"), ("query", "items[1]"), ("body", "batch[12].sku"), ("body", "batch[3].sku"),
+        ("cookie", "a\x00[4]"), ("body", "events[0].context[2]")]]
+    fields += [Field("body", f"batch[{n}]." + "k" * MAX_MEMO_CHARS, "v") for n in range(extra_long)]
+    expected = [audit._shape_of(item.location, item.key) for item in fields]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(audit, "_MAX_MEMO_ENTRIES", 8)  # emptied between and within calls
+        assert audit._shapes_of(fields) == expected
+        assert audit._shapes_of(fields) == expected  # from the memo this time
+        assert audit._shapes_of(list(reversed(fields))) == expected[::-1]

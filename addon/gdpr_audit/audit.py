@@ -487,6 +487,15 @@ def _remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = No
         memo[key] = result
 
 
+def _remember_all(memo: dict[str, Any], results: dict[str, Any]) -> None:
+    """_remember of each text and its result, in one update (a batch brings thousands)."""
+    if len(memo) + len(results) > _MAX_MEMO_ENTRIES:
+        memo.clear()
+    if max(map(len, results), default=0) > MAX_MEMO_CHARS:
+        results = {text: result for text, result in results.items() if len(text) <= MAX_MEMO_CHARS}
+    memo.update(results)
+
+
 def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
     """Findings at the same place of every element of an array (`batch[12].anonymousId`) as
     one finding of that shape (`batch[*].anonymousId`) with their count. A registry subject
@@ -522,8 +531,7 @@ def _shapes_of(fields: list[Field]) -> list[str]:
                 if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR
                 [_INDEX.sub("[*]", key) for key in new])
         found = dict(zip(new, made, strict=True))
-        for key, shape in found.items():
-            _remember(_shapes, key, shape)
+        _remember_all(_shapes, found)
         shapes = [found[key] if shape is None else shape for key, shape in zip(keys, shapes)]
     return [key if item.location in ("path", "query") else shape
             for item, key, shape in zip(fields, keys, shapes, strict=True)]
