@@ -525,14 +525,16 @@ def _shapes_of(fields: list[Field]) -> list[str]:
         return keys
     shapes = list(map(_shapes.get, keys))
     if None in shapes:
-        new = [key for key, shape in dict.fromkeys(zip(keys, shapes)) if shape is None]
+        new = [key for key, shape in dict.fromkeys(zip(keys, shapes, strict=True))
+               if shape is None]
         joined = SEPARATOR.join(new)
         made = (_INDEX.sub("[*]", joined).split(SEPARATOR)
                 if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR
                 [_INDEX.sub("[*]", key) for key in new])
         found = dict(zip(new, made, strict=True))
         _remember_all(_shapes, found)
-        shapes = [found[key] if shape is None else shape for key, shape in zip(keys, shapes)]
+        shapes = [found[key] if shape is None else shape
+                  for key, shape in zip(keys, shapes, strict=True)]
     return [key if item.location in ("path", "query") else shape
             for item, key, shape in zip(fields, keys, shapes, strict=True)]
 

@@ -149,8 +149,9 @@ class KnownSubjects:
         text: its ASCII spellings are lowercase, and match whatever the case."""
         if len(self.plain) + len(self.encoded) > _SCREENED_SPELLINGS:
             return None
-        return ([(text, True) for text in self.plain.keys() if text.isascii() and text == text.lower()]
-                + [(text, False) for text in self.encoded.keys()])
+        plain = [(text, True) for text in self.plain.keys()
+                 if text.isascii() and text == text.lower()]
+        return plain + [(text, False) for text in self.encoded.keys()]
 
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
