@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import make_flow
 
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import Policy
-from gdpr_audit.store import AuditStore, mask
+from gdpr_audit.store import AuditStore, LogWriter, mask
 
 
 def record(store: AuditStore, policy: Policy, *flows) -> None:
@@ -171,3 +172,31 @@ def test_long_key_names_stay_readable_but_id_like_keys_are_starred(
     db = sqlite3.connect(tmp_path / "audit.db")
     fields = {row[0] for row in db.execute("select field from findings where category = 'email'")}
     assert fields == {"productListImpressionsClicked.contactEmail", "*.contactEmail"}
+
+
+def test_the_log_writer_commits_what_arrives_together_and_flushes_at_once(
+        tmp_path: Path, policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[int] = []
+    record_audits = AuditStore.record
+
+    def counted(self: AuditStore, run_id: int, audits) -> None:
+        audits = list(audits)
+        batches.append(len(audits))
+        record_audits(self, run_id, audits)
+
+    monkeypatch.setattr(AuditStore, "record", counted)
+    writer = LogWriter(str(tmp_path / "log.db"), "test", policy.sources, gather=30)
+    auditor = Auditor(policy)
+    started = time.monotonic()
+    for n in range(5):
+        writer.submit(auditor.audit(make_flow(f"https://tracker.example/?n={n}")), "test")
+        time.sleep(0.05)  # audits trickling in, as from a proxy: the writer is waiting
+    writer.flush()
+    assert time.monotonic() - started < 10  # flush() ends the gathering: not 30 s
+    assert batches == [5]  # one transaction for the five
+    writer.submit(auditor.audit(make_flow("https://tracker.example/?n=5")), "test")
+    writer.close()
+    assert batches == [5, 1]
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        assert conn.execute("select count(*), max(finished) is not null from flows, runs"
+                            ).fetchone() == (6, 1)

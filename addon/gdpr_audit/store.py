@@ -346,15 +346,21 @@ def open_existing(path: str) -> sqlite_utils.Database:
 class LogWriter:
     """Writes audits from a thread of its own, in batches, so that the proxy's event loop
     never waits for SQLite. `flush()` waits until everything submitted is committed;
-    `close()` also ends the run."""
+    `close()` also ends the run.
+
+    A batch gathers what arrives within `gather` seconds of its first audit: at a few hundred
+    requests a second, committing each flow alone cost a third of a millisecond of CPU a flow
+    (the transaction and the WAL's fsync), as much as half its audit."""
 
     _STOP = object()
+    _FLUSH = object()
 
     def __init__(self, path: str, command: str, policy_sources: Iterable[str],
-                 batch_size: int = 200) -> None:
+                 batch_size: int = 200, gather: float = 0.02) -> None:
         AuditStore(path).db.close()  # a bad path or key fails here, at start-up, in the caller
         self.path = path
         self.batch_size = batch_size
+        self.gather = gather
         self.queue: queue.Queue[Any] = queue.Queue()
         self.errors: list[str] = []
         self._ready = threading.Event()
@@ -368,6 +374,7 @@ class LogWriter:
         self.queue.put((audit, source))
 
     def flush(self) -> None:
+        self.queue.put(self._FLUSH)  # committed at once, not at the end of the gathering
         self.queue.join()
 
     def close(self) -> None:
@@ -382,15 +389,18 @@ class LogWriter:
         stopping = False
         while not stopping:
             batch = [self.queue.get()]
-            while len(batch) < self.batch_size:
+            until = time.monotonic() + self.gather
+            while (len(batch) < self.batch_size and batch[-1] is not self._STOP
+                   and batch[-1] is not self._FLUSH):
                 try:
-                    batch.append(self.queue.get_nowait())
+                    batch.append(self.queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             stopping = any(item is self._STOP for item in batch)
-            audits = [item for item in batch if item is not self._STOP]
+            audits = [item for item in batch if item is not self._STOP and item is not self._FLUSH]
             try:
-                store.record(self.run_id, audits)
+                if audits:
+                    store.record(self.run_id, audits)
             except sqlite3.Error as e:  # keep serving; the error is reported at the end
                 self.errors.append(f"{len(audits)} flow(s) not written: {e}")
             for _ in batch:
