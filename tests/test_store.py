@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -196,6 +197,10 @@ def test_the_log_writer_commits_what_arrives_together_and_flushes_at_once(
     assert batches == [5]  # one transaction for the five
     writer.submit(auditor.audit(make_flow("https://tracker.example/?n=5")), "test")
     writer.close()
+    flushing = threading.Thread(target=writer.flush, daemon=True)  # after close(): returns
+    flushing.start()
+    flushing.join(10)
+    assert not flushing.is_alive()
     assert batches == [5, 1]
     with sqlite3.connect(tmp_path / "log.db") as conn:
         assert conn.execute("select count(*), max(finished) is not null from flows, runs"

@@ -374,7 +374,8 @@ class LogWriter:
         self.queue.put((audit, source))
 
     def flush(self) -> None:
-        self.queue.put(self._FLUSH)  # committed at once, not at the end of the gathering
+        if self._thread.is_alive():  # (after close(), nothing would take the marker)
+            self.queue.put(self._FLUSH)  # committed at once, not at the end of the gathering
         self.queue.join()
 
     def close(self) -> None:
