@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdpr_audit import audit
+from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import known
 from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
@@ -94,7 +94,7 @@ def test_a_value_memoised_before_the_screening_is_looked_at_in_full_if_the_memo_
         monkeypatch: pytest.MonkeyPatch) -> None:
     identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
     values = identifiers + OTHERS + noise(100)
-    monkeypatch.setattr(audit, "_MAX_MEMO_ENTRIES", 50)  # emptied while the batch is read
+    monkeypatch.setattr(fields, "MAX_MEMO_ENTRIES", 50)  # emptied while the batch is read
     unscreened = detect(values, False, monkeypatch)
     assert detect(values, True, monkeypatch, memoised=len(identifiers)) == unscreened
     assert any(detector == "registry" for detector, *_ in unscreened)
@@ -160,13 +160,14 @@ KEY_ALPHABET = "ab.[]0123456789*\x00é"
        st.integers(min_value=0, max_value=3))
 def test_shapes_memoised_or_not_are_those_of_each_key_alone(places: list[tuple[str, str]],
                                                            extra_long: int) -> None:
-    fields = [Field(location, key, "v") for location, key in places + [
+    items = [Field(location, key, "v") for location, key in places + [
         ("path", "[0]"), ("query", "items[1]"), ("body", "batch[12].sku"), ("body", "batch[3].sku"),
         ("cookie", "a\x00[4]"), ("body", "events[0].context[2]")]]
-    fields += [Field("body", f"batch[{n}]." + "k" * MAX_MEMO_CHARS, "v") for n in range(extra_long)]
-    expected = [audit._shape_of(item.location, item.key) for item in fields]
+    items += [Field("body", f"batch[{n}]." + "k" * MAX_MEMO_CHARS, "v") for n in range(extra_long)]
+    expected = [audit._shape_of(item.location, item.key) for item in items]
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(audit, "_MAX_MEMO_ENTRIES", 8)  # emptied between and within calls
-        assert audit._shapes_of(fields) == expected
-        assert audit._shapes_of(fields) == expected  # from the memo this time
-        assert audit._shapes_of(list(reversed(fields))) == expected[::-1]
+        monkeypatch.setattr(fields, "MAX_MEMO_ENTRIES", 8)  # emptied between and within calls
+        assert audit._shapes_of(items) == expected
+        assert audit._shapes_of(items) == expected  # from the memo this time
+        assert audit._shapes_of(list(reversed(items))) == expected[::-1]
+

@@ -16,14 +16,13 @@ from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
-from .fields import (MAX_MEMO_CHARS, Extraction, Field, decompress, header, is_html,
-                     memoised_if_short, message_fields, query_parameters, request_fields)
+from .fields import (Extraction, Field, decompress, header, is_html, memoised_if_short,
+                     message_fields, query_parameters, remember, remember_all, request_fields)
 from .policy import Policy
 from .recipients import Destination, resolve
 from .rules import RULES, FlowFacts, Violation
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-_MAX_MEMO_ENTRIES = 50_000
 _SCREEN_FROM = 256
 """Values in a request from which screening them all at once beats looking at each."""
 _SCREENED = "screened"
@@ -154,9 +153,8 @@ class Auditor:
         where = (host, path.partition("?")[0])
         destination = self._destinations.get(where)
         if destination is None:
-            if len(self._destinations) >= _MAX_MEMO_ENTRIES:
-                self._destinations.clear()
-            destination = self._destinations[where] = resolve(self.policy, host, path)
+            destination = resolve(self.policy, host, path)
+            remember(self._destinations, where, destination)  # (bound in the next commit)
         return destination
 
     def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
@@ -266,7 +264,7 @@ class Auditor:
         label = memo.get(shape, _UNKNOWN)
         if label is _UNKNOWN:
             label = label_of(location, key)
-            _remember(memo, shape, label)
+            remember(memo, shape, label)
         return label  # type: ignore[return-value]
 
     def _screen(self, fields: list[Field]) -> dict[object, set[str]]:
@@ -325,7 +323,7 @@ class Auditor:
                           tuple(f for d in detectors for f in d.find(probe)))
             else:
                 cached = _NOTHING
-            _remember(self._by_value, value, cached)
+            remember(self._by_value, value, cached)
         if not cached[0] and not cached[1]:
             return cached
         return (tuple(f.at(item) for f in cached[0]), tuple(f.at(item) for f in cached[1]))
@@ -338,7 +336,7 @@ class Auditor:
         cached = memo.get(pair)
         if cached is None:
             cached = tuple(detector.find(item))
-            _remember(memo, pair, cached, item.value)
+            remember(memo, pair, cached, item.value)
             return cached
         return [f.at(item) for f in cached] if cached else cached
 
@@ -347,7 +345,7 @@ class Auditor:
         cached = self._redacted.get(text)
         if cached is None:
             cached = self._redact(text)
-            _remember(self._redacted, text, cached)
+            remember(self._redacted, text, cached)
         return cached
 
     def _redact(self, text: str) -> str:
@@ -369,7 +367,7 @@ class Auditor:
             cached = "".join(
                 part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
                 for part in _KEY_SEPARATOR.split(whole))
-            _remember(self._redacted_keys, key, cached)
+            remember(self._redacted_keys, key, cached)
         return cached
 
     def _redact_part(self, part: str) -> str:
@@ -478,24 +476,6 @@ def _host_in(authority: str) -> str:
     return url.parse_authority(authority, check=False)[0]
 
 
-def _remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None) -> None:
-    """Key paths, hosts and values repeat across flows: memoised, if short (`text`, else the
-    key itself), in a memo kept small."""
-    if len(key if text is None else text) <= MAX_MEMO_CHARS:
-        if len(memo) >= _MAX_MEMO_ENTRIES:
-            memo.clear()
-        memo[key] = result
-
-
-def _remember_all(memo: dict[str, Any], results: dict[str, Any]) -> None:
-    """_remember of each text and its result, in one update (a batch brings thousands)."""
-    if len(memo) + len(results) > _MAX_MEMO_ENTRIES:
-        memo.clear()
-    if max(map(len, results), default=0) > MAX_MEMO_CHARS:
-        results = {text: result for text, result in results.items() if len(text) <= MAX_MEMO_CHARS}
-    memo.update(results)
-
-
 def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
     """Findings at the same place of every element of an array (`batch[12].anonymousId`) as
     one finding of that shape (`batch[*].anonymousId`) with their count. A registry subject
@@ -532,7 +512,7 @@ def _shapes_of(fields: list[Field]) -> list[str]:
                 if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR
                 [_INDEX.sub("[*]", key) for key in new])
         found = dict(zip(new, made, strict=True))
-        _remember_all(_shapes, found)
+        remember_all(_shapes, found)
         shapes = [found[key] if shape is None else shape
                   for key, shape in zip(keys, shapes, strict=True)]
     return [key if item.location in ("path", "query") else shape

@@ -366,10 +366,7 @@ def _add_key(out: Extraction, location: str, path: str, name: str,
     may_identify = _keys_seen.get(name)
     if may_identify is None:  # the same few names come back in every event of a batch
         may_identify = bool(_KEY_MAY_IDENTIFY.search(name))
-        if len(name) <= MAX_MEMO_CHARS:
-            if len(_keys_seen) >= _MAX_MEMO_ENTRIES:
-                _keys_seen.clear()
-            _keys_seen[name] = may_identify
+        remember(_keys_seen, name, may_identify)
     if may_identify:
         out.add(Field(location, path, name, (*layers, "key")))
 
@@ -439,17 +436,35 @@ def _decodings(value: str) -> tuple[tuple[str, str], ...]:
         return ()                                     # a batch brings thousands, each once
     found = _decoded.get(value)
     if found is None:
-        if len(_decoded) >= _MAX_MEMO_ENTRIES:
-            _decoded.clear()
-        found = _decoded[value] = _decode(value)
+        found = _decode(value)
+        remember(_decoded, value, found)
     return found
 
 
 MAX_MEMO_CHARS = 2048
 """Texts of the traffic up to this long are memoised (values, keys, hosts): the ones that
 come back in every flow are short, and long ones would make a memo hold too much."""
-_MAX_MEMO_ENTRIES = 50_000
+MAX_MEMO_ENTRIES = 50_000
+"""A memo of texts of the traffic is emptied when it holds this many."""
 _decoded: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None) -> None:
+    """Key paths, hosts and values repeat across flows: memoised, if short (`text`, else the
+    key itself), in a memo kept small."""
+    if len(key if text is None else text) <= MAX_MEMO_CHARS:
+        if len(memo) >= MAX_MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = result
+
+
+def remember_all(memo: dict[str, Any], results: dict[str, Any]) -> None:
+    """remember() of each text and its result, in one update (a batch brings thousands)."""
+    if len(memo) + len(results) > MAX_MEMO_ENTRIES:
+        memo.clear()
+    if max(map(len, results), default=0) > MAX_MEMO_CHARS:
+        results = {text: result for text, result in results.items() if len(text) <= MAX_MEMO_CHARS}
+    memo.update(results)
 
 
 def _decode(value: str) -> tuple[tuple[str, str], ...]:
