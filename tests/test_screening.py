@@ -171,3 +171,14 @@ def test_shapes_memoised_or_not_are_those_of_each_key_alone(places: list[tuple[s
         assert audit._shapes_of(items) == expected  # from the memo this time
         assert audit._shapes_of(list(reversed(items))) == expected[::-1]
 
+
+def test_long_paths_are_resolved_but_not_memoised() -> None:
+    """The recipient of a host and path is memoised, but not for a long path: a client
+    sending long distinct paths must not make the memo hold them."""
+    auditor = Auditor(load_policy(POLICY_DIR))
+    long_path = "/p/" + "x" * MAX_MEMO_CHARS
+    destination = auditor._resolve("www.google-analytics.com", long_path)  # noqa: SLF001
+    assert destination == auditor._resolve("www.google-analytics.com", long_path)  # noqa: SLF001
+    assert auditor._destinations == {}  # noqa: SLF001
+    auditor._resolve("www.google-analytics.com", "/collect?v=2")  # noqa: SLF001
+    assert list(auditor._destinations) == [("www.google-analytics.com", "/collect")]  # noqa: SLF001

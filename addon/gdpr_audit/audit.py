@@ -154,7 +154,7 @@ class Auditor:
         destination = self._destinations.get(where)
         if destination is None:
             destination = resolve(self.policy, host, path)
-            remember(self._destinations, where, destination)  # (bound in the next commit)
+            remember(self._destinations, where, destination, host + where[1])
         return destination
 
     def _page(self, flow: http.HTTPFlow, extraction: Extraction) -> str | None:
