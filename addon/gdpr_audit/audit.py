@@ -505,8 +505,8 @@ def _shapes_of(fields: list[Field]) -> list[str]:
         return keys
     shapes = list(map(_shapes.get, keys))
     if None in shapes:
-        new = [key for key, shape in dict.fromkeys(zip(keys, shapes, strict=True))
-               if shape is None]
+        new = list(dict.fromkeys(key for key, shape in zip(keys, shapes, strict=True)
+                                 if shape is None))
         joined = SEPARATOR.join(new)
         made = (_INDEX.sub("[*]", joined).split(SEPARATOR)
                 if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR

@@ -391,14 +391,13 @@ class LogWriter:
         while not stopping:
             batch = [self.queue.get()]
             until = time.monotonic() + self.gather
-            while (len(batch) < self.batch_size and batch[-1] is not self._STOP
-                   and batch[-1] is not self._FLUSH):
+            while len(batch) < self.batch_size and batch[-1] not in (self._STOP, self._FLUSH):
                 try:
                     batch.append(self.queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
-            stopping = any(item is self._STOP for item in batch)
-            audits = [item for item in batch if item is not self._STOP and item is not self._FLUSH]
+            stopping = batch[-1] is self._STOP
+            audits = [item for item in batch if item not in (self._STOP, self._FLUSH)]
             try:
                 if audits:
                     store.record(self.run_id, audits)
