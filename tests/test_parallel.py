@@ -18,9 +18,10 @@ from mitmproxy import exceptions, http, io
 from mitmproxy.io import tnetstring
 from mitmproxy.test import tflow
 
-from gdpr_audit import captures
+from gdpr_audit import audit, captures
 from gdpr_audit.audit import Auditor, FlowAudit
 from gdpr_audit.captures import CaptureReader
+from gdpr_audit.detectors import base
 from gdpr_audit.parallel import ParallelAudits
 from gdpr_audit.policy import load_policy
 from gdpr_audit.store import AuditStore
@@ -177,6 +178,19 @@ def test_a_killed_worker_costs_nothing(damaged: list[Path], tiny_chunks: None) -
     flows, errors = chunked(paths, 2, killing_summary)
     assert any(f[-1] for f in flows) and not all(f[-1] for f in flows)  # the worker did die
     assert ([f[:-1] for f in flows], errors) == whole(paths)
+
+
+def compilations(audit: FlowAudit, source: str) -> tuple[bool, int]:
+    return os.getpid() != PARENT, base._database.cache_info().misses  # noqa: SLF001
+
+
+def test_workers_screen_with_the_database_compiled_before_they_forked(
+        monkeypatch: pytest.MonkeyPatch, tiny_chunks: None) -> None:
+    monkeypatch.setattr(audit, "_SCREEN_FROM", 1)  # every flow screened
+    base._database.cache_clear()  # noqa: SLF001
+    flows, _ = chunked([ROOT / "captures" / "backend.flow"], 2, compilations)
+    assert base._database.cache_info().misses == 1  # noqa: SLF001 - in this process
+    assert len(flows) > 10 and set(flows) == {(True, 1)}  # and never again in a worker
 
 
 def test_batched_log_rows_equal_flows_written_one_at_a_time(tmp_path: Path,

@@ -8,13 +8,14 @@ import hashlib
 import string
 import uuid
 
+import hyperscan
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
-from gdpr_audit.detectors import known
+from gdpr_audit.detectors import base, known
 from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
 from gdpr_audit.policy import load_policy
 from test_fuzz_properties import POLICY_DIR
@@ -182,3 +183,41 @@ def test_long_paths_are_resolved_but_not_memoised() -> None:
     assert auditor._destinations == {}  # noqa: SLF001
     auditor._resolve("www.google-analytics.com", "/collect?v=2")  # noqa: SLF001
     assert list(auditor._destinations) == [("www.google-analytics.com", "/collect")]  # noqa: SLF001
+
+
+def test_the_screening_database_is_kept_sealed_for_the_next_process(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next process loads the compiled database instead of compiling it again, and screens
+    alike with it. The file holds a small registry's spellings, so none is in clear; a file
+    that does not open or load is compiled again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    auditor = Auditor(load_policy(POLICY_DIR))
+    spellings = [text for text, _ in auditor.known.spellings]
+    values = [v for identifier in ("+33 6 12 34 56 78", "camille.martin@example.com")
+              for v in spellings[:40] + [identifier.upper()]] + OTHERS + noise(5)
+    unscreened = detect(values, False, monkeypatch, auditor=auditor)
+    assert any(detector == "registry" for detector, *_ in unscreened)
+    compiled: list[int] = []
+
+    class Counted(hyperscan.Database):
+        def compile(self, **kwargs):
+            compiled.append(len(kwargs["expressions"]))
+            return super().compile(**kwargs)
+
+    monkeypatch.setattr(hyperscan, "Database", Counted)
+    base._database.cache_clear()  # as in a new process
+    auditor.prepare_screen()
+    [kept] = (tmp_path / "gdpr-audit").glob("screen-*.idx")
+    sealed = kept.read_bytes()
+    assert len(compiled) == 1 and len(spellings) > 40
+    assert not [text for text in spellings if len(text) > 5
+                and text.lower().encode() in sealed.lower()]
+    for damage in (None, sealed[:-9], sealed[:200] + bytes([sealed[200] ^ 1]) + sealed[201:]):
+        if damage is not None:
+            kept.write_bytes(damage)
+        base._database.cache_clear()
+        screened = detect(values, True, monkeypatch, auditor=auditor)
+        assert screened == unscreened
+        assert len(compiled) == (1 if damage is None else 2), damage is None
+        compiled[1:] = []
+        assert kept.read_bytes() != damage

@@ -86,6 +86,11 @@ class Auditor:
             d: {} for d in self.detectors if d.reads_key}
         self._destinations: dict[tuple[str, str], Destination] = {}
 
+    def prepare_screen(self) -> None:
+        """Ready now what the first batch of events would ready: done before workers fork,
+        which then share it instead of each building its own."""
+        self._hints.compile()
+
     def audit(self, flow: http.HTTPFlow, only: Extraction | None = None) -> FlowAudit:
         """Audit the request (and WebSocket messages and HTML page, when the flow has them);
         with `only`, just those values."""

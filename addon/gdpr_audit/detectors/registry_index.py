@@ -17,7 +17,7 @@ import phonenumbers
 
 from ..policy import Subject
 from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys
-from .sealed import Sealed
+from .sealed import Sealed, cache_folder
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
 
 
@@ -212,8 +212,7 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
 
 def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed:
     """Where the index of exactly this registry, region, salts and code is kept."""
-    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
     setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts))
-    return Sealed(Path(home) / "gdpr-audit", (*code, setting.encode(), *(
+    return Sealed(cache_folder(), (*code, setting.encode(), *(
         repr(subject.identifiers).encode() for subject in subjects)))

@@ -1,4 +1,6 @@
-"""The built registry index, kept on disk encrypted so that a restart does not rebuild it.
+"""What is built from the registry, kept on disk encrypted so that a restart does not build
+it again: the registry index, and the screening database that holds a small registry's
+spellings.
 
 The index holds every spelling of every registry identifier: a copy of the registry, which
 is personal data. It is sealed with AES-GCM under a key derived from the registry itself
@@ -28,16 +30,21 @@ _CHUNK = 16 << 20
 _LAST, _MORE = b"L", b"M"
 
 
-class Sealed:
-    """One registry's index file: where it is and the key that opens it."""
+def cache_folder() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gdpr-audit"
 
-    def __init__(self, folder: Path, material: Iterable[bytes]) -> None:
+
+class Sealed:
+    """One file of a `kind` (one is kept per kind): where it is and the key that opens it."""
+
+    def __init__(self, folder: Path, material: Iterable[bytes], kind: str = "registry") -> None:
         whole = hashlib.sha512()
         for part in material:
             whole.update(len(part).to_bytes(8, "big"))
             whole.update(part)
         digest = whole.digest()
-        self.path = folder / f"registry-{hashlib.sha256(b'name' + digest).hexdigest()[:32]}.idx"
+        self.kind = kind
+        self.path = folder / f"{kind}-{hashlib.sha256(b'name' + digest).hexdigest()[:32]}.idx"
         self._secret = hashlib.sha256(b"key" + digest).digest()
 
     def _cipher(self, salt: bytes) -> AESGCM:
@@ -74,7 +81,7 @@ class Writer:
     as large as the automaton."""
 
     def __init__(self, sealed: Sealed) -> None:
-        self.path = sealed.path
+        self.path, self.kind = sealed.path, sealed.kind
         self.partial = self.path.with_suffix(f".{os.getpid()}.tmp")
         self.file: io.BufferedWriter | None = None
         try:
@@ -104,7 +111,7 @@ class Writer:
             self.sealing.finish()
             self.file.close()
             os.replace(self.partial, self.path)
-            for old in self.path.parent.glob("registry-*"):
+            for old in self.path.parent.glob(f"{self.kind}-*"):
                 if old != self.path and not old.name.endswith(".tmp"):
                     old.unlink(missing_ok=True)
         except OSError:
