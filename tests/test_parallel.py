@@ -22,8 +22,10 @@ from gdpr_audit import audit, captures
 from gdpr_audit.audit import Auditor, FlowAudit
 from gdpr_audit.captures import CaptureReader
 from gdpr_audit.detectors import base
+from gdpr_audit.entities import entity_index
 from gdpr_audit.parallel import ParallelAudits
 from gdpr_audit.policy import load_policy
+from gdpr_audit.recipients import public_suffixes
 from gdpr_audit.store import AuditStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,17 +182,24 @@ def test_a_killed_worker_costs_nothing(damaged: list[Path], tiny_chunks: None) -
     assert ([f[:-1] for f in flows], errors) == whole(paths)
 
 
-def compilations(audit: FlowAudit, source: str) -> tuple[bool, int]:
-    return os.getpid() != PARENT, base._database.cache_info().misses  # noqa: SLF001
+LAZY_PARTS = (base._database, public_suffixes, entity_index)  # noqa: SLF001
 
 
-def test_workers_screen_with_the_database_compiled_before_they_forked(
+def builds(audit: FlowAudit, source: str) -> tuple[bool, list[int]]:
+    return os.getpid() != PARENT, [part.cache_info().misses for part in LAZY_PARTS]
+
+
+def test_workers_share_what_the_audit_builds_lazily_built_before_they_forked(
         monkeypatch: pytest.MonkeyPatch, tiny_chunks: None) -> None:
+    """The screening database, the Public Suffix List and the entity index are built once,
+    in the replaying process, and never again in a worker."""
     monkeypatch.setattr(audit, "_SCREEN_FROM", 1)  # every flow screened
-    base._database.cache_clear()  # noqa: SLF001
-    flows, _ = chunked([ROOT / "captures" / "backend.flow"], 2, compilations)
-    assert base._database.cache_info().misses == 1  # noqa: SLF001 - in this process
-    assert len(flows) > 10 and set(flows) == {(True, 1)}  # and never again in a worker
+    for part in LAZY_PARTS:
+        part.cache_clear()
+    flows, _ = chunked([ROOT / "captures" / "backend.flow"], 2, builds)
+    assert [part.cache_info().misses for part in LAZY_PARTS] == [1, 1, 1]
+    assert len(flows) > 10 and {(worker, tuple(misses)) for worker, misses in flows} == {
+        (True, (1, 1, 1))}
 
 
 def test_batched_log_rows_equal_flows_written_one_at_a_time(tmp_path: Path,

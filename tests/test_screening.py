@@ -206,7 +206,7 @@ def test_the_screening_database_is_kept_sealed_for_the_next_process(
 
     monkeypatch.setattr(hyperscan, "Database", Counted)
     base._database.cache_clear()  # as in a new process
-    auditor.prepare_screen()
+    auditor.warm_up()
     [kept] = (tmp_path / "gdpr-audit").glob("screen-*.idx")
     sealed = kept.read_bytes()
     assert len(compiled) == 1 and len(spellings) > 40

@@ -33,7 +33,7 @@ def _data(name: str) -> dict:  # type: ignore[type-arg]
 
 
 @cache
-def _index() -> _Index:
+def entity_index() -> _Index:
     exact: dict[str, Entity] = {}
     suffixes: dict[str, Entity] = {}
     for raw in _data("third_party_web.json")["entities"]:
@@ -56,7 +56,7 @@ def _index() -> _Index:
 def identify(host: str) -> Entity | None:
     """The entity behind `host`: an exact domain entry, else the closest `*.parent` one."""
     host = host.lower().rstrip(".")
-    index = _index()
+    index = entity_index()
     if host in index.exact:
         return index.exact[host]
     labels = host.split(".")

@@ -49,7 +49,7 @@ class ParallelAudits(Generic[T]):
                 and threading.active_count() == 1):
             global _work
             _work = (self.auditor, self.prepare)
-            self.auditor.prepare_screen()
+            self.auditor.warm_up()
             fork = multiprocessing.get_context("fork")
             self.pool = ProcessPoolExecutor(self.jobs, mp_context=fork,
                                             initializer=_start_worker, initargs=(os.getpid(),))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from publicsuffixlist import PublicSuffixList
+from publicsuffixlist import PSLFILE, PublicSuffixList, encode_idn
 
 from .entities import identify
 from .policy import Endpoint, Policy, Recipient
@@ -38,8 +38,15 @@ class Destination:
 
 
 @cache
-def _public_suffixes() -> PublicSuffixList:
-    return PublicSuffixList()
+def public_suffixes() -> PublicSuffixList:
+    """The bundled list, with its IDN rules punycoded as well, as hosts arrive punycoded. The
+    library's own option punycodes every rule, ASCII ones too: 80 ms more of a start."""
+    with open(PSLFILE, encoding="utf-8") as source:
+        lines = source.read().splitlines()
+    rules = {line.lower().split(" ")[0].rstrip() for line in lines if not line.isascii()}
+    punycoded = [("!" if rule[0] == "!" else "") + encode_idn(rule.lstrip("!"))
+                 for rule in rules if rule and not rule.startswith("//")]
+    return PublicSuffixList(lines + punycoded, accept_encoded_idn=False)
 
 
 def registrable_domain(host: str) -> str:
@@ -49,7 +56,7 @@ def registrable_domain(host: str) -> str:
         return host  # an address has no registrable domain (203.0.113.7 is not "113.7")
     except ValueError:
         pass
-    return _public_suffixes().privatesuffix(host) or host
+    return public_suffixes().privatesuffix(host) or host
 
 
 def resolve(policy: Policy, host: str, path: str) -> Destination:
