@@ -5,7 +5,10 @@ and without it and want the same findings, in the same order."""
 
 import base64
 import hashlib
+import os
 import string
+import subprocess
+import sys
 import uuid
 
 import hyperscan
@@ -221,3 +224,17 @@ def test_the_screening_database_is_kept_sealed_for_the_next_process(
         assert len(compiled) == (1 if damage is None else 2), damage is None
         compiled[1:] = []
         assert kept.read_bytes() != damage
+
+
+def test_a_process_of_another_hash_seed_loads_the_kept_database(tmp_path) -> None:
+    """The registry's spellings come out of its automata in an order that varies with the
+    hash seed: the database must be kept under the same patterns whatever the order."""
+    code = ("import sys; from pathlib import Path; from gdpr_audit.audit import Auditor; "
+            "from gdpr_audit.policy import load_policy; "
+            "Auditor(load_policy(Path(sys.argv[1]))).warm_up()")
+    kept = []
+    for seed in ("1", "2", "3"):
+        subprocess.run([sys.executable, "-c", code, str(POLICY_DIR)], check=True, env={
+            **os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONHASHSEED": seed})
+        kept.append([(f.name, f.stat().st_mtime_ns) for f in (tmp_path / "gdpr-audit").iterdir()])
+    assert len(kept[0]) == 1 and kept[0] == kept[1] == kept[2]  # written once, then loaded

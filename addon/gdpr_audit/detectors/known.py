@@ -149,9 +149,11 @@ class KnownSubjects:
         text: its ASCII spellings are lowercase, and match whatever the case."""
         if len(self.plain) + len(self.encoded) > _SCREENED_SPELLINGS:
             return None
-        plain = [(text, True) for text in self.plain.keys()
+        plain = [(text, True) for text in sorted(self.plain.keys())
                  if text.isascii() and text == text.lower()]
-        return plain + [(text, False) for text in self.encoded.keys()]
+        # Sorted: the automata's order varies with the hash seed, and the compiled database is
+        # kept on disk under its patterns, in their order.
+        return plain + [(text, False) for text in sorted(self.encoded.keys())]
 
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
