@@ -238,3 +238,22 @@ def test_a_process_of_another_hash_seed_loads_the_kept_database(tmp_path) -> Non
             **os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONHASHSEED": seed})
         kept.append([(f.name, f.stat().st_mtime_ns) for f in (tmp_path / "gdpr-audit").iterdir()])
     assert len(kept[0]) == 1 and kept[0] == kept[1] == kept[2]  # written once, then loaded
+
+
+def test_without_a_home_to_keep_it_in_the_database_is_compiled_and_screens_alike(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's arbitrary user may have no home: nothing is kept, nothing fails."""
+    from pathlib import Path
+
+    from gdpr_audit.detectors import registry_index
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    values = [v for identifier in ("+33 6 12 34 56 78", "camille.martin@example.com")
+              for v in [identifier, identifier.upper()]] + OTHERS + noise(5)
+    base._database.cache_clear()
+    assert detect(values, True, monkeypatch) == detect(values, False, monkeypatch)
+    assert registry_index._sealed(AUDITOR.known.subjects, "FR", ()) is None

@@ -144,11 +144,13 @@ class Screen:
 def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
               ) -> tuple[hyperscan.Database, threading.Lock]:
     """Compiled when first needed, as most flows are too small to be screened, and kept on
-    disk for the next process: compiling takes about 150 ms (and 50 us more per literal),
-    loading 1 ms. Kept sealed, as a small registry's spellings are among the literals."""
+    disk for the next process: compiling takes about 190 ms (50 us of it per literal),
+    loading 2 ms. Kept sealed, as a small registry's spellings are among the literals."""
     setting = repr((metadata.version("hyperscan"), platform.machine(), flags)).encode()
-    sealed = Sealed(cache_folder(), (setting, *(p.encode() for p in patterns)), kind="screen")
-    kept = sealed.read()
+    folder = cache_folder()
+    material = (setting, *(p.encode() for p in patterns))
+    sealed = Sealed(folder, material, kind="screen") if folder else None
+    kept = sealed.read() if sealed else None
     try:
         database = hyperscan.loadb(kept[0], hyperscan.HS_MODE_BLOCK) if kept else None
     except hyperscan.error:  # built for another CPU: Hyperscan checks
@@ -157,9 +159,10 @@ def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
         database = hyperscan.Database()
         database.compile(expressions=[p.encode() for p in patterns],
                          ids=list(range(len(patterns))), elements=len(patterns), flags=list(flags))
-        writer = sealed.writer()
-        writer.add(hyperscan.dumpb(database))
-        writer.close()
+        if sealed:
+            writer = sealed.writer()
+            writer.add(hyperscan.dumpb(database))
+            writer.close()
     else:
         database.scratch = hyperscan.Scratch(database)  # loadb makes none
     return database, threading.Lock()

@@ -210,9 +210,12 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     return all_keys[order], numpy.concatenate(refs)[order]
 
 
-def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed:
-    """Where the index of exactly this registry, region, salts and code is kept."""
+def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed | None:
+    """Where the index of exactly this registry, region, salts and code is kept, if anywhere."""
+    folder = cache_folder()
+    if folder is None:
+        return None
     code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
     setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts))
-    return Sealed(cache_folder(), (*code, setting.encode(), *(
+    return Sealed(folder, (*code, setting.encode(), *(
         repr(subject.identifiers).encode() for subject in subjects)))

@@ -30,8 +30,12 @@ _CHUNK = 16 << 20
 _LAST, _MORE = b"L", b"M"
 
 
-def cache_folder() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gdpr-audit"
+def cache_folder() -> Path | None:
+    """None where there is no home to keep a cache in (a container's arbitrary user)."""
+    try:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gdpr-audit"
+    except RuntimeError:
+        return None
 
 
 class Sealed:
