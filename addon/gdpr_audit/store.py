@@ -140,9 +140,11 @@ class AuditStore:
                 {"violation_id": int, "finding_id": int}, pk=("violation_id", "finding_id"),
                 foreign_keys=[("violation_id", "violations"), ("finding_id", "findings")],
                 if_not_exists=True)
+            # every foreign key's column too: deleting a parent looks its children up
             for table, columns in (("findings", ["flow_id"]), ("violations", ["flow_id"]),
                                    ("violations", ["run_id"]), ("violations", ["rule"]),
-                                   ("findings", ["fingerprint"]), ("flows", ["run_id"])):
+                                   ("findings", ["fingerprint"]), ("flows", ["run_id"]),
+                                   ("violation_findings", ["finding_id"])):
                 db.table(table).create_index(columns, if_not_exists=True)
             # A run killed before it finished counted nothing: count what it committed.
             # (A run still going is counted again when it finishes.)
