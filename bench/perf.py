@@ -44,9 +44,9 @@ from gdpr_audit.parallel import ParallelAudits, default_jobs  # noqa: E402
 from gdpr_audit.policy import load_policy  # noqa: E402
 
 PYTHON = sys.executable
-_CLI_WITH_CPU = ("import sys, time\nfrom gdpr_audit.cli import main\nsys.argv[0] = 'gdpr-audit'\n"
-                 "code = main(sys.argv[1:])\nprint(time.process_time(), file=sys.stderr)\n"
-                 "sys.exit(code)")
+_CLI_WITH_CPU = ("import atexit, sys, time\n"
+                 "atexit.register(lambda: print(time.process_time(), file=sys.stderr))\n"
+                 "from gdpr_audit.__main__ import run\nsys.argv[0] = 'gdpr-audit'\nrun()")
 BIN = Path(sys.executable).parent
 
 
