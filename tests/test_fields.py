@@ -23,6 +23,7 @@ from mitmproxy import http
 from mitmproxy.net.http import multipart
 from mitmproxy.test import tutils
 
+from gdpr_audit import fields
 from gdpr_audit.fields import (MAX_MEMO_CHARS, Extraction, decompress, header, message_fields,
                                query_parameters, request_fields)
 
@@ -532,6 +533,78 @@ def test_segment_batch_json():
     raw = json.dumps({"batch": [{"type": "identify", "traits": {"email": EMAIL}}]}).encode()
     request = make(raw=raw, content_type="application/json")
     assert ("body", "batch[0].traits.email", EMAIL, ()) in tuples(request)
+
+
+def _events(count: int, first: int = 0) -> list[dict]:
+    return [{"event": "product_viewed", "sku": f"SKU-{i:06d}", "ts": 1_700_000_000 + i,
+             "consent": i % 2 == 0, "referrer": None, "price": i / 7}
+            for i in range(first, first + count)]
+
+
+def _read_whole(monkeypatch: pytest.MonkeyPatch, request: http.Request) -> Extraction:
+    monkeypatch.setattr(fields, "LAZY_JSON_CHARS", 1 << 62)
+    whole = request_fields(request, 50_000_000)
+    monkeypatch.undo()
+    return whole
+
+
+@pytest.mark.parametrize(("document", "as_walked"), [
+    pytest.param(lambda: {"batch": [*_events(60_000), {"traits": {"email": EMAIL}}],
+                          "sentAt": "2026-11-29"}, True, id="envelope past the budget"),
+    pytest.param(lambda: _events(60_000), True, id="array past the budget"),
+    pytest.param(lambda: [{"props": {f"k{i}": i for i in range(6_000)}}, *_events(60_000)], True,
+                 id="a long first element"),
+    pytest.param(lambda: {"context": {"page": {"events": _events(60_000)}}}, True,
+                 id="nested envelope"),
+    pytest.param(lambda: {"batch": [], "user": {"email": EMAIL}, "blob": "y" * 2_000_000}, True,
+                 id="empty array and a long string"),
+    pytest.param(lambda: [{"note": "x" * 300, "n": i} for i in range(6_000)], False,
+                 id="long values, within the budget: cheaper whole"),
+])
+def test_a_long_json_text_is_read_as_parsing_it_whole_would(monkeypatch, document,
+                                                             as_walked) -> None:
+    """Past LAZY_JSON_CHARS a JSON text is parsed as it is walked, unless its first elements
+    show that most of it would be walked; the fields, their order and the limits must be those
+    of the whole document parsed first. json's own separators and an indented layout both."""
+    parsed_whole = []
+    parse_json = fields._parse_json
+    for text in (json.dumps(document()), json.dumps(document(), indent="\t")):
+        assert len(text) >= fields.LAZY_JSON_CHARS
+        request = make(raw=text.encode(), content_type="application/json")
+        parsed_whole.clear()
+        monkeypatch.setattr(fields, "_parse_json",
+                            lambda t: parsed_whole.append(t) or parse_json(t))
+        lazy = request_fields(request, 50_000_000)
+        assert bool(parsed_whole) is not as_walked
+        whole = _read_whole(monkeypatch, request)
+        assert lazy.fields == whole.fields and lazy.limits == whole.limits
+        assert sum(f.location == "body" for f in lazy.fields) >= 2
+
+
+def test_a_long_text_that_is_not_one_json_document_is_read_as_before(monkeypatch) -> None:
+    """NDJSON, a broken document and one with data after it: tried as one document, given up
+    where it stops being JSON, and read as without the attempt (numbered documents, text)."""
+    lines = "\n".join(json.dumps({"events": _events(1000, 1000 * n)}) for n in range(12))
+    for text in (lines, json.dumps(_events(9000))[:-1] + ", oops]",
+                 json.dumps({"batch": _events(10), "blob": "y" * 1_500_000}) + ' {"more": 1}'):
+        assert len(text) >= fields.LAZY_JSON_CHARS
+        request = make(raw=text.encode(), content_type="application/json")
+        lazy = request_fields(request, 50_000_000)
+        whole = _read_whole(monkeypatch, request)
+        assert lazy.fields == whole.fields and lazy.limits == whole.limits
+    assert lazy.fields[-1].key == "" and text.startswith(lazy.fields[-1].value)  # as text
+    assert request_fields(make(raw=lines.encode()), 50_000_000).fields[2].key == "[0].events[0].sku"
+
+
+def test_the_tail_of_a_long_batch_past_the_budget_is_never_parsed() -> None:
+    """What makes the long batch cheap, shown by a tail that would not parse: the values up
+    to MAX_FIELDS are read as JSON, and the cut is recorded."""
+    head = json.dumps({"batch": _events(50_000)})
+    raw = (head[:-2] + ", {\"broken\": ]}").encode()
+    out = request_fields(make(raw=raw, content_type="application/json"), 50_000_000)
+    assert out.limits == ["more than 20000 values"]
+    assert out.fields[1].key == "batch[0].event" and out.fields[1].value == "product_viewed"
+    assert out.fields[-1].key.startswith("batch[")
 
 
 def test_xml_inside_a_json_string():

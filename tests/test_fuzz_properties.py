@@ -24,6 +24,7 @@ import string
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import brotli
@@ -38,7 +39,7 @@ from mitmproxy.io import tnetstring
 from mitmproxy.test import tflow, tutils
 
 from conftest import make_flow
-from gdpr_audit import consent
+from gdpr_audit import consent, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.captures import CaptureError, CaptureReader
 from gdpr_audit.detectors import PATTERN_DETECTORS, KnownSubjects
@@ -175,6 +176,37 @@ def check_extraction(extraction: Extraction) -> None:
 @given(requests())
 def test_request_fields_takes_any_request(request: http.Request) -> None:
     check_extraction(request_fields(request, 64 * 1024))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats() | st.text(max_size=12),
+    lambda children: (st.lists(children, max_size=6)
+                      | st.dictionaries(st.text("ab[].@ \\\"", max_size=4), children, max_size=5)),
+    max_leaves=60)
+
+
+@given(json_values, st.sampled_from([None, 0, 1, "\t"]), st.booleans(),
+       st.one_of(st.none(), st.tuples(st.integers(0, 10**6), st.sampled_from(list(',:[]{}" x\n')))))
+@settings(max_examples=200)
+def test_json_parsed_as_walked_reads_what_parsing_it_whole_reads(
+        document: Any, indent: Any, compact: bool, damage: tuple[int, str] | None) -> None:
+    """Any document, laid out any way, whole or damaged (a character put in anywhere): read
+    member by member (as a long text is, here from the first character on and never given
+    up for the whole parse), the fields and limits are those of parsing it whole. Integers
+    stay within 64 bits: orjson, which parses whole, reads longer ones as floats."""
+    text = json.dumps(document, indent=indent, separators=(",", ":") if compact else None)
+    if damage is not None:
+        at = damage[0] % (len(text) + 1)
+        text = text[:at] + damage[1] + text[at:]
+    request = tutils.treq(content=text.encode(), headers=http.Headers(
+        [(b"content-type", b"application/json")]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fields, "LAZY_JSON_CHARS", 1 << 62)
+        whole = request_fields(request, 64 * 1024)
+        patch.setattr(fields, "LAZY_JSON_CHARS", 0)
+        patch.setattr(fields, "_WORTH_IT", 0)
+        walked = request_fields(request, 64 * 1024)
+    assert walked.fields == whole.fields and walked.limits == whole.limits
 
 
 @given(st.binary(max_size=2000), st.integers(0, 4096))

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
 
@@ -223,6 +223,17 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
     stripped = text.strip()
     if not stripped or stripped[0] not in "{[":
         return False
+    if len(stripped) >= LAZY_JSON_CHARS:
+        held, limits = len(out.fields), list(out.limits)
+        root = _Unparsed(stripped, 0, 0)
+        try:
+            _walk(out, location, key, root, depth, layers)
+            if root.end in (None, len(stripped)):  # None: the walk stopped at a budget
+                return True
+        except (ValueError, RecursionError, _ParseWhole):
+            pass
+        del out.fields[held:]  # not JSON, or cheaper whole: read below as if never tried
+        out.limits[:] = limits
     try:
         _walk(out, location, key, _parse_json(stripped), depth, layers)
         return True
@@ -271,15 +282,22 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
                 children = []
                 for name, child in item.items():  # JSON keys: always str
                     child_path = prefix + name if name[:1] != "[" else _join(path, name)
-                    if _keys_seen.get(name) is not False:  # most keys: known not to identify
-                        _add_key(out, location, child_path, name, layers)
+                    # most keys: known not to identify
+                    if _keys_seen.get(name) is not False and _may_identify(name):
+                        children.append((child_path, _KeyName(name)))
                     children.append((child_path, child))
                 stack.append(iter(children))
                 break
             elif isinstance(item, list):
                 stack.append(_elements(path, item))
                 break
+            elif isinstance(item, _Unparsed):
+                stack.append(item.members(out, location, path, layers))
+                break
             elif item is None or item is True or item is False:
+                continue
+            elif isinstance(item, _KeyName):
+                _add_key(out, location, path, item.name, layers)
                 continue
             else:
                 value = str(item)
@@ -296,6 +314,99 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
 
 def _elements(path: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
     return ((f"{path}[{index}]", item) for index, item in enumerate(items))
+
+
+LAZY_JSON_CHARS = 1 << 20
+"""A JSON text this long is parsed as it is walked (_Unparsed): the tail of a batch of
+events past MAX_FIELDS, most of a batch that long, is then never parsed."""
+_LAZY_DEPTH = 3
+# Parsing member by member costs 7 times what orjson takes for the same text: worth it where
+# the walk stops within the first quarter of the text, as the first members tell.
+_PROBE_MEMBERS, _PROBE_CHARS, _WORTH_IT = 64, 1 << 16, 4
+_SCAN = json.JSONDecoder().scan_once  # (value, end) of the value at an offset
+_BLANK = re.compile(r"[ \t\n\r]*")
+_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
+
+
+class _ParseWhole(Exception):
+    """The JSON text is not long enough for parsing it as walked to pay."""
+
+
+class _Unparsed:
+    """An array or object of a long JSON text, not parsed yet: its members are parsed as
+    the walk reaches them (`members`). json's own scanner reads every value and key; only
+    the brackets, commas and colons between them are read here. `end` is where it ends, once
+    all its members were walked."""
+
+    __slots__ = ("text", "start", "depth", "end")
+
+    def __init__(self, text: str, start: int, depth: int) -> None:
+        self.text, self.start, self.depth = text, start, depth
+        self.end: int | None = None
+
+    def members(self, out: Extraction, location: str, path: str,
+                layers: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+        """(path, value) of each member. An array's elements (the events of a batch, each
+        small) are parsed whole; an object's members that are arrays or objects (the envelope
+        of a batch: `{"batch": [...]}`) are read as walked too, a few levels deep. Raises
+        ValueError where the text is not JSON, and _ParseWhole where parsing the document
+        whole costs less."""
+        text, start = self.text, self.start
+        is_object = text[start] == "{"
+        close = "}" if is_object else "]"
+        index = _BLANK.match(text, start + 1).end()
+        count, probed, fields = 0, False, len(out.fields)
+        while not (count == 0 and text.startswith(close, index)):
+            if is_object:
+                name, index = self._key(index)
+                child_path = _join(path, name)
+                if _keys_seen.get(name) is not False:
+                    _add_key(out, location, child_path, name, layers)
+            else:
+                child_path = f"{path}[{count}]"
+            if is_object and self.depth < _LAZY_DEPTH and text[index:index + 1] in ("{", "["):
+                child = _Unparsed(text, index, self.depth + 1)
+                yield child_path, child
+                assert child.end is not None  # the walk goes on only past a walked member
+                index = child.end
+            else:
+                try:
+                    value, index = _SCAN(text, index)
+                except StopIteration:
+                    raise ValueError(f"JSON: a value expected at {index}") from None
+                yield child_path, value
+            count += 1
+            if not probed and (count == _PROBE_MEMBERS or index - start > _PROBE_CHARS):
+                self._give_up_unless_worth_it(len(out.fields) - fields, index)
+                probed = True
+            comma = _COMMA.match(text, index)
+            if comma is None:
+                index = _BLANK.match(text, index).end()
+                if not text.startswith(close, index):
+                    raise ValueError(f"JSON: ',' or '{close}' expected at {index}")
+                break
+            index = comma.end()
+        self.end = index + 1
+
+    def _key(self, index: int) -> tuple[str, int]:
+        """A member's key, and where its value starts."""
+        text = self.text
+        if not text.startswith('"', index):
+            raise ValueError(f"JSON: a key expected at {index}")
+        name, index = json.decoder.scanstring(text, index + 1)
+        index = _BLANK.match(text, index).end()
+        if not text.startswith(":", index):
+            raise ValueError(f"JSON: ':' expected at {index}")
+        return name, _BLANK.match(text, index + 1).end()
+
+    def _give_up_unless_worth_it(self, walked: int, index: int) -> None:
+        """After the first members (`walked` fields, the text read up to `index`): raises
+        _ParseWhole where what is left to parse as walked, up to the end or to MAX_FIELDS at
+        the pace so far, is more than 1/_WORTH_IT of the whole text."""
+        text, read = self.text, index - self.start
+        left = min(len(text) - index, (MAX_FIELDS - walked) * read // max(walked, 1))
+        if left * _WORTH_IT > len(text):
+            raise _ParseWhole
 
 
 def _named(layers: tuple[str, ...], outer: str, path: str) -> tuple[str, ...]:
@@ -364,12 +475,23 @@ _KEY_MAY_IDENTIFY = re.compile(r"@|\s|\d{5,}|[0-9a-fA-F]{32,}")
 
 def _add_key(out: Extraction, location: str, path: str, name: str,
              layers: tuple[str, ...]) -> None:
+    """A key that may identify, as a value of its own: just before the value it names."""
+    if _may_identify(name):
+        out.add(Field(location, path, name, (*layers, "key")))
+
+
+def _may_identify(name: str) -> bool:
     may_identify = _keys_seen.get(name)
     if may_identify is None:  # the same few names come back in every event of a batch
         may_identify = bool(_KEY_MAY_IDENTIFY.search(name))
         remember(_keys_seen, name, may_identify)
-    if may_identify:
-        out.add(Field(location, path, name, (*layers, "key")))
+    return may_identify
+
+
+class _KeyName(NamedTuple):
+    """A JSON key the walk adds as a value (_add_key) where it reaches the key's value."""
+
+    name: str
 
 
 _keys_seen: dict[str, bool] = {}
