@@ -16,11 +16,8 @@ from typing import Any
 import mmh3
 import numpy
 import whirlpool
-from Crypto.Hash import MD2, MD4
 
 from .base import SPACE
-
-
 
 # CPython's own (HACL*) md5, sha1 and sha2 skip OpenSSL's set-up on every call: about a
 # third faster on inputs as short as identifiers.
@@ -47,9 +44,11 @@ def _hashlib(name: str) -> Callable[[bytes], bytes]:
 
 
 # Every hash of Englehardt et al. (PETS 2018) and Senol et al. (USENIX Security 2022).
+# pycryptodome's MD2 and MD4 are imported when first used (only to build a registry's index):
+# importing them costs 40 ms of every start.
 ALGORITHMS: dict[str, Callable[[bytes], bytes]] = {
-    "md2": lambda data: MD2.new(data).digest(),
-    "md4": lambda data: MD4.new(data).digest(),
+    "md2": lambda data: importlib.import_module("Crypto.Hash.MD2").new(data).digest(),
+    "md4": lambda data: importlib.import_module("Crypto.Hash.MD4").new(data).digest(),
     **{name: _hashlib(name) for name in (
         "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_224", "sha3_256",
         "sha3_384", "sha3_512", "ripemd160", "blake2b", "blake2s")},
