@@ -282,8 +282,7 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
                 children = []
                 for name, child in item.items():  # JSON keys: always str
                     child_path = prefix + name if name[:1] != "[" else _join(path, name)
-                    # most keys: known not to identify
-                    if _keys_seen.get(name) is not False and _may_identify(name):
+                    if _keys_seen.get(name) is not False:  # most keys: known not to identify
                         children.append((child_path, _KeyName(name)))
                     children.append((child_path, child))
                 stack.append(iter(children))
@@ -476,20 +475,17 @@ _KEY_MAY_IDENTIFY = re.compile(r"@|\s|\d{5,}|[0-9a-fA-F]{32,}")
 def _add_key(out: Extraction, location: str, path: str, name: str,
              layers: tuple[str, ...]) -> None:
     """A key that may identify, as a value of its own: just before the value it names."""
-    if _may_identify(name):
-        out.add(Field(location, path, name, (*layers, "key")))
-
-
-def _may_identify(name: str) -> bool:
     may_identify = _keys_seen.get(name)
     if may_identify is None:  # the same few names come back in every event of a batch
         may_identify = bool(_KEY_MAY_IDENTIFY.search(name))
         remember(_keys_seen, name, may_identify)
-    return may_identify
+    if may_identify:
+        out.add(Field(location, path, name, (*layers, "key")))
 
 
 class _KeyName(NamedTuple):
-    """A JSON key the walk adds as a value (_add_key) where it reaches the key's value."""
+    """A JSON key not yet known not to identify: _add_key decides where the walk reaches
+    the key's value."""
 
     name: str
 
