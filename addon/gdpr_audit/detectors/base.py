@@ -148,8 +148,8 @@ def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
     loading 2 ms. Kept sealed, as a small registry's spellings are among the literals."""
     setting = repr((metadata.version("hyperscan"), platform.machine(), flags)).encode()
     folder = cache_folder()
-    material = (setting, *(p.encode() for p in patterns))
-    sealed = Sealed(folder, material, kind="screen") if folder else None
+    expressions = [p.encode() for p in patterns]
+    sealed = Sealed(folder, (setting, *expressions), kind="screen") if folder else None
     kept = sealed.read() if sealed else None
     try:
         database = hyperscan.loadb(kept[0], hyperscan.HS_MODE_BLOCK) if kept else None
@@ -157,8 +157,8 @@ def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
         database = None
     if database is None:
         database = hyperscan.Database()
-        database.compile(expressions=[p.encode() for p in patterns],
-                         ids=list(range(len(patterns))), elements=len(patterns), flags=list(flags))
+        database.compile(expressions=expressions, ids=list(range(len(patterns))),
+                         elements=len(patterns), flags=list(flags))
         if sealed:
             writer = sealed.writer()
             writer.add(hyperscan.dumpb(database))
