@@ -354,13 +354,18 @@ class LogWriter:
 
     A batch gathers what arrives within `gather` seconds of its first audit: at a few hundred
     requests a second, committing each flow alone cost a third of a millisecond of CPU a flow
-    (the transaction and the WAL's fsync), as much as half its audit."""
+    (the transaction and the WAL's fsync), as much as half its audit. Commits also skip the
+    fsync (synchronous=NORMAL: in WAL mode a killed process still loses nothing committed,
+    only a power cut can lose the last commits). Both cut what the writer costs the proxy
+    on the other core (the kernel's I/O work is not at the worker's idle priority): bare
+    mitmdump's throughput ratio went from 0.89 to 0.95 in side-by-side runs, with gathering
+    for 0.2 s rather than 0.02 s."""
 
     _STOP = object()
     _FLUSH = object()
 
     def __init__(self, path: str, command: str, policy_sources: Iterable[str],
-                 batch_size: int = 200, gather: float = 0.02) -> None:
+                 batch_size: int = 500, gather: float = 0.25) -> None:
         AuditStore(path).db.close()  # a bad path or key fails here, at start-up, in the caller
         self.path = path
         self.batch_size = batch_size
@@ -389,6 +394,7 @@ class LogWriter:
 
     def _work(self, command: str, policy_sources: tuple[str, ...]) -> None:
         store = AuditStore(self.path)
+        store.db.execute("PRAGMA synchronous = NORMAL")
         self.run_id = store.start_run(command, policy_sources)
         self._ready.set()
         stopping = False
