@@ -15,6 +15,7 @@ from mitmproxy import exceptions, websocket
 from mitmproxy.log import LegacyLogEvents
 from mitmproxy.test import taddons, tflow
 
+from gdpr_audit import addon as gdpr_addon
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 
 ALICE = json.dumps({"email": "alice.martin@example.org"})
@@ -192,6 +193,32 @@ async def test_violation_lines_reach_add_log_listeners(policy_file: Path, db: Pa
         addon.done()  # hands the verdict back
         await asyncio.sleep(0)  # mitmproxy fires add_log on the loop's next iteration
     assert any("gdpr: POST eu.mailer.test: clear-text" in line for line in listener.lines)
+
+
+@pytest.mark.parametrize("window", [gdpr_addon.REPEAT_SECONDS, 0.0])
+async def test_repeated_violations_share_a_line_that_counts_them(
+        policy_file: Path, db: Path, caplog, monkeypatch, window: float) -> None:
+    """Within the window, one line per kind of violation and a count of the rest; with no
+    window, a line per flow. Every flow is in the log either way."""
+    monkeypatch.setattr(gdpr_addon, "REPEAT_SECONDS", window)
+    caplog.set_level(logging.WARNING, logger="gdpr_audit.addon")
+    addon = GdprAudit()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db))
+        for _ in range(30):
+            await addon.request(post("http://eu.mailer.test/contacts"))
+        await addon.request(post("https://collect.adnetwork.test/e?u=alice.martin%40example.org"))
+        addon.done()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gdpr: ")]
+    posts = [line for line in lines if line.startswith("gdpr: POST eu.mailer.test: clear-text")]
+    if window:
+        assert posts == ["gdpr: POST eu.mailer.test: clear-text",
+                         "gdpr: POST eu.mailer.test: clear-text: 29 more like it since its "
+                         "last line"]
+    else:
+        assert posts == ["gdpr: POST eu.mailer.test: clear-text"] * 30
+    assert sum(line.startswith("gdpr: POST collect.adnetwork.test: ") for line in lines) == 1
+    assert rows(db, "select count(*) from violations where rule = 'clear-text'")[0][0] >= 30
 
 
 def test_violation_lines_skip_add_log_when_no_addon_listens() -> None:
