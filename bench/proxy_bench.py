@@ -27,6 +27,8 @@ KINDS = ("bare", "log-only", "enforce")
 # Every request differs (a counter per wrk thread and connection), so no cache can make a
 # repeated request free: a JSON POST with a registry-like email and order id, a GET with a
 # query string and a cookie, and a form POST. All to third parties, most of them violations.
+# wrk writes the proxy's address in the Host header: each request names its own, as a
+# browser behind a proxy does (else every flow is audited as one to 127.0.0.1).
 WRK_SCRIPT = """
 local counter = 0
 local thread_id = 0
@@ -46,17 +48,19 @@ request = function()
     local body = string.format('{"email": "client.%d@example.fr", "event": "Order Completed", ' ..
                                '"order_id": "ORD-%d", "total": %d.5}', n, n, n % 500)
     return wrk.format("POST", "http://api.segment.io/v1/track",
-                      {["Content-Type"] = "application/json"}, body)
+                      {["Host"] = "api.segment.io", ["Content-Type"] = "application/json"}, body)
   elseif kind == 1 then
     local path = string.format("/collect?v=2&tid=G-BENCH&cid=%d.1700000000&uid=u%d" ..
                                "&dl=https%%3A%%2F%%2Fshop.example%%2Fp%%2F%d&en=page_view", n, n, n)
     return wrk.format("GET", "http://www.google-analytics.com" .. path,
-                      {["Cookie"] = string.format("_ga=GA1.2.%d.1700000000; session=s%d", n, n)})
+                      {["Host"] = "www.google-analytics.com",
+                       ["Cookie"] = string.format("_ga=GA1.2.%d.1700000000; session=s%d", n, n)})
   else
     local body = string.format("email=marie.dupont%%2B%d%%40example.fr&phone=%%2B3361234%04d" ..
                                "&newsletter=1", n, n % 10000)
     return wrk.format("POST", "http://forms.tracker-widget.example/submit",
-                      {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+                      {["Host"] = "forms.tracker-widget.example",
+                       ["Content-Type"] = "application/x-www-form-urlencoded"}, body)
   end
 end
 """
