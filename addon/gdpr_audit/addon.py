@@ -37,7 +37,7 @@ MARKER = ":warning:"
 BARRIER_HOST = "flush.gdpr-audit.invalid"
 # A kind of violation (method, host, rules) gets a terminal line at most this often; the
 # repeats in between are counted on its next line. A line per flow drowned the terminal
-# under load, and printing it cost the proxy 50-80 us a flow (5% of its throughput).
+# under load, and printing it cost the proxy about 75 us a flow (5% of its throughput).
 REPEAT_SECONDS = 5.0
 # Options whose change needs a new audit sink (and run): the worker holds its own copy of them.
 _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}

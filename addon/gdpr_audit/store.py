@@ -357,9 +357,9 @@ class LogWriter:
     (the transaction and the WAL's fsync), as much as half its audit. Commits also skip the
     fsync (synchronous=NORMAL: in WAL mode a killed process still loses nothing committed,
     only a power cut can lose the last commits). Both cut what the writer costs the proxy
-    on the other core (the kernel's I/O work is not at the worker's idle priority): bare
-    mitmdump's throughput ratio went from 0.89 to 0.95 in side-by-side runs, with gathering
-    for 0.2 s rather than 0.02 s."""
+    on the other core (the kernel's I/O work is not at the worker's idle priority): log-only
+    mitmdump served 0.95 of bare mitmdump's requests instead of 0.89 in side-by-side runs,
+    gathering for 0.2 s rather than 0.02 s."""
 
     _STOP = object()
     _FLUSH = object()
