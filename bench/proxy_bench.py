@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-KINDS = ("bare", "log-only", "enforce")
+KINDS = ("bare", "log-only", "mitmdump -s", "enforce")
+"""bare mitmdump; `gdpr-audit proxy` (log-only, then --enforce); and mitmdump loading the
+addon as a script (log-only), which is what SPEC's bar names."""
 
 # Every request differs (a counter per wrk thread and connection), so no cache can make a
 # repeated request free: a JSON POST with a registry-like email and order id, a GET with a
@@ -128,6 +130,9 @@ def _command(kind: str, port: int, db: Path) -> list[str]:
                "--set", "flow_detail=0", "--listen-host", "127.0.0.1", "--listen-port", str(port)]
     if kind == "bare":
         return [str(BIN / "mitmdump"), *offline]
+    if kind == "mitmdump -s":
+        return [str(BIN / "mitmdump"), "-s", str(ROOT / "addon" / "gdpr_audit_addon.py"),
+                "--set", f"gdpr_policy={ROOT / 'policies'}", "--set", f"gdpr_db={db}", *offline]
     enforce = ["--enforce"] if kind == "enforce" else []
     return [str(BIN / "gdpr-audit"), "proxy", "--policy", str(ROOT / "policies"), "--db", str(db),
             *enforce, *offline]
@@ -137,11 +142,13 @@ def _run(folder: Path, kind: str, connections: int, seconds: int,
          script: Path) -> dict[str, float]:
     """One measured run on a fresh proxy (and a fresh log, to count what reached it)."""
     port = _free_port()
-    db = folder / f"proxy-{kind}.db"
-    for stale in folder.glob(f"proxy-{kind}.db*"):
+    db = folder / f"proxy-{kind.replace(' ', '')}.db"
+    for stale in folder.glob(f"{db.name}*"):
         stale.unlink()
-    process = _start(_command(kind, port, db), port, folder / f"{kind}.log")
+    process = _start(_command(kind, port, db), port, folder / f"{kind.replace(' ', '')}.log")
     try:
+        if kind != "bare":
+            _worker_ready(db)
         warm = _wrk(port, connections, 1, script)
         children = _children(process.pid)  # the audit worker (and multiprocessing's tracker)
         cpu, waited = _cpu_seconds(process.pid), _waited_seconds(process.pid)
@@ -164,6 +171,23 @@ def _run(folder: Path, kind: str, connections: int, seconds: int,
         result["logged"] = logged
         result["sent"] = warm["requests"] + result["requests"]
     return result
+
+
+def _worker_ready(db: Path, timeout: float = 120.0) -> None:
+    """Until the audit worker has started its run: mitmdump listens before it loads a
+    script's options, and the addon's start-up (the worker's imports, 2 s) would otherwise
+    fall into the measured run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("select count(*) from runs").fetchone()[0]:
+                    time.sleep(0.5)  # the hook that started it returns to the event loop
+                    return
+        except sqlite3.Error:  # not created yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{db}: the audit worker did not start")
 
 
 def handoff_cost(flows: int = 3000) -> tuple[float, float, float]:
@@ -208,7 +232,9 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
     script = folder / "requests.lua"
     script.write_text(WRK_SCRIPT)
     lines = [f"wrk on loopback, {seconds} s a run after a 1 s warm-up, medians of {rounds} "
-             "alternating runs (bare, log-only, enforce); the proxy answers every request itself "
+             "alternating runs (bare mitmdump; `gdpr-audit proxy`; `mitmdump -s "
+             "addon/gdpr_audit_addon.py`, log-only like the former; `gdpr-audit proxy --enforce`); "
+             "the proxy answers every request itself "
              "(tests/responder.py). Requests vary each time (a counter): a JSON POST with an email "
              "and order id, a GET with a query string and a cookie, a form POST, all over http:// "
              "to third parties, so nearly every one is a violation (in enforce mode, answered 451 "
@@ -229,12 +255,13 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "inline (a JSON POST like wrk's). In enforce mode, handing the inline audit to "
              f"the worker that writes it: {record:.1f} us.",
              "",
-             "| connections | bare req/s | log-only req/s | ratio | enforce req/s | ratio "
-             "| p50 ms (bare / log-only / enforce) | p99 ms (bare / log-only / enforce) "
-             "| CPU ms/req (bare / log-only / enforce) | CPU ratio log-only "
-             "| wait ms/req (bare / log-only / enforce) | worker ms/req | stop s (log-only) "
+             "| connections | bare req/s | log-only req/s | ratio | mitmdump -s req/s | ratio "
+             "| enforce req/s | ratio "
+             "| p50 ms (bare / log-only / -s / enforce) | p99 ms (bare / log-only / -s / enforce) "
+             "| CPU ms/req (bare / log-only / -s / enforce) | CPU ratio log-only "
+             "| wait ms/req (bare / log-only / -s / enforce) | worker ms/req | stop s (log-only) "
              "| logged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for connections in concurrencies:
         results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
         for _ in range(rounds):
@@ -247,7 +274,8 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
         bare = med["bare"]["rps"]
         lines.append(
             f"| {connections} | {bare:.0f} | {med['log-only']['rps']:.0f} | "
-            f"{med['log-only']['rps'] / bare:.2f} | {med['enforce']['rps']:.0f} | "
+            f"{med['log-only']['rps'] / bare:.2f} | {med['mitmdump -s']['rps']:.0f} | "
+            f"{med['mitmdump -s']['rps'] / bare:.2f} | {med['enforce']['rps']:.0f} | "
             f"{med['enforce']['rps'] / bare:.2f} | "
             + " / ".join(f"{med[k]['p50']:.1f}" for k in KINDS) + " | "
             + " / ".join(f"{med[k]['p99']:.1f}" for k in KINDS) + " | "
@@ -339,14 +367,15 @@ def profile(folder: Path, out: Path, connections: int, seconds: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for kind in KINDS:
         port = _free_port()
-        process = _start(_command(kind, port, folder / f"profile-{kind}.db"), port,
-                         folder / f"{kind}.log")
+        name = kind.replace(" ", "")
+        process = _start(_command(kind, port, folder / f"profile-{name}.db"), port,
+                         folder / f"{name}.log")
         try:
             _wrk(port, connections, 1, script)
             for fmt, suffix in (("raw", "txt"), ("flamegraph", "svg")):
                 spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(process.pid),
                                         "--subprocesses", "--duration", str(seconds), "--format",
-                                        fmt, "-o", str(out / f"{kind}.{suffix}")],
+                                        fmt, "-o", str(out / f"{name}.{suffix}")],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
                 print(kind, fmt, _wrk(port, connections, seconds, script))
