@@ -5,7 +5,7 @@ verdict before forwarding, so it audits inline and hands the result to the worke
 only writes it. Should the worker die, both modes audit and write in the proxy's process.
 
 Annotation (gdpr_annotate) in log-only mode is applied when the worker's verdict comes back,
-usually a few milliseconds later: a flow still held (by mitmweb's view, a keep-alive
+usually 50-100 ms later: a flow still held (by mitmweb's view, a keep-alive
 connection) gets marked and commented then, but a flow saved before that (save_stream_file
 writes at the response) is saved unmarked. With --enforce, flows are annotated inline."""
 
