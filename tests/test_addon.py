@@ -213,8 +213,8 @@ async def test_repeated_violations_share_a_line_that_counts_them(
     posts = [line for line in lines if line.startswith("gdpr: POST eu.mailer.test: clear-text")]
     if window:
         assert posts == ["gdpr: POST eu.mailer.test: clear-text",
-                         "gdpr: POST eu.mailer.test: clear-text: 29 more like it since its "
-                         "last line"]
+                         "gdpr: POST eu.mailer.test: clear-text (and 29 more like it since "
+                         "its last line)"]
     else:
         assert posts == ["gdpr: POST eu.mailer.test: clear-text"] * 30
     assert sum(line.startswith("gdpr: POST collect.adnetwork.test: ") for line in lines) == 1

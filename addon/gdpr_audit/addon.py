@@ -43,6 +43,12 @@ REPEAT_SECONDS = 5.0
 _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}
 
 
+def _say(kind: tuple[str, str, tuple[str, ...]], repeats: int) -> None:
+    method, host, rules = kind
+    counted = f" (and {repeats} more like it since its last line)" if repeats else ""
+    logger.warning(f"gdpr: {method} {host}: {', '.join(rules)}{counted}")
+
+
 class _UnheardLines(logging.Filter):
     """mitmproxy turns every log record into its deprecated `add_log` event, fired through
     every addon on the next loop iteration: 250 us a line, more than all the rest of the
@@ -270,16 +276,14 @@ class GdprAudit:
         if last is not None and now - last[0] < REPEAT_SECONDS:
             last[1] += 1
             return
-        repeats = f" (and {last[1]} more like it since its last line)" if last and last[1] else ""
-        logger.warning(f"gdpr: {method} {host}: {', '.join(rules)}{repeats}")
+        _say(kind, last[1] if last else 0)
         self._lines[kind] = [now, 0]
 
     def _repeats(self) -> None:
         """The repeats no line has counted yet, once the verdicts are all in."""
-        for (method, host, rules), (_, repeats) in self._lines.items():
+        for kind, (_, repeats) in self._lines.items():
             if repeats:
-                logger.warning(f"gdpr: {method} {host}: {', '.join(rules)}: {repeats} more like "
-                               f"it since its last line")
+                _say(kind, repeats)
         self._lines.clear()
 
     @staticmethod
