@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from itertools import compress
 from operator import attrgetter, itemgetter
 from typing import Any
-from urllib.parse import quote
 
 from mitmproxy import http
 from mitmproxy.net.http import url
@@ -19,9 +18,10 @@ from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .entities import entity_index
 from .fields import (Extraction, Field, decompress, header, is_html, memoised_if_short,
-                     message_fields, query_parameters, remember, remember_all, request_fields)
+                     message_fields, remember, remember_all, request_fields)
 from .policy import Policy
 from .recipients import Destination, public_suffixes, resolve
+from .redact import Redactor
 from .rules import RULES, FlowFacts, Violation
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -43,13 +43,15 @@ class FlowAudit:
     scheme: str
     host: str
     path: str
-    """The path with every value that could identify someone replaced by `*`."""
+    """The path as a template (redact.py): API words, placeholders, no query value."""
     at: datetime
     destination: Destination | None = None
     findings: list[Finding] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
-    """Each finding's field path, redacted like `path`, in the order of `findings`."""
+    """Each finding's field path, through the allow-list (redact.py), in the order of
+    `findings`; `forms` likewise for how each was found (`base64 -> json.email -> plain`)."""
+    forms: list[str] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     error: str | None = None
     consent: dict | None = None
@@ -81,8 +83,7 @@ class Auditor:
         self._spellings_screened = spellings is not None
         self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
-        self._redacted: dict[str, str] = {}
-        self._redacted_keys: dict[str, str] = {}
+        self.redactor = Redactor.for_policy(policy)
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
         self._by_key_class: dict[Detector, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {
             d: {} for d in self.detectors if d.reads_key}
@@ -103,22 +104,23 @@ class Auditor:
         scheme = request.scheme
         if flow.websocket is not None:
             scheme = "wss" if scheme == "https" else "ws"
-        method = request.method if _METHOD.fullmatch(request.method) else "*"
-        result = FlowAudit(flow.id, method, scheme, _pretty_host(request),
+        result = FlowAudit(flow.id, self.redactor.method(request.method), scheme,
+                           _pretty_host(request),
                            request.path, datetime.fromtimestamp(request.timestamp_start, UTC))
         try:
             self._audit(flow, result, only)
         except Exception as e:  # an audit bug must never lose the flow: record it instead
-            result.findings, result.violations = [], []
+            result.findings, result.violations, result.fields, result.forms = [], [], [], []
             result.error = self._describe(e)
-        result.path = self.redact_path(request.path, result.findings)
-        result.host = self.redact_key(result.host)
+        result.path = self.redactor.path(request.path)
+        result.host = self.redactor.host(result.host)
+        result.limits = [self.redactor.message(limit) for limit in result.limits]
         return result
 
     def _describe(self, error: Exception) -> str:
         """The error for the log: its message may quote the traffic, so it is redacted."""
         try:
-            return f"{type(error).__name__}: {self.redact(str(error))[:200]}"
+            return f"{type(error).__name__}: {self.redactor.message(str(error))[:200]}"
         except Exception:
             return type(error).__name__
 
@@ -144,7 +146,7 @@ class Auditor:
         result.destination = self._resolve(result.host, flow.request.path)
         consent = (read_consent(extraction.fields, self.policy.signal_purposes)
                    if self.policy.read_signals else ConsentReading())
-        result.consent = self._redact_json(consent.record) if consent.record else None
+        result.consent = self.redactor.record(consent.record) if consent.record else None
         facts = FlowFacts(
             flow_id=flow.id, method=result.method, scheme=result.scheme, host=result.host,
             path=flow.request.path, at=result.at, destination=result.destination,
@@ -153,17 +155,18 @@ class Auditor:
             consent_signals=consent.decisions,
             page=page)
         for rule in RULES.values():
-            # A message may quote the traffic (a checkbox's name, a host): redacted like keys.
-            result.violations.extend(replace(v, message=self.redact_key(v.message))
+            # A message may quote the traffic (a checkbox's name): through the allow-list.
+            result.violations.extend(replace(v, message=self.redactor.message(v.message))
                                      for v in rule.check(facts))
-        result.fields = [self.redact_key(f.field.key) for f in result.findings]
+        result.fields = [self.redactor.key(f.field.key) for f in result.findings]
+        result.forms = [self.redactor.form(f.field.layers, f.form) for f in result.findings]
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""
         where = (host, path.partition("?")[0])
         destination = self._destinations.get(where)
         if destination is None:
-            destination = resolve(self.policy, host, path)
+            destination = resolve(self.policy, host, path, self.redactor.host)
             remember(self._destinations, where, destination, host + where[1])
         return destination
 
@@ -351,73 +354,6 @@ class Auditor:
             return cached
         return [f.at(item) for f in cached] if cached else cached
 
-    def redact(self, text: str) -> str:
-        """`text` with every registry identifier, email or phone inside it replaced by `*`."""
-        cached = self._redacted.get(text)
-        if cached is None:
-            cached = self._redact(text)
-            remember(self._redacted, text, cached)
-        return cached
-
-    def _redact(self, text: str) -> str:
-        probe = Field("", "", text)
-        spans = [f.value for f in self.known.find(probe)]
-        for detector in self.detectors:
-            if detector.id in ("email", "phone", "iban", "payment_card", "fr_nir"):
-                spans += [f.value for f in detector.find(probe)]
-        for span in sorted(set(spans), key=len, reverse=True):
-            text = re.sub(re.escape(span), "*", text, flags=re.I)
-        return text
-
-    def redact_key(self, key: str) -> str:
-        """A key path (`contacts.Marie Dupont.email`) or host, redacted part by part: a
-        registry value between dots is not found by `redact`, which wants it standalone."""
-        cached = self._redacted_keys.get(key)
-        if cached is None:  # the same keys, hosts and messages come back in every flow
-            whole = self.redact(key)  # first: an email or a dotted device id spans the dots
-            cached = "".join(
-                part if _KEY_SEPARATOR.fullmatch(part) or not part else self._redact_part(part)
-                for part in _KEY_SEPARATOR.split(whole))
-            remember(self._redacted_keys, key, cached)
-        return cached
-
-    def _redact_part(self, part: str) -> str:
-        if _names_an_id(part):  # a key that is somebody's id (`fb.1.1768035600123...`)
-            return "*"
-        redacted = self.redact(part)
-        spaced = _GLUE.sub(" ", redacted)  # `marie-dupont` in a host label is a name
-        return redacted if spaced == redacted or self.redact(spaced) == spaced else "*"
-
-    def _redact_json(self, value: Any) -> Any:
-        """A decoded record (consent signals) with every key and string redacted."""
-        if isinstance(value, dict):
-            return {self.redact_key(str(k)): self._redact_json(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._redact_json(v) for v in value]
-        return self.redact_key(value) if isinstance(value, str) else value
-
-    def redact_path(self, path: str, findings: list[Finding]) -> str:
-        """Path segments and query values that held personal data, or look like ids, become `*`."""
-        path, _, query_string = path.partition("?")  # as request_fields splits it
-        flagged = {(f.field.location, f.field.key) for f in findings}
-        segments = path.split("/")
-        index = 0
-        for position, segment in enumerate(segments):
-            if not segment:
-                continue
-            if ("path", f"[{index}]") in flagged or _looks_like_id(segment):
-                segments[position] = "*"
-            index += 1
-        query = [("*" if _names_an_id(k) else k,
-                  "*" if ("query", k) in flagged or _looks_like_id(v) else v)
-                 for k, v in query_parameters(query_string)]
-        redacted = self.redact("/".join(segments))
-        if query:
-            redacted += "?" + "&".join(
-                f"{_quote(self.redact(k), '[]*')}={_quote(v, '*')}" for k, v in query)
-        return redacted
-
-
 class _Kept:
     """The findings of one request, each once: a value at a place (location, key and
     category) once, and a field-name guess only at a place where no value was found."""
@@ -467,12 +403,6 @@ def settle_collector() -> None:
     a replay's CPU time, and a fortieth with this."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-
-
-@memoised_if_short(maxsize=4096)  # a query's keys and most of its values: in every flow
-def _quote(text: str, safe: str) -> str:
-    """URL-quoting; errors replaced: a value that was not UTF-8 holds lone surrogates."""
-    return quote(text, safe=safe, errors="replace")
 
 
 def _pretty_host(request: http.Request) -> str:
@@ -535,27 +465,8 @@ _shapes: dict[str, str] = {}
 
 def _shape_of(location: str, key: str) -> str:
     """`batch[12].anonymousId` -> `batch[*].anonymousId`. Path and query keep their keys:
-    redact_path stars each flagged segment by its key."""
+    a segment's index or a parameter's name is its own."""
     return _INDEX.sub("[*]", key) if "[" in key and location not in ("path", "query") else key
 
 
 _INDEX = re.compile(r"\[[0-9]+\]")  # our own indexes: ASCII digits
-_METHOD = re.compile(r"[A-Z][A-Z-]{0,15}")
-_KEY_SEPARATOR = re.compile(r"([.\[\]]+)")
-_GLUE = re.compile(r"[-_+]")
-_ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}|[A-Za-z0-9+/=_-]{24,}", re.I)
-
-
-def _looks_like_id(value: str) -> bool:
-    return bool(_ID_LIKE.search(value))
-
-
-_KEY_ID_LIKE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}", re.I)
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
-
-
-def _names_an_id(key: str) -> bool:
-    """Like `_looks_like_id`, for names the sender chose: a long token counts only with a
-    digit in it (`productListImpressionsClicked` is a name, not an id)."""
-    return bool(_KEY_ID_LIKE.search(key)) or any(
-        any(c.isdigit() for c in token.group()) for token in _LONG_TOKEN.finditer(key))

@@ -241,8 +241,11 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
         console.print(safe_text(line, limit=1000))
     # mitmdump's own flow listing prints URLs, personal data included: quiet unless asked for.
     mitmdump_args = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
-    if not any(a.startswith("flow_detail") for a in args.passthrough):  # mitmdump refuses twice
-        mitmdump_args += ["--set", "flow_detail=0"]
+    # Its info lines quote what a client sent when mitmproxy could not parse it (a bad request
+    # line, a half-sent header): warnings and our violation lines only, unless asked for.
+    for quiet in ("flow_detail=0", "termlog_verbosity=warn"):
+        if not any(a.startswith(quiet.split("=")[0]) for a in args.passthrough):
+            mitmdump_args += ["--set", quiet]  # (mitmdump refuses an option twice)
     for mode in args.mode or []:
         mitmdump_args += ["--mode", mode]
     for name, value in options.items():

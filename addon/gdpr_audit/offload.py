@@ -154,14 +154,14 @@ def audit_state(audit: FlowAudit) -> tuple[Any, ...]:
              for f in audit.findings],
             [(v.rule, v.severity, v.message, tuple(position[id(f)] for f in v.evidence),
               v.policy_entry) for v in audit.violations],
-            audit.fields, audit.limits, audit.error, audit.consent)
+            audit.fields, audit.forms, audit.limits, audit.error, audit.consent)
 
 
 def rebuild_audit(state: tuple[Any, ...]) -> FlowAudit:
     """The audit again, from `audit_state`, for the log writer (the destination without the
     policy's recipient object, which the writer does not read)."""
-    (flow_id, method, scheme, host, path, at, destination, findings, violations, fields, limits,
-     error, consent) = state
+    (flow_id, method, scheme, host, path, at, destination, findings, violations, fields, forms,
+     limits, error, consent) = state
     found = [Finding(detector, category, Field(location, key, field_value, layers), value,
                      canonical, form, subject, count)
              for (detector, category, location, key, field_value, layers, value, canonical, form,
@@ -171,7 +171,7 @@ def rebuild_audit(state: tuple[Any, ...]) -> FlowAudit:
         None if destination is None else Destination(*destination[:5], None, *destination[5:]),
         found, [Violation(rule, severity, message, tuple(found[n] for n in evidence), entry)
                 for rule, severity, message, evidence, entry in violations],
-        fields, limits, error, consent)
+        fields=fields, forms=forms, limits=limits, error=error, consent=consent)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -425,11 +425,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _failed(auditor: Auditor, state: tuple[Any, ...], error: Exception) -> FlowAudit:
     """A flow the worker could not even rebuild: logged as an audit error, never dropped."""
     try:
-        path = auditor.redact_path(state[6].decode("utf-8", "replace"), [])
-        host, at = auditor.redact_key(str(state[1])), datetime.fromtimestamp(state[10], UTC)
+        path = auditor.redactor.path(state[6].decode("utf-8", "replace"))
+        host, at = auditor.redactor.host(str(state[1])), datetime.fromtimestamp(state[10], UTC)
     except Exception:
         path, host, at = "*", "*", datetime.now(UTC)
-    return FlowAudit(str(state[0]), "*", "*", host, path, at,
+    return FlowAudit(str(state[0]), "OTHER", "*", host, path, at,
                      error=f"{type(error).__name__} in the audit worker")
 
 

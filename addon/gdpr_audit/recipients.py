@@ -4,6 +4,7 @@ third party named by its registrable domain (Public Suffix List, not the last tw
 import fnmatch
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -59,7 +60,11 @@ def registrable_domain(host: str) -> str:
     return public_suffixes().privatesuffix(host) or host
 
 
-def resolve(policy: Policy, host: str, path: str) -> Destination:
+def resolve(policy: Policy, host: str, path: str,
+            safe_host: Callable[[str], str] = str) -> Destination:
+    """Who receives a request to `host` and `path`. An undeclared recipient is named by its
+    registrable domain as `safe_host` (the allow-list) lets it be kept: it came from the
+    traffic, and a domain can be somebody's name."""
     host = host.lower().rstrip(".")
     path = path.split("?", 1)[0]
     if policy.is_first_party(host):
@@ -69,7 +74,7 @@ def resolve(policy: Policy, host: str, path: str) -> Destination:
                            policy_entry=f"organization.first_party ({policy.organization})")
     recipient = policy.recipient_for(host)
     if recipient is None:
-        domain = registrable_domain(host)
+        domain = safe_host(registrable_domain(host))
         entity = identify(host)
         return Destination(host, UNDECLARED, f"{entity.name} ({domain})" if entity else domain,
                            (), None, policy_entry="no recipient of the policy matches this host",

@@ -245,11 +245,11 @@ def flow_rows(key: bytes, audit: FlowAudit, source: str) -> FlowRows:
             json.dumps(audit.consent, separators=(",", ":")) if audit.consent else None)
     findings = []
     position = {}
-    for index, (finding, field) in enumerate(zip(audit.findings, audit.fields, strict=True)):
-        layers = " -> ".join(finding.field.layers)
+    for index, (finding, field, form) in enumerate(
+            zip(audit.findings, audit.fields, audit.forms, strict=True)):
         findings.append((
             finding.detector, finding.category, finding.subject, finding.field.location, field,
-            f"{layers} -> {finding.form}" if layers else finding.form,
+            form,
             mask(finding.category, finding.value),
             fingerprint(key, finding.category, finding.canonical), finding.count))
         position[id(finding)] = index
