@@ -48,7 +48,7 @@ def newest_rules(proxy: AuditingProxy, host: str, method: str = "%") -> set[str]
     with sqlite3.connect(proxy.db) as db:
         row = db.execute("select id from flows where host = ? and method like ? "
                          "order by rowid desc limit 1",
-                         [_REDACTOR.redact_key(host), method]).fetchone()
+                         [_REDACTOR.redactor.host(host), method]).fetchone()
         assert row, f"no flow to {host} in the log"
         return {r for (r,) in db.execute("select rule from violations where flow_id = ?", row)}
 
