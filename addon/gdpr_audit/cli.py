@@ -1,7 +1,9 @@
 """`gdpr-audit`: replay captures, check policies, export the log.
 
 Exit codes: 0 nothing at or above --fail-on; 1 violations at or above it; 2 usage, policy or
-input error (the message names the file and the line, offset or entry).
+input error (the message names the file and the line, offset or entry); 3 (forget, purge) the
+rows are deleted, but another connection still holds their old pages on disk: close it and run
+the command again.
 """
 
 import argparse
@@ -46,6 +48,7 @@ from .sanitize import safe_text
 from .store import (
     AuditStore,
     FlowRows,
+    Residue,
     compact,
     flow_rows,
     forget,
@@ -55,7 +58,7 @@ from .store import (
     purge,
 )
 
-EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_NOT_ON_DISK = 0, 1, 2, 3
 _BATCH = 200
 
 
@@ -170,12 +173,23 @@ def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParse
                          help="an email, phone, id... or - to read it from standard input "
                               "(keeps it out of shell history and process listings)")
     subject.set_defaults(handler=cmd_subject)
-    forget = commands.add_parser("forget", parents=[common],
-                                 help="right to erasure: remove a person from the log")
+    erasure = argparse.ArgumentParser(add_help=False)
+    erasure.add_argument("--wait", type=_seconds, default=10.0, metavar="SECONDS",
+                         help="how long to wait for other connections to the log to let go of "
+                              "the old pages (default: 10)")
+    forget = commands.add_parser(
+        "forget", parents=[common, erasure], epilog=_ERASURE,
+        help="right to erasure: remove a person from the log", description=(
+            "Remove a person's findings, the violations resting only on them, and their id, "
+            "categories and evidence from the violations kept on other people's evidence; "
+            "then rewrite the file so that the disk holds nothing of them either."))
     forget.add_argument("identifier", metavar="IDENTIFIER", help="as for `subject`")
     forget.set_defaults(handler=cmd_forget)
-    purge = commands.add_parser("purge", parents=[common],
-                                help="retention: delete what the log holds older than a duration")
+    purge = commands.add_parser(
+        "purge", parents=[common, erasure], epilog=_ERASURE,
+        help="retention: delete what the log holds older than a duration", description=(
+            "Delete the flows older than a duration with their findings and violations, and "
+            "the runs left empty; then rewrite the file so that the disk holds none of them."))
     purge.add_argument("--older-than", required=True, metavar="DURATION",
                        help="e.g. 30d, 12h, 2w")
     purge.set_defaults(handler=cmd_purge)
@@ -191,6 +205,21 @@ def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParse
     merge.add_argument("out", metavar="OUT.db")
     merge.add_argument("inputs", nargs="+", metavar="IN.db")
     merge.set_defaults(handler=cmd_merge)
+
+
+_ERASURE = (
+    "On disk: deletes zero the space they free (secure_delete), VACUUM rewrites the file and a "
+    "checkpoint empties the WAL. A connection reading the log meanwhile (a report, Datasette, "
+    "a proxy) keeps the old pages: the command waits --wait seconds for it, then exits 3 and "
+    "says what is still on disk; close it and run the command again. Copies made before "
+    "(exports, backups) are beyond its reach: see docs/erasure.md.")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -402,16 +431,18 @@ def cmd_forget(args: argparse.Namespace, console: Console) -> int:
     store = _existing_store(args.db)
     person = find_person(store, _identifier(args), _optional_policy(args))
     removed = forget(store, person.fingerprints, person.subjects)
+    residue = compact(store.db, args.wait)
     who = ", ".join(sorted(person.subjects)) or "the given identifier"
     out = Output(console)
-    out.line(f"Erased {who} from {args.db}: {sum(n for *_, n in removed['findings'])} findings, "
+    out.line(f"{'Removed' if residue else 'Erased'} {who} from {args.db}"
+             f"{' (from its tables only)' if residue else ''}: "
+             f"{sum(n for *_, n in removed['findings'])} findings, "
              f"{len(removed['violations'])} violations removed, "
              f"{len(removed['rewritten'])} violations kept on other people's evidence",
              style="bold")
     out.table("Findings removed", ("recipient", "category", "findings"), removed["findings"])
     out.table("Violations removed", ("id", "rule", "recipient"), removed["violations"])
-    compact(store.db)
-    return EXIT_OK
+    return _not_on_disk("forget", args.db, residue) if residue else EXIT_OK
 
 
 def cmd_purge(args: argparse.Namespace, console: Console) -> int:
@@ -419,12 +450,20 @@ def cmd_purge(args: argparse.Namespace, console: Console) -> int:
     db = open_existing(args.db)
     cutoff = datetime.now(UTC) - age
     counts = purge(db, cutoff)
-    compact(db)
+    residue = compact(db, args.wait)
     console.print(safe_text(
-        f"Purged from {args.db} everything before {cutoff.isoformat(timespec='seconds')}: "
+        f"{'Deleted from the tables of' if residue else 'Purged from'} {args.db} everything "
+        f"before {cutoff.isoformat(timespec='seconds')}: "
         f"{counts['flows']} flows, {counts['findings']} findings, "
         f"{counts['violations']} violations, {counts['runs']} runs", 1000), soft_wrap=True)
-    return EXIT_OK
+    return _not_on_disk("purge", args.db, residue) if residue else EXIT_OK
+
+
+def _not_on_disk(command: str, db: str, residue: Residue) -> int:
+    Console(stderr=True, highlight=False).print(safe_text(
+        f"Not yet off the disk: the rows are deleted, but {residue.describe(db)}. Close it and "
+        f"run `gdpr-audit {command}` again.", 2000, "bold red"), soft_wrap=True)
+    return EXIT_NOT_ON_DISK
 
 
 def cmd_map(args: argparse.Namespace, console: Console) -> int:

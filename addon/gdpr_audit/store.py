@@ -447,6 +447,7 @@ def forget(store: AuditStore, fingerprints: Iterable[str],
     only theirs. A violation that also rests on someone else's data stays, rewritten from the
     evidence that is left. Returns what was removed (no identifier in it)."""
     subjects = sorted(set(subjects))
+    _erasing(store.db)
     with store.db.conn as conn:
         _ids_table(conn, "forget_fingerprints", fingerprints)
         _ids_table(conn, "forget_subjects", subjects)
@@ -473,7 +474,11 @@ def forget(store: AuditStore, fingerprints: Iterable[str],
                order by id""").fetchall()
         conn.executemany("delete from violations where id = ?", [(r[0],) for r in removed])
         kept = sorted(set(touched) - {r[0] for r in removed})
-        for violation_id in kept:
+        # and any other violation whose words name them (a message lists every subject)
+        named = {r[0] for r in conn.execute(
+            """select v.id from violations v join forget_subjects s on v.subject = s.value
+               or instr(v.subjects, s.value) or instr(v.message, s.value)""")}
+        for violation_id in sorted(set(kept) | named):
             _rewrite_from_evidence(conn, violation_id, subjects)
         conn.execute("delete from findings where id in (select value from forget_findings)")
         recount(conn)
@@ -482,22 +487,42 @@ def forget(store: AuditStore, fingerprints: Iterable[str],
 
 def _rewrite_from_evidence(conn: sqlite3.Connection, violation_id: int,
                            erased: list[str]) -> None:
-    """A violation's summary columns describe its first finding: describe the first one left."""
+    """A violation's summary columns describe its first finding, its categories and subjects
+    all of its evidence: describe what is left, in words that no longer name the erased."""
     left = conn.execute(
         """select x.category, x.subject, x.location, x.field, x.evidence from findings x
            join violation_findings vf on vf.finding_id = x.id
            where vf.violation_id = ? order by x.id""", [violation_id]).fetchall()
-    message = conn.execute("select message from violations where id = ?",
-                           [violation_id]).fetchone()[0] or ""
-    for subject in erased:
-        message = message.replace(subject, "an erased subject")
+    message, was = conn.execute("select message, categories from violations where id = ?",
+                                [violation_id]).fetchone()
+    if not left:  # a rule that needs no evidence: only its words can name them
+        conn.execute("update violations set message = ? where id = ?",
+                     [_reworded(message or "", erased, "", ""), violation_id])
+        return
     first = left[0]
+    categories = ", ".join(sorted({row[0] for row in left}))
     conn.execute(
         """update violations set category = ?, subject = ?, location = ?, field = ?,
            evidence = ?, categories = ?, subjects = ?, message = ? where id = ?""",
-        [first[0], first[1], first[2], first[3], first[4],
-         ", ".join(sorted({row[0] for row in left})),
-         ", ".join(sorted({row[1] for row in left if row[1]})), message, violation_id])
+        [first[0], first[1], first[2], first[3], first[4], categories,
+         ", ".join(sorted({row[1] for row in left if row[1]})),
+         _reworded(message or "", erased, was or "", categories), violation_id])
+
+
+def _reworded(message: str, erased: list[str], was: str, categories: str) -> str:
+    """`message` without the erased people: a clause about one of them goes ("cust-003 had
+    not consented to newsletter; ..." says what she had not consented to), they leave lists
+    ("data of cust-005, cust-006 sent ..."), and the categories it lists are those left."""
+    if erased:
+        names = "|".join(re.escape(s) for s in erased)
+        about = re.compile(rf"(?<![\w-])(?:{names})(?![\w-])")
+        clauses = message.split("; ")
+        message = "; ".join([c for c in clauses if not about.search(c)] or clauses)
+        message = re.sub(rf"(?<![\w-])(?:{names}), |, (?:{names})(?![\w-])", "", message)
+        message = about.sub("an erased subject", message)
+    if was and was != categories:  # rules list the evidence's categories as the column does
+        message = re.sub(rf"(?<![\w-]){re.escape(was)}(?![\w-])", categories, message, count=1)
+    return message
 
 
 def purge(db: sqlite_utils.Database, cutoff: datetime) -> dict[str, int]:
@@ -505,6 +530,7 @@ def purge(db: sqlite_utils.Database, cutoff: datetime) -> dict[str, int]:
     `cutoff`, and runs started before it that no longer hold anything. Needs no key."""
     when = cutoff.astimezone(UTC).isoformat()
     db.execute("PRAGMA foreign_keys = ON")
+    _erasing(db)
     with db.conn as conn:
         conn.execute("create temp table if not exists purge_flows (value primary key)")
         conn.execute("delete from purge_flows")
@@ -634,11 +660,71 @@ def _copy(conn: sqlite3.Connection, table: str, columns: list[str],
     return new_ids
 
 
-def compact(db: sqlite_utils.Database) -> None:
-    """Deleted rows stay in the file's free pages (and in the WAL) until overwritten: rewrite
-    the file so that erased data is really gone from the disk."""
-    db.execute("vacuum")
-    db.execute("pragma wal_checkpoint(truncate)")
+def _erasing(db: sqlite_utils.Database) -> None:
+    """Set before deleting what must leave the disk. Deletes zero what they free: the pages
+    of the deleting transaction sit in the WAL until a checkpoint, and VACUUM may not run.
+    Temp tables (which list the person's fingerprints) stay in memory, not in a temp file."""
+    db.execute("pragma secure_delete = on")
+    db.execute("pragma temp_store = memory")
+
+
+class Residue(NamedTuple):
+    """What of deleted rows a checkpoint could not take off the disk."""
+
+    pending: int
+    """Pages of the WAL not copied into the database file (-1: unknown)."""
+    frames: int
+    """Pages the WAL holds (-1: unknown)."""
+    wal_bytes: int
+    problem: str
+    """SQLite's error when VACUUM itself could not run, else empty."""
+
+    def describe(self, path: str) -> str:
+        if self.problem or self.pending < 0:
+            why = f"VACUUM could not run ({self.problem})" if self.problem else \
+                "the checkpoint could not run"
+            where = f"{path} and {path}-wal still hold them: {why}"
+        elif self.pending:
+            where = (f"the old pages of {path} still hold them: {self.pending} of the "
+                     f"{self.frames} pages in {path}-wal ({self.wal_bytes} bytes) could not be "
+                     f"copied into it yet")
+        else:
+            where = (f"{path}-wal ({self.frames} pages, {self.wal_bytes} bytes) could not be "
+                     f"emptied and may still hold them")
+        return (f"{where}, because another connection has the log open (a report, Datasette, "
+                f"a proxy)")
+
+
+def compact(db: sqlite_utils.Database, wait: float = 10.0) -> Residue | None:
+    """Deleted rows stay in the file's pages and in the WAL until overwritten: rewrite the file
+    (VACUUM), copy the WAL into it and cut the WAL to nothing (checkpoint TRUNCATE). Another
+    connection reading an older snapshot needs the old pages, so SQLite keeps them: wait up to
+    `wait` seconds for it. Returns None once the disk holds only what the tables hold, else
+    what is left."""
+    path = db.execute("pragma database_list").fetchone()[2]
+    deadline = time.monotonic() + wait
+    vacuumed = False
+    while True:
+        # SQLite's busy handler does the waiting: for another writer, then for readers
+        db.execute(f"pragma busy_timeout = {int(max(0.0, deadline - time.monotonic()) * 1000)}")
+        try:
+            if not vacuumed:
+                db.execute("vacuum")
+                vacuumed = True
+            busy, frames, copied = db.execute("pragma wal_checkpoint(truncate)").fetchone()
+            problem = ""
+        except sqlite3.OperationalError as e:  # "database is locked" (a writer held on)
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            busy, frames, copied, problem = 1, -1, -1, str(e)
+        # (0, -1, -1): not in WAL mode, VACUUM rewrote the file itself
+        if not busy and frames == copied:
+            return None
+        if time.monotonic() >= deadline:
+            wal = Path(f"{path}-wal")
+            return Residue(frames - copied if frames >= 0 else -1, frames,
+                           wal.stat().st_size if wal.exists() else 0, problem)
+        time.sleep(0.1)
 
 
 def has_key(path: str) -> bool:
