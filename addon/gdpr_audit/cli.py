@@ -284,10 +284,29 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    opened: list[AuditStore] = []
+    try:
+        return _replay(args, console, opened)
+    finally:
+        for store in opened:
+            _close_store(store)
+
+
+def _close_store(store: AuditStore) -> None:
+    """The log in one file when the command ends (a CI artifact, a copy), or a note why not."""
+    if not store.close():
+        Console(stderr=True, highlight=False).print(safe_text(
+            f"Note: part of the log is still in {store.path}-wal, because another connection "
+            f"has the log open; it moves into {store.path} when that connection closes (until "
+            "then, copy both files).", 2000, "yellow"), soft_wrap=True)
+
+
+def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]) -> int:
     policy = load_policy(args.policy, args.subjects)
     known = read_baseline(Path(args.baseline)) if args.baseline else set()  # fail before work
     auditor = Auditor(policy, max_body=args.max_body)
     store = AuditStore(args.db)
+    opened.append(store)
     reader = CaptureReader(list(args.paths))
     run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
     summary = RunSummary()

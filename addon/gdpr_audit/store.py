@@ -154,6 +154,13 @@ class AuditStore:
     def fingerprint(self, category: str, canonical: str) -> str:
         return fingerprint(self.key, category, canonical)
 
+    def close(self) -> bool:
+        """Leave the whole log in the database file (see `checkpoint`), then close it.
+        Returns whether the file holds it all."""
+        whole = checkpoint(self.db)
+        self.db.close()
+        return whole
+
     def start_run(self, command: str, policy_sources: Iterable[str]) -> int:
         with self.db.conn:
             table = self.db.table("runs")
@@ -416,7 +423,7 @@ class LogWriter:
             for _ in batch:
                 self.queue.task_done()
         store.finish_run(self.run_id, self.errors)
-        store.db.close()
+        store.close()  # the proxy's log in one file when it stops
 
 
 # --- Maintenance of the log: erasure, retention, merging (SPEC 3.1 forget, purge, merge) ---
@@ -608,7 +615,7 @@ def merge(out_path: str, in_paths: list[str]) -> dict[str, int]:
             for name, count in _merge_one(store, path).items():
                 totals[name] += count
     finally:
-        store.db.close()
+        store.close()
     return totals
 
 
@@ -725,6 +732,27 @@ def compact(db: sqlite_utils.Database, wait: float = 10.0) -> Residue | None:
             return Residue(frames - copied if frames >= 0 else -1, frames,
                            wal.stat().st_size if wal.exists() else 0, problem)
         time.sleep(0.1)
+
+
+def checkpoint(db: sqlite_utils.Database, wait: float = 2.0) -> bool:
+    """Copy the WAL into the database file and cut the WAL to nothing, so that the file alone
+    is the whole log: a CI job that keeps only `audit.db`, or a user who copies it, would
+    otherwise get a header whose pages sit in `audit.db-wal` (SQLite checkpoints by itself
+    only when the last connection closes, which a process that exits may never do).
+
+    Another connection reading an older snapshot (a report, Datasette, a proxy) holds the
+    pages it reads: SQLite waits up to `wait` seconds for it, then leaves them in the WAL,
+    where they are safe and from which the next checkpoint copies them. Returns whether the
+    file now holds everything; never raises for a busy or locked log."""
+    db.execute(f"pragma busy_timeout = {int(wait * 1000)}")
+    try:
+        busy, frames, copied = db.execute("pragma wal_checkpoint(truncate)").fetchone()
+    except sqlite3.OperationalError as e:  # "database is locked": a writer held on
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+        return False
+    # (0, -1, -1) when not in WAL mode (`:memory:`): the file is all there is
+    return not busy and frames == copied
 
 
 def has_key(path: str) -> bool:
