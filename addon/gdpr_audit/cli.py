@@ -362,11 +362,15 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     return EXIT_VIOLATIONS if failing else EXIT_OK
 
 
+BASELINE_VERSION = 2
+"""2: violation fingerprints include each finding's field key shape (issue 20)."""
+
+
 def write_baseline(path: Path, found: list[tuple[str, ...]]) -> None:
     """Sorted and deduplicated so that it diffs well under version control."""
     entries = {row[0]: {"fingerprint": row[0], "rule": row[1], "recipient": row[2] or row[3]}
                for row in found}
-    document = {"version": 1, "violations": [entries[k] for k in sorted(entries)]}
+    document = {"version": BASELINE_VERSION, "violations": [entries[k] for k in sorted(entries)]}
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -375,6 +379,9 @@ def read_baseline(path: Path) -> set[str]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}:{e.colno}: not a baseline: {e.msg}") from e
+    if isinstance(document, dict) and document.get("version") == 1:
+        raise ValueError(f"{path}: a baseline of fingerprints without field keys (before version "
+                         f"{BASELINE_VERSION}): write it again with replay --write-baseline")
     items = document.get("violations") if isinstance(document, dict) else None
     if not isinstance(items, list) or not all(
             isinstance(i, dict) and isinstance(i.get("fingerprint"), str) for i in items):

@@ -331,11 +331,24 @@ def fingerprint(key: bytes, category: str, canonical: str) -> str:
 
 def violation_fingerprint(rule: str, audit: FlowAudit, evidence: Iterable[Finding]) -> str:
     """Stable across runs and machines (no key, no time, no flow id) so that baselines match:
-    the rule, the recipient, the request's shape, and what kind of data it carried."""
+    the rule, the recipient, the request's shape, and what kind of data it carried where.
+
+    Where is the location and the allow-listed field key (the `field` column) with array
+    indexes as `[*]`: another person's email in the same place is known, the same email under
+    a new query key or in a new category is new (issue 20). A path segment's index is its
+    place, so it stays."""
     shape = re.sub(r"\d+", "N", audit.path.split("?")[0])
+    keys = {id(finding): key for finding, key in zip(audit.findings, audit.fields, strict=False)}
+    places = {f"{f.category}:{f.field.location}:{_key_shape(f.field.location, keys.get(id(f), ''))}"
+              for f in evidence}
     parts = [rule, audit.destination.name if audit.destination else audit.host, audit.method,
-             shape, *sorted({f"{f.category}:{f.field.location}" for f in evidence})]
+             shape, *sorted(places)]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _key_shape(location: str, key: str) -> str:
+    """`to[3].email` -> `to[*].email`: which element of a list is not a new place."""
+    return key if location == "path" else re.sub(r"\[\d+\]", "[*]", key)
 
 
 def _now() -> str:
