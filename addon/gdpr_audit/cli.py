@@ -27,6 +27,7 @@ from .captures import CaptureError, CaptureReader
 from .categories import SEVERITIES
 from .documents import PolicyError
 from .export import FORMATS, export
+from .listing import tell
 from .parallel import ParallelAudits, default_jobs
 from .policy import Policy, load_policy
 from .review import (
@@ -338,6 +339,7 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     input_errors = [str(e) for e in reader.errors]
     store.finish_run(run_id, input_errors)
     print_summary(console, summary, policy, args.db, run_id)
+    tell(console, store.db, run_id, args.db, frozenset(known))
     for error in input_errors:
         Console(stderr=True, highlight=False).print(safe_text(f"Error: {error}", 2000, "red"))
     if args.format:
