@@ -143,7 +143,7 @@ def test_forget_leaves_nothing_of_the_person_in_the_file_or_its_wal(db: Path) ->
         # kept on the other person's evidence, and describing only what is left of it
         kept = dict(conn.execute("""select rule, message from violations where flow_id in
                                     (select id from flows where source like '%shared.flow#%')"""))
-        assert kept["missing-consent"] == "cust-004 had not consented to newsletter"
+        assert kept["missing-consent"] == "cust-004 withdrew consent to newsletter on 2026-04-02"
         assert kept["undeclared-recipient"].startswith("phone sent to ")
         assert conn.execute("""select categories, subjects, subject from violations
                                where rule = 'undeclared-recipient' and flow_id in

@@ -530,8 +530,8 @@ def _rewrite_from_evidence(conn: sqlite3.Connection, violation_id: int,
 
 
 def _reworded(message: str, erased: list[str], was: str, categories: str) -> str:
-    """`message` without the erased people: a clause about one of them goes ("cust-003 had
-    not consented to newsletter; ..." says what she had not consented to), they leave lists
+    """`message` without the erased people: a clause about one of them goes ("cust-003 never
+    consented to newsletter; ..." says what she had not consented to), they leave lists
     ("data of cust-005, cust-006 sent ..."), and the categories it lists are those left."""
     if erased:
         names = "|".join(re.escape(s) for s in erased)

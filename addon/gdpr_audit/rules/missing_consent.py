@@ -1,6 +1,8 @@
 from collections.abc import Iterator
+from datetime import datetime
 
 from ..consent import SignalDecisions
+from ..policy import Subject
 from .base import FlowFacts, Rule, Violation
 
 
@@ -21,7 +23,8 @@ class MissingConsent(Rule):
             missing = [p for p in needed
                        if not facts.subjects[subject_id].has_consent(p, facts.at)]
             if missing:
-                reasons.append(f"{subject_id} had not consented to {', '.join(missing)}")
+                subject = facts.subjects[subject_id]
+                reasons.append(f"{subject_id} {why_not(subject, missing, facts.at)}")
                 evidence += [f for f in facts.findings if f.subject == subject_id]
         if not identified:
             for purpose in needed:
@@ -54,3 +57,23 @@ class MissingConsent(Rule):
         signals = facts.consent_signals
         malformed = signals.malformed if isinstance(signals, SignalDecisions) else []
         return f"usable (malformed: {', '.join(malformed)}) " if malformed else ""
+
+
+def why_not(subject: Subject, purposes: list[str], at: datetime) -> str:
+    """What the registry's history says of purposes not granted at `at`, purposes in the same
+    state together: "withdrew consent to newsletter on 2026-03-01", "never consented to
+    analytics", "consented to advertising only after this flow, on 2026-07-01". One clause
+    for the subject (erasure drops a clause that names them)."""
+    states: dict[str, list[str]] = {}
+    for purpose in purposes:
+        events = subject.consents.get(purpose, ())
+        before = [e for e in events if e.at <= at]
+        later = [e for e in events if e.at > at and e.granted]
+        if before:  # the latest at or before `at` is not a grant: a withdrawal
+            state = f"withdrew consent to {{}} on {before[-1].at.date().isoformat()}"
+        elif later:
+            state = f"consented to {{}} only after this flow, on {later[0].at.date().isoformat()}"
+        else:
+            state = "never consented to {}"
+        states.setdefault(state, []).append(purpose)
+    return ", ".join(state.format(", ".join(names)) for state, names in states.items())
