@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if passthrough and args.command != "proxy":
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
-    console = Console(stderr=False, highlight=False)
-    errors = Console(stderr=True, highlight=False)
+    console = make_console()
+    errors = make_console(stderr=True)
     try:
         return int(args.handler(args, console))
     except PolicyError as e:
@@ -80,6 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, OverflowError, sqlite3.Error, RecursionError) as e:
         errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
     return EXIT_ERROR
+
+
+def make_console(stderr: bool = False) -> Console:
+    """rich wraps at the terminal's width; on a pipe or a file (a CI log, a script reading
+    the output) it would hard-wrap at 80 columns, even inside a path, so there every line
+    stays whole (rich's soft wrap: no newline of its own, no cropping)."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -296,7 +306,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
 def _close_store(store: AuditStore) -> None:
     """The log in one file when the command ends (a CI artifact, a copy), or a note why not."""
     if not store.close():
-        Console(stderr=True, highlight=False).print(safe_text(
+        make_console(stderr=True).print(safe_text(
             f"Note: part of the log is still in {store.path}-wal, because another connection "
             f"has the log open; it moves into {store.path} when that connection closes (until "
             "then, copy both files).", 2000, "yellow"), soft_wrap=True)
@@ -341,7 +351,7 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     print_summary(console, summary, policy, args.db, run_id)
     tell(console, store.db, run_id, args.db, frozenset(known))
     for error in input_errors:
-        Console(stderr=True, highlight=False).print(safe_text(f"Error: {error}", 2000, "red"))
+        make_console(stderr=True).print(safe_text(f"Error: {error}", 2000, "red"))
     if args.format:
         _write_export(store.db, args.format, args.output)
     if input_errors:
@@ -488,7 +498,7 @@ def cmd_purge(args: argparse.Namespace, console: Console) -> int:
 
 
 def _not_on_disk(command: str, db: str, residue: Residue) -> int:
-    Console(stderr=True, highlight=False).print(safe_text(
+    make_console(stderr=True).print(safe_text(
         f"Not yet off the disk: the rows are deleted, but {residue.describe(db)}. Close it and "
         f"run `gdpr-audit {command}` again.", 2000, "bold red"), soft_wrap=True)
     return EXIT_NOT_ON_DISK
