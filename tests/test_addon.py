@@ -192,7 +192,8 @@ async def test_violation_lines_reach_add_log_listeners(policy_file: Path, db: Pa
         await addon.request(post("http://eu.mailer.test/contacts"))
         addon.done()  # hands the verdict back
         await asyncio.sleep(0)  # mitmproxy fires add_log on the loop's next iteration
-    assert any("gdpr: POST eu.mailer.test: clear-text" in line for line in listener.lines)
+    assert any("gdpr: POST eu.mailer.test/contacts: clear-text" in line
+               for line in listener.lines)
 
 
 @pytest.mark.parametrize("window", [gdpr_addon.REPEAT_SECONDS, 0.0])
@@ -210,14 +211,17 @@ async def test_repeated_violations_share_a_line_that_counts_them(
         await addon.request(post("https://collect.adnetwork.test/e?u=alice.martin%40example.org"))
         addon.done()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gdpr: ")]
-    posts = [line for line in lines if line.startswith("gdpr: POST eu.mailer.test: clear-text")]
+    posts = [line for line in lines
+             if line.startswith("gdpr: POST eu.mailer.test/contacts: clear-text")]
     if window:
-        assert posts == ["gdpr: POST eu.mailer.test: clear-text",
-                         "gdpr: POST eu.mailer.test: clear-text (and 29 more like it since "
-                         "its last line)"]
+        assert posts == ["gdpr: POST eu.mailer.test/contacts: clear-text "
+                         "(data: email; subjects: 1)",
+                         "gdpr: POST eu.mailer.test/contacts: clear-text: 29 more like it since "
+                         "its last line (data: email; subjects: 1)"]
     else:
-        assert posts == ["gdpr: POST eu.mailer.test: clear-text"] * 30
-    assert sum(line.startswith("gdpr: POST collect.adnetwork.test: ") for line in lines) == 1
+        assert posts == ["gdpr: POST eu.mailer.test/contacts: clear-text "
+                         "(data: email; subjects: 1)"] * 30
+    assert sum(line.startswith("gdpr: POST collect.adnetwork.test/e: ") for line in lines) == 1
     assert rows(db, "select count(*) from violations where rule = 'clear-text'")[0][0] >= 30
 
 

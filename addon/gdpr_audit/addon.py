@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -35,18 +36,40 @@ MARKER = ":warning:"
 # Requests to this host never leave the proxy: they wait until the log holds every flow seen
 # so far, so a test can read it (the pytest plugin does). `.invalid` cannot be a real host.
 BARRIER_HOST = "flush.gdpr-audit.invalid"
-# A kind of violation (method, host, rules) gets a terminal line at most this often; the
-# repeats in between are counted on its next line. A line per flow drowned the terminal
-# under load, and printing it cost the proxy about 75 us a flow (5% of its throughput).
+# A kind of violation (method, host, path template, rules) gets a terminal line at most this
+# often; the repeats in between are counted on a line of their own when the window closes. A
+# line per flow drowned the terminal under load, and printing it cost the proxy about 75 us a
+# flow (5% of its throughput).
 REPEAT_SECONDS = 5.0
 # Options whose change needs a new audit sink (and run): the worker holds its own copy of them.
 _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}
 
 
-def _say(kind: tuple[str, str, tuple[str, ...]], repeats: int) -> None:
-    method, host, rules = kind
-    counted = f" (and {repeats} more like it since its last line)" if repeats else ""
-    logger.warning(f"gdpr: {method} {host}: {', '.join(rules)}{counted}")
+_Kind = tuple[str, str, str, tuple[str, ...]]
+"""method, host, path template (no query), rules."""
+
+
+def _say(kind: _Kind, categories: Iterable[str], subjects: int, repeats: int = 0) -> None:
+    """A violation's line, or (repeats) the count of those like it since; every part is
+    allow-listed log text (redact.py): subjects are only counted."""
+    method, host, path, rules = kind
+    counted = f": {repeats} more like it since its last line" if repeats else ""
+    logger.warning(f"gdpr: {method} {host}{path}: {', '.join(rules)}{counted} "
+                   f"(data: {', '.join(sorted(categories)) or '-'}; subjects: {subjects})")
+
+
+class _Window:
+    """A kind of violation's current window: when its line was printed, and the repeats since
+    (their count, categories and distinct subjects), flushed by a timer when it closes."""
+
+    __slots__ = ("opened", "repeats", "categories", "subjects", "timer")
+
+    def __init__(self, opened: float) -> None:
+        self.opened = opened
+        self.repeats = 0
+        self.categories: set[str] = set()
+        self.subjects: set[str] = set()
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class _UnheardLines(logging.Filter):
@@ -86,8 +109,8 @@ class GdprAudit:
         """Offloaded flows awaiting their verdict, for annotation (while they still exist)."""
         self._enforce = False
         self._annotate = True
-        self._lines: dict[tuple[str, str, tuple[str, ...]], list[Any]] = {}
-        """Per kind of violation: when its last line was printed, repeats since."""
+        self._lines: dict[_Kind, _Window] = {}
+        """Per kind of violation: its line's window."""
 
     def load(self, loader: Any) -> None:
         for handler in logging.getLogger().handlers:
@@ -218,9 +241,7 @@ class GdprAudit:
         elif self.writer is not None:
             self.writer.submit(audit, "proxy")
         if audit.violations or audit.error:
-            self._report(Verdict(audit.flow_id, audit.method, audit.host,
-                                 tuple(sorted({v.rule for v in audit.violations})), audit.error),
-                         flow)
+            self._report(Verdict.of(audit), flow)
         return audit
 
     def _fall_back(self) -> None:
@@ -260,7 +281,7 @@ class GdprAudit:
                          f"{verdict.error}")
         if not verdict.rules:
             return False
-        self._line(verdict.method, verdict.host, verdict.rules)
+        self._line(verdict)
         if flow is None or not self._annotate:
             return False
         flow.marked = MARKER
@@ -270,20 +291,43 @@ class GdprAudit:
         flow.metadata["gdpr_audit"] = list(verdict.rules)
         return True
 
-    def _line(self, method: str, host: str, rules: tuple[str, ...]) -> None:
-        kind, now = (method, host, rules), time.monotonic()
-        last = self._lines.get(kind)
-        if last is not None and now - last[0] < REPEAT_SECONDS:
-            last[1] += 1
+    def _line(self, verdict: Verdict) -> None:
+        kind = (verdict.method, verdict.host, verdict.path, verdict.rules)
+        now, window = time.monotonic(), self._lines.get(kind)
+        if window is None or now - window.opened >= REPEAT_SECONDS:
+            if window is not None:  # closed, but its timer has not run yet
+                self._flush(kind)
+            _say(kind, verdict.categories, len(verdict.subjects))
+            self._lines[kind] = _Window(now)
             return
-        _say(kind, last[1] if last else 0)
-        self._lines[kind] = [now, 0]
+        window.repeats += 1
+        window.categories.update(verdict.categories)
+        window.subjects.update(verdict.subjects)
+        if window.timer is None:
+            try:  # the first repeat: its count is printed when the window closes
+                window.timer = asyncio.get_running_loop().call_later(
+                    window.opened + REPEAT_SECONDS - now, self._flush, kind)
+            except RuntimeError:  # no event loop (a hook called outside the proxy): at done()
+                pass
+
+    def _flush(self, kind: _Kind) -> None:
+        """A window has closed: print the count of its repeats, and open the next one, so a
+        kind still gets one line per REPEAT_SECONDS at most."""
+        window = self._lines.get(kind)
+        if window is None:
+            return
+        if window.timer is not None:
+            window.timer.cancel()
+        if window.repeats:
+            _say(kind, window.categories, len(window.subjects), window.repeats)
+            self._lines[kind] = _Window(time.monotonic())
+        else:
+            del self._lines[kind]
 
     def _repeats(self) -> None:
         """The repeats no line has counted yet, once the verdicts are all in."""
-        for kind, (_, repeats) in self._lines.items():
-            if repeats:
-                _say(kind, repeats)
+        for kind in list(self._lines):
+            self._flush(kind)
         self._lines.clear()
 
     @staticmethod

@@ -97,6 +97,20 @@ class Verdict:
     """Redacted like the log's host column."""
     rules: tuple[str, ...]
     error: str | None
+    path: str = ""
+    """The path template without its query (redact.py), like the log's path column."""
+    categories: tuple[str, ...] = ()
+    """Of the violations' evidence."""
+    subjects: tuple[str, ...] = ()
+    """Registry ids named by the violations' evidence."""
+
+    @classmethod
+    def of(cls, audit: FlowAudit) -> "Verdict":
+        evidence = [f for v in audit.violations for f in v.evidence]
+        return cls(audit.flow_id, audit.method, audit.host,
+                   tuple(sorted({v.rule for v in audit.violations})), audit.error,
+                   audit.path.partition("?")[0], tuple(sorted({f.category for f in evidence})),
+                   tuple(sorted({f.subject for f in evidence if f.subject})))
 
 
 def flow_state(flow: http.HTTPFlow) -> tuple[Any, ...]:
@@ -483,9 +497,7 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
                     audit = _failed(auditor, item[1], e)
                 writer.submit(audit, "proxy")
                 if audit.violations or audit.error:
-                    verdicts.append(Verdict(audit.flow_id, audit.method, audit.host,
-                                            tuple(sorted({v.rule for v in audit.violations})),
-                                            audit.error))
+                    verdicts.append(Verdict.of(audit))
             elif item[0] == "barrier":
                 writer.flush()
                 if verdicts:
