@@ -85,8 +85,8 @@
   }
 
   for (const v of violations) {
-    v.search = [v.rule, v.severity, v.recipient, v.request, v.categories, v.where, v.message,
-      v.capture].join(" ").toLowerCase();
+    v.search = [v.rule, v.severity, v.recipient, v.request, v.categories, v.subjects, v.where,
+      v.message, v.capture].join(" ").toLowerCase();
   }
   for (const control of Object.values(controls)) control.addEventListener("input", update);
   update();
