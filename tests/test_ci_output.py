@@ -186,3 +186,45 @@ def test_gitlab_job_parses_runs_real_commands_and_reports_junit() -> None:
     assert all((r if isinstance(r, str) else r[0]) in written for r in reports)
     assert all(job["artifacts"].get("when") == "always" for job in jobs.values()
                if "reports" in job.get("artifacts", {}))
+
+
+def test_baselined_violations_are_listed_as_such_and_not_annotated(tmp_path: Path) -> None:
+    first = replay(tmp_path)
+    assert first.returncode == 1, first.stderr
+    baseline = tmp_path / "baseline.json"
+    written = subprocess.run(
+        [*CLI, "replay", str(ROOT / "captures"), "--policy", str(ROOT / "policies"), "--db",
+         str(tmp_path / "first.db"), "--write-baseline", str(baseline)], cwd=tmp_path,
+        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "addon"),
+                                             "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert baseline.exists(), written.stderr
+    summary = tmp_path / "summary.md"
+    again = subprocess.run(
+        [*CLI, "replay", str(ROOT / "captures"), "--policy", str(ROOT / "policies"), "--db",
+         str(tmp_path / "again.db"), "--baseline", str(baseline)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(ROOT / "addon"), "PATH": "/usr/bin:/bin", "COLUMNS": "200",
+             "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not [line for line in again.stdout.splitlines() if line.startswith("::")]
+    assert again.stdout.count("(in the baseline)") == SHOWN
+    assert "## GDPR flow audit" in summary.read_text()
+
+
+def test_annotations_stop_at_githubs_cap_with_a_notice(plain_run, monkeypatch) -> None:
+    import io
+
+    import sqlite_utils
+    from rich.console import Console
+
+    from gdpr_audit import listing
+
+    work, _ = plain_run
+    monkeypatch.setattr(listing, "ANNOTATED", 5)
+    out = io.StringIO()
+    listing.annotate(Console(file=out), sqlite_utils.Database(work / "audit.db"), 1)
+    lines = out.getvalue().splitlines()
+    total = len(logged(work / "audit.db"))
+    assert len(lines) == 6 and all(line.startswith(("::error ", "::warning ")) for line in lines[:5])
+    assert lines[5] == (f"::notice title=gdpr-audit::{total - 5} more violations, not annotated: "
+                        "the job summary lists them")

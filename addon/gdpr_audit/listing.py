@@ -20,6 +20,8 @@ from .sanitize import safe_text
 
 SHOWN = 20
 """Violations listed on the terminal; the rest are counted."""
+ANNOTATED = 50
+"""Workflow annotations at most: GitHub keeps 50 a job (10 errors and 10 warnings a step)."""
 _ORDER = "case v.severity when 'high' then 0 when 'medium' then 1 else 2 end, v.id"
 _SELECT = f"""
 select v.id, v.rule, v.severity, coalesce(v.recipient, v.host, '?'), f.method, f.host, f.path,
@@ -98,13 +100,20 @@ def annotate(console: Console, db: sqlite_utils.Database, run_id: int,
              known: frozenset[str] = frozenset()) -> None:
     """An `::error` (high) or `::warning` per violation not in the baseline: GitHub shows them
     on the run's page (it keeps the first few per step; the summary has every one)."""
-    out = console.file
+    out, annotated, more = console.file, 0, 0
     for v in run_violations(db, run_id):
         if v.fingerprint in known:
             continue
+        if annotated == ANNOTATED:
+            more += 1
+            continue
+        annotated += 1
         level = "error" if v.severity == "high" else "warning"
         out.write(f"::{level} title={workflow_property(v.rule)}::"
                   f"{workflow_data(f'{v.recipient}: {v.request}: {v.message or v.rule}')}\n")
+    if more:
+        out.write(f"::notice title=gdpr-audit::{more} more violations, not annotated: the job "
+                  "summary lists them\n")
     out.flush()
 
 
