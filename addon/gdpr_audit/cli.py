@@ -249,10 +249,27 @@ def cmd_policy_draft(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
-    policy = load_policy(args.policy, args.subjects)
+    """Every problem, one line each: errors on stderr (exit 2 if there is one), warnings on
+    standard output (the check's report: the policy is usable, but says something to fix)."""
+    from .policy_lint import ERROR, check_policy
+
+    policy, problems = check_policy(args.policy, args.subjects)
+    errors = make_console(stderr=True)
+    for problem in problems:
+        if problem.level == ERROR:
+            errors.print(safe_text(f"Error: policy: {problem}", limit=2000, style="red"))
+        else:
+            console.print(safe_text(f"Warning: policy: {problem}", limit=2000, style="yellow"))
+    warnings = sum(p.level != ERROR for p in problems)
+    counted = f"{warnings} warning{'s' if warnings != 1 else ''}"
+    if policy is None:
+        failed = len(problems) - warnings
+        console.print(safe_text(f"{failed} error{'s' if failed != 1 else ''}, {counted}"))
+        return EXIT_ERROR
     console.print(safe_text(
         f"OK: {', '.join(policy.sources)}: {len(policy.recipients)} recipients, "
-        f"{len(policy.purposes)} purposes, {len(policy.subjects)} subjects"))
+        f"{len(policy.purposes)} purposes, {len(policy.subjects)} subjects"
+        + (f" ({counted})" if warnings else "")))
     return EXIT_OK
 
 

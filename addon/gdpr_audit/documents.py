@@ -55,11 +55,14 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
                               list("tTfF"))
 
 
-def _node_lines(node: yaml.Node, path: KeyPath, file: str, origins: Origins) -> None:
-    origins[path] = (file, node.start_mark.line + 1)
+def _node_lines(node: yaml.Node, path: KeyPath, file: str, origins: Origins,
+                line: int | None = None) -> None:
+    """`line`: a mapping's entry is on its key's line (a block value starts on the next)."""
+    origins[path] = (file, line or node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            _node_lines(value_node, (*path, str(key_node.value)), file, origins)
+            _node_lines(value_node, (*path, str(key_node.value)), file, origins,
+                        key_node.start_mark.line + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _node_lines(item, (*path, index), file, origins)

@@ -1,6 +1,7 @@
 """The sharing policy and the subject registry (SPEC 3.3, 3.4) as frozen dataclasses."""
 
 import bisect
+import difflib
 import fnmatch
 import json
 import re
@@ -127,6 +128,20 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
     Raises:
         PolicyError: naming the file, line and key of the first problem found.
     """
+    merged, origins, files, errors = read_policy(policy_path, subjects_path)
+    if errors:
+        raise errors[0]
+    return _build(merged, origins, tuple(map(str, files)))
+
+
+def read_policy(policy_path: str | Path, subjects_path: str | Path | None = None
+                ) -> tuple[dict[str, Any], Origins, list[Path], list[PolicyError]]:
+    """The merged policy and registry as plain data, where each key came from, the files
+    read, and every schema error (policy files first, each in file order).
+
+    Raises:
+        PolicyError: a file that cannot be read or merged at all.
+    """
     files = policy_files(Path(policy_path))
     if subjects_path is None and Path(policy_path).is_dir():
         # a registry kept as CSV or JSON beside the policy is the default one too
@@ -134,22 +149,22 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
                               if p.suffix.lower() in (".csv", ".json")), None)
     documents = [(p, *read_document(p)) for p in files]
     merged, origins = merge_documents(documents)
-    _validate(merged, origins)
+    errors = schema_errors(merged, origins)
     if subjects_path is not None:
         registry_file = Path(subjects_path)
         registry, registry_origins = read_document(registry_file)
         if not isinstance(registry, dict) or set(registry) - {"subjects"}:
             raise PolicyError(str(registry_file), 1, "", "a registry holds one key: subjects")
-        _validate(registry, registry_origins)
+        errors += schema_errors(registry, registry_origins)
         merged["subjects"] = registry.get("subjects", [])
         origins = {k: v for k, v in origins.items() if k[:1] != ("subjects",)}
         origins.update({k: v for k, v in registry_origins.items() if k[:1] == ("subjects",)})
         files.append(registry_file)
-    return _build(merged, origins, tuple(map(str, files)))
+    return merged, origins, files, errors
 
 
-def _validate(document: Any, origins: Origins) -> None:
-    """Report the first schema error in file order, located on its own key.
+def schema_errors(document: Any, origins: Origins) -> list[PolicyError]:
+    """Every schema error, in file order, each located on its own key.
 
     jsonschema costs about a millisecond a subject, too much for a registry of 100,000: a
     subject that passes `_plain_subject` (the schema's subject rules, written out) is not
@@ -168,9 +183,14 @@ def _validate(document: Any, origins: Origins) -> None:
             path = ("subjects", suspects[path[1]], *path[2:])
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {})
-            unknown = sorted(str(k) for k in error.instance if k not in known)
-            path = (*path, unknown[0]) if unknown else path
-        elif error.validator == "propertyNames" or "propertyNames" in error.schema_path:
+            for unknown in sorted(str(k) for k in error.instance if k not in known):
+                file, line = locate(origins, (*path, unknown))
+                blind = path[:1] == ("subjects",)
+                located.append((file, line or 0, PolicyError(
+                    file, line, format_key((*path, _key_name(unknown) if blind else unknown)),
+                    _unknown_key(unknown, known, blind))))
+            continue
+        if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
             path = (*path, str(error.instance))
         file, line = locate(origins, path)
         # a registry's values are personal data: say what is wrong, never echo them
@@ -180,8 +200,17 @@ def _validate(document: Any, origins: Origins) -> None:
         else:
             message = _explain(error)
         located.append((file, line or 0, PolicyError(file, line, format_key(path), message)))
-    if located:
-        raise min(located, key=lambda item: (item[0], item[1]))[2]
+    return [item[2] for item in sorted(located, key=lambda item: (item[0], item[1]))]
+
+
+def _unknown_key(key: str, known: Iterable[str], blind: bool) -> str:
+    """`unknown key 'purpses' (did you mean 'purposes'?)`; in a registry the key is echoed
+    only when it looks like a key name (it could be a value written in the wrong place)."""
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    shown = _key_name(key) if blind else key
+    hint = f"did you mean {close[0]!r}?" if close else \
+        f"allowed here: {', '.join(sorted(known))}"
+    return f"unknown key {shown!r} ({hint})"
 
 
 _IDENTIFIER_KEYS = frozenset((*CATEGORIES, *IDENTIFIER_ALIASES))
@@ -230,9 +259,30 @@ def _explain_blind(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return _explain(error)  # lists the allowed key names, not the one found
     if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
-        return f"{_key_name(str(error.instance))!r} is not an allowed key here"
+        allowed = error.validator_value if error.validator == "enum" else ()
+        close = difflib.get_close_matches(str(error.instance), list(allowed), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{_key_name(str(error.instance))!r} is not an allowed key here{hint}"
+    if error.schema.get("pattern") == _timestamp().pattern:
+        return _NOT_A_DATE
+    if error.validator == "required":
+        return _explain(error)
     expected = error.schema.get("type") or error.validator
     return f"this value does not fit here (expected: {expected})"
+
+
+_NOT_A_DATE = "expected an ISO 8601 date, e.g. 2026-01-10T09:00:00Z"
+
+
+def _explain_required(error: jsonschema.ValidationError) -> str:
+    """`'purposes' is a required property`, and the key that looks like it misspelt."""
+    missing = next((m for m in error.validator_value
+                    if isinstance(error.instance, dict) and m not in error.instance), None)
+    if missing is None or not isinstance(error.instance, dict):
+        return error.message
+    close = difflib.get_close_matches(missing, [str(k) for k in error.instance], n=1, cutoff=0.6)
+    hint = f" (is {_key_name(close[0])!r} a misspelling of it?)" if close else ""
+    return f"{missing!r} is missing{hint}"
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
@@ -245,6 +295,8 @@ def _explain(error: jsonschema.ValidationError) -> str:
         return f"{error.instance!r} has the wrong type or shape here"
     if error.validator == "propertyNames":
         return f"{error.instance!r} is not an allowed key here"
+    if error.validator == "required":
+        return _explain_required(error)
     return error.message
 
 
