@@ -154,7 +154,7 @@ class Load:
         client.trust_env = False
         count = 0
         while not self.stop.is_set():
-            path = f"/load/{number}/{count}"
+            path = f"/collect?load{number}x{count}"  # a query key: the log keeps it
             count += 1
             self.sent.append(path)
             try:
@@ -173,7 +173,9 @@ class Load:
 
 
 def logged_paths(conn: sqlite3.Connection) -> set[str]:
-    return {path for (path,) in conn.execute("select path from flows where path like '/load/%'")}
+    """The paths of the load's flows, as sent (the log keeps a query's keys, not its values)."""
+    return {path.removesuffix("=*") for (path,) in
+            conn.execute("select path from flows where path like '/collect?load%'")}
 
 
 def finished_runs_add_up(conn: sqlite3.Connection, only_finished: bool = True) -> None:
@@ -205,12 +207,12 @@ def test_proxy_killed_under_load_leaves_a_consistent_log(tmp_path: Path) -> None
     assert len(kept) >= 50
     # the same log takes a new proxy, which finishes its own run
     again = start_proxy(tmp_path, str(ROOT / "policies"), db, *PROXY_OFFLINE)
-    requests.post("http://collect.adnetwork-example.com/load/after", json={"email": EMAIL},
+    requests.post("http://collect.adnetwork-example.com/collect?loadafter", json={"email": EMAIL},
                   proxies={"http": again.url}, timeout=30)
     again.stop()
     with consistent(db) as conn:
         finished_runs_add_up(conn, only_finished=False)  # the killed run was counted on opening
-        assert "/load/after" in logged_paths(conn)
+        assert "/collect?loadafter" in logged_paths(conn)
 
 
 def test_proxy_and_replay_write_one_log_at_once(tmp_path: Path,
@@ -234,7 +236,7 @@ def test_proxy_and_replay_write_one_log_at_once(tmp_path: Path,
     assert "locked" not in proxy_output and "not written" not in proxy_output
     with consistent(db) as conn:
         sent = logged_paths(conn)
-        assert conn.execute("select count(*) from flows where path not like '/load/%'"
+        assert conn.execute("select count(*) from flows where path not like '/collect?load%'"
                             ).fetchone() == (total,)
         assert conn.execute("select count(*) from runs where finished is null").fetchone() == (0,)
         finished_runs_add_up(conn)

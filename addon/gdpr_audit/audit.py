@@ -114,7 +114,6 @@ class Auditor:
             result.error = self._describe(e)
         result.path = self.redactor.path(request.path)
         result.host = self.redactor.host(result.host)
-        result.limits = [self.redactor.message(limit) for limit in result.limits]
         return result
 
     def _describe(self, error: Exception) -> str:

@@ -174,8 +174,9 @@ _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
 _KEY_CHARS = re.compile(r"[\w$:~+ -]+")
 """What a kept word may be made of: letters and digits of any script and a few separators;
 control, format (zero-width, bidi) and markup characters are not kept."""
+_LONGEST_WORD = 100  # longer is no name a person reads, and costs every output its width
 _KEY_SPLIT = re.compile(r"([.\[\]]+)")
-_EMAIL = re.compile(r"(?:[^\s@\[\].][^\s@\[\]]*)?@[^\s\[\]]*")
+_KEY_TOKENS = re.compile(r"([\s\[\]]+)")
 _IPV4 = re.compile(r"(?<!\d)(?<!\d\.)\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
 _OWN_PARTS = frozenset({"*", "{email}", "{ip}"})
 _LAYER = re.compile(r"([a-z0-9-]*)(.*)", re.S)
@@ -183,6 +184,15 @@ _FORM = re.compile(r"[a-z0-9 -]+(?:\([a-z0-9_]+\))?")
 LAYERS = frozenset("""base64 base64url hex url url-query url-encoded json ndjson xml jwt gzip
 deflate br zstd lz-string multipart form beacon key graphql text plain cookie header query
 path body websocket""".split())
+
+
+def _email_placeholder(token: str) -> str:
+    """A token with an `@` whole, as its dots cannot be told from the key path's; the dots
+    that lead into it stay."""
+    if "@" not in token:
+        return token
+    inner = token.lstrip(".")
+    return token[:len(token) - len(inner)] + "{email}"
 
 
 def _shaped_like_id(word: str) -> bool:
@@ -228,7 +238,8 @@ class Redactor:
         """One name the sender chose (a key, a host label, a header or cookie name)."""
         kept = self._kept.get(text)
         if kept is None:
-            if not text or (_KEY_CHARS.fullmatch(text) and not _shaped_like_id(text)
+            if not text or (len(text) <= _LONGEST_WORD and _KEY_CHARS.fullmatch(text)
+                            and not _shaped_like_id(text)
                             and not self.holds_token(text)):
                 kept = text
             else:
@@ -240,7 +251,9 @@ class Redactor:
     def key(self, key: str) -> str:
         """A key path (`contacts.Marie Dupont.email`), word by word; our own indexes stay.
         Emails and addresses are replaced whole first: their dots would split them."""
-        key = _IPV4.sub("{ip}", _EMAIL.sub("{email}", key))
+        if "@" in key:
+            key = "".join(_email_placeholder(t) for t in _KEY_TOKENS.split(key))
+        key = _IPV4.sub("{ip}", key)
         return "".join(part if not part or _KEY_SPLIT.fullmatch(part) or part in _OWN_PARTS or (
             part.isdigit() and len(part) < 5) else self.word(part)
             for part in _KEY_SPLIT.split(key))
