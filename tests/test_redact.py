@@ -36,6 +36,7 @@ def holds_person(text: str) -> bool:
     ("host", "x.MARIE.dupont.io"),
     ("host", "dup\u043ent.com"),  # Cyrillic о
     ("host", "\x1b]0;dupont\x07.evil.test"),
+    ("host", "dup\u00f6nt.example".encode("idna").decode()),  # punycode: xn--dupnt-...
     ("key", "X-Marie.Dupont"),
     ("key", "contacts.marie.dupont.email"),
     ("key", "contacts.Dupont, Marie.email"),

@@ -28,6 +28,7 @@ import ahocorasick
 import phonenumbers
 
 from .fields import memoised_if_short
+from .policy import Policy
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
                      "PATCH"})
@@ -186,6 +187,16 @@ deflate br zstd lz-string multipart form beacon key graphql text plain cookie he
 path body websocket""".split())
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _idn(label: str) -> str:
+    try:
+        return label.encode("ascii").decode("idna") if label[:4].lower() == "xn--" else label
+    except UnicodeError:
+        return label
+
+
 def _email_placeholder(token: str) -> str:
     """A token with an `@` whole, as its dots cannot be told from the key path's; the dots
     that lead into it stay."""
@@ -219,7 +230,7 @@ class Redactor:
         self._kept: dict[str, str] = {}
 
     @classmethod
-    def for_policy(cls, policy: Any) -> "Redactor":
+    def for_policy(cls, policy: Policy) -> "Redactor":
         tokens: set[str] = set()
         for subject in policy.subjects:
             tokens |= registry_tokens(subject.identifiers, policy.country)
@@ -259,10 +270,12 @@ class Redactor:
             for part in _KEY_SPLIT.split(key))
 
     def host(self, host: str) -> str:
+        """A host, label by label: a label of letters, digits, `-` and `_` that passes `word`
+        (an IDN label as the person reads it: `xn--dupnt-...` is `dupönt`)."""
         if _is_ip(host):
             return "{ip}"
-        return ".".join(label if re.fullmatch(r"[A-Za-z0-9_-]{1,63}", label)
-                        and label == self.word(label) else STAR
+        return ".".join(label if _HOST_LABEL.fullmatch(label) and label == self.word(label)
+                        and not self.holds_token(_idn(label)) else STAR
                         for label in host.split("."))
 
     def method(self, method: str) -> str:
@@ -336,7 +349,7 @@ _MESSAGE_WORD = re.compile(r"[^\s,;:()\[\]]+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ][0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?")
 
 
-def _policy_globs(policy: Any) -> Iterable[str]:
+def _policy_globs(policy: Policy) -> Iterable[str]:
     for recipient in policy.recipients:
         for endpoint in recipient.endpoints:
             yield from endpoint.paths
