@@ -21,7 +21,7 @@ def test_draft_declares_what_the_log_saw(tmp_path: Path) -> None:
     # the undeclared hosts of captures/generate.py's cases (TikTok, Criteo, Klaviyo, Zapier)
     assert {"business-api.tiktok.com", "hooks.zapier.com"} <= hosts
     assert {e["name"] for e in drafted} >= {"TikTok", "Criteo", "Klaviyo", "Zapier"}
-    assert "# tiktok.com: TikTok Technology Limited, IE, advertising" in result.stdout
+    assert "# TikTok Technology Limited, IE, advertising" in result.stdout
     folder = tmp_path / "policies"
     shutil.copytree(ROOT / "policies", folder)
     (folder / "drafted.yaml").write_text(result.stdout)
