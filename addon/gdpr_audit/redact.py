@@ -141,6 +141,12 @@ subscriber subscribers subscription subscriptions sync t tag tags template templ
 tickets ticket token tr track tracker tracking transaction transactional transactions u
 unsubscribe update upload upsert user users utm v verify video view views visit visitor
 visitors w web webhook webhooks widget www x y z
+alerts archive articles attachments audit billing blocks bookings calendar callback campaign
+campaigns cards catch channels claims click clicks comments coupons datasets discounts
+documents domains downloads drafts envelope feedback fields impressions imports issues jobs
+media members metadata notes open_api opportunities organizations owners pipelines plans
+platform posts projects quotes receipts refunds resources reviews segments sequences
+shipments sobjects sources spans store tasks teams timeline tokens traces workflows hooks
 """.split())
 _VERSION = re.compile(r"v?\d{1,2}(?:\.\d{1,2}){0,2}")
 _EXTENSIONS = frozenset("js json php html htm gif png jpg svg css xml txt aspx ashx cgi do".split())
