@@ -235,11 +235,12 @@ SHA256_HEX = "a" * 40 + "0123456789abcdef01234567"  # 64 hex characters
     ("body", "cart", "3 items", [("purchase", "purchase:3 items")]),
     ("body", "form.new_password", "x", [("credentials", "credentials:x")]),
     ("body", "passwordConfirm", "x", [("credentials", "credentials:x")]),
-    ("body", "client_secret", "s3", [("credentials", "credentials:s3")]),
+    ("query", "reset_token", "s3", [("credentials", "credentials:s3")]),
     ("body", "card.cvc", "123", [("credentials", "credentials:123")]),
     # must avoid
     ("body", "userId", "u-77", []),           # pseudonymous ids say nothing by their key
     ("body", "passenger_count", "2", []),
+    ("body", "client_secret", "s3", []),     # the integration's secret (SPEC 3.5)
     ("body", "product.name", "Chair", []),   # a name, but of no person
     ("body", "name", "Chair", []),
     ("query", "em", "jane.roe@example.org", []),  # short keys mean personal data only hashed

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from ..fields import Field
 from .base import Detector, Finding
+from .vendor_keys import is_integration_key, is_vendor_key
 
 _KEYS = {
     "name": "firstname fname givenname prenom lastname lname surname familyname nom fullname "
@@ -28,12 +29,15 @@ _KEYS = {
                 "productid sku quantity ordertotal subtotal total currency coupon contents "
                 "contentids numitems orderitems lineitems products",
     "credentials": "password passwd pwd passphrase passcode pin otp onetimecode "
-                   "verificationcode cvv cvc cvc2 securitycode secret clientsecret",
+                   "verificationcode cvv cvc cvc2 securitycode secret totp totpcode mfacode "
+                   "twofactorcode otpcode smscode onetimepassword",
     "location": "lat latitude lng lon longitude geo coordinates geolocation gps latlng "
                 "accuracy",
 }
 # Any key that spells out a password (`new_password`, `passwordConfirm`) is a credential.
-_PASSWORD = re.compile(r"pass(word|wd|phrase|code)|secret", re.I)
+# A person's reset and magic-login links carry a token of their account (SPEC 3.5).
+_PASSWORD = re.compile(r"pass(word|wd|phrase|code)|secret|(reset|magic|recovery)[a-z]*token",
+                       re.I)
 _CATEGORY_OF_KEY = {key: category for category, keys in _KEYS.items() for key in keys.split()}
 # Meta's and TikTok's short keys for hashed user data: they only mean personal data when the
 # value is a SHA-256 digest.
@@ -68,6 +72,8 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 @lru_cache(maxsize=4096)
 def _category_of_leaf(leaf: str) -> str | None:
     category = _CATEGORY_OF_KEY.get(leaf)
+    if is_integration_key(leaf):  # the company's secret, not a person's (vendor_keys.py)
+        return None
     return "credentials" if category is None and _PASSWORD.search(leaf) else category
 
 
@@ -109,6 +115,8 @@ class FieldNameDetector(Detector):
         if label is None or not self.holds(field.value, label):
             return None
         value = field.value.strip()
+        if label.category == "credentials" and is_vendor_key(value):
+            return None  # a vendor's API key, even as an SMTP `password`: see vendor_keys.py
         return Finding(self.id, label.category, field, value, f"{label.category}:{value.lower()}",
                        label.form)
 
