@@ -18,7 +18,7 @@ import ipaddress
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 import ahocorasick
 import phonenumbers
 
-from .fields import memoised_if_short
+from .fields import memoised_if_short, remember
 from .policy import Policy
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
@@ -169,6 +169,8 @@ def placeholder(text: str) -> str:
 
 
 def _is_ip(text: str) -> bool:
+    if not _IP_CHARS.fullmatch(text):  # most words: no exception raised and caught
+        return False
     try:
         ipaddress.ip_address(text.strip("[]"))
     except ValueError:
@@ -176,6 +178,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+_IP_CHARS = re.compile(r"\[?[0-9A-Fa-f:.]+(?:%\w+)?\]?")
 _ID_SHAPE = re.compile(r"@|%40|\d{5,}|[0-9a-f]{16,}", re.I)
 _LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
 _KEY_CHARS = re.compile(r"[\w$:~+ -]+")
@@ -233,7 +236,9 @@ class Redactor:
         self.vocabulary = API_WORDS | {w.lower() for w in vocabulary}
         self.safe_words = frozenset(w for name in safe_words for w in name.split())
         """The words of our own names that messages quote (subject ids, recipients)."""
-        self._kept: dict[str, str] = {}
+        self._memos: dict[str, dict[Any, str]] = {}
+        """What each method gave for a text: the same keys, hosts and messages come back in
+        every flow."""
 
     @classmethod
     def for_policy(cls, policy: Policy) -> "Redactor":
@@ -253,21 +258,28 @@ class Redactor:
 
     def word(self, text: str) -> str:
         """One name the sender chose (a key, a host label, a header or cookie name)."""
-        kept = self._kept.get(text)
+        return self._memoised("word", text, self._word)
+
+    def _word(self, text: str) -> str:
+        if not text or (len(text) <= _LONGEST_WORD and _KEY_CHARS.fullmatch(text)
+                        and not _shaped_like_id(text) and not self.holds_token(text)):
+            return text
+        return placeholder(text)
+
+    def _memoised(self, kind: str, text: str, compute: Callable[[str], str]) -> str:
+        memo = self._memos.setdefault(kind, {})
+        kept = memo.get(text)
         if kept is None:
-            if not text or (len(text) <= _LONGEST_WORD and _KEY_CHARS.fullmatch(text)
-                            and not _shaped_like_id(text)
-                            and not self.holds_token(text)):
-                kept = text
-            else:
-                kept = placeholder(text)
-            if len(self._kept) < 65536:
-                self._kept[text] = kept
+            kept = compute(text)
+            remember(memo, text, kept)
         return kept
 
     def key(self, key: str) -> str:
         """A key path (`contacts.Marie Dupont.email`), word by word; our own indexes stay.
         Emails and addresses are replaced whole first: their dots would split them."""
+        return self._memoised("key", key, self._key)
+
+    def _key(self, key: str) -> str:
         if "@" in key:
             key = "".join(_email_placeholder(t) for t in _KEY_TOKENS.split(key))
         key = _IPV4.sub("{ip}", key)
@@ -278,6 +290,9 @@ class Redactor:
     def host(self, host: str) -> str:
         """A host, label by label: a label of letters, digits, `-` and `_` that passes `word`
         (an IDN label as the person reads it: `xn--dupnt-...` is `dupönt`)."""
+        return self._memoised("host", host, self._host)
+
+    def _host(self, host: str) -> str:
         if _is_ip(host):
             return "{ip}"
         return ".".join(label if _HOST_LABEL.fullmatch(label) and label == self.word(label)
@@ -290,6 +305,9 @@ class Redactor:
     def segment(self, segment: str) -> str:
         """A path segment: kept only when every word of it is an API word (`v3`, `collect.php`,
         `payment_intents`) and it holds no registry token."""
+        return self._memoised("segment", segment, self._segment)
+
+    def _segment(self, segment: str) -> str:
         stem, dot, extension = segment.rpartition(".")
         if not dot or extension.lower() not in _EXTENSIONS:
             stem = segment
@@ -312,8 +330,11 @@ class Redactor:
     def form(self, layers: Iterable[str], form: str) -> str:
         """A finding's provenance (`base64 -> json.email -> sha256(email)`): layer and form
         names from the closed set, the keys inside a layer word by word."""
+        return self._memoised("form", " -> ".join((*layers, form)), self._form)
+
+    def _form(self, joined: str) -> str:
         parts = []
-        for layer in (*layers, form):
+        for layer in joined.split(" -> "):
             name, rest = _LAYER.fullmatch(layer).groups()  # type: ignore[union-attr]
             if _FORM.fullmatch(layer) and not self.holds_token(layer):
                 parts.append(layer)  # our detectors' own names: `split name`, `md5(email)`
@@ -326,7 +347,8 @@ class Redactor:
     def message(self, text: str) -> str:
         """A message the rules wrote: our template words stay; a word that holds a registry
         token or is shaped like an identifier does not, unless it is one of our own names."""
-        return _MESSAGE_WORD.sub(lambda m: self._message_word(m.group()), text)
+        return self._memoised("message", text, lambda text: _MESSAGE_WORD.sub(
+            lambda m: self._message_word(m.group()), text))
 
     def _message_word(self, word: str) -> str:
         if word in self.safe_words:
