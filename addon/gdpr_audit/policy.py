@@ -6,7 +6,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -15,9 +15,11 @@ from typing import Any
 
 import jsonschema
 
+from .catalogue import CATALOGUE_FILES, catalogue_file, load_catalogue
 from .categories import CATEGORIES, IDENTIFIER_ALIASES, SENSITIVE
 from .documents import (KeyPath, Origins, PolicyError, format_key, locate, merge_documents,
                         read_document)
+from .entities import Catalogue, entity_index
 
 __all__ = ["Policy", "PolicyError", "Recipient", "Subject", "load_policy"]
 
@@ -92,6 +94,8 @@ class Policy:
     sources: tuple[str, ...] = ()
     hash_salts: tuple[str, ...] = ()
     """Salts the controller's own tags put before an identifier they hash (sha256(salt + x))."""
+    catalogue: Catalogue | None = None
+    """The recipient catalogue with the team's catalogue.yaml (None: the package's own)."""
 
     def is_first_party(self, host: str) -> bool:
         return _host_matches(host, self.first_party)
@@ -113,7 +117,8 @@ def schema() -> dict[str, Any]:
 
 def policy_files(policy_path: Path) -> list[Path]:
     if policy_path.is_dir():
-        files = sorted([*policy_path.glob("*.yaml"), *policy_path.glob("*.yml")])
+        files = sorted(p for p in [*policy_path.glob("*.yaml"), *policy_path.glob("*.yml")]
+                       if p.name not in CATALOGUE_FILES)  # the recipient catalogue's, not policy
         if not files:
             raise PolicyError(str(policy_path), None, "", "no *.yaml policy file in this folder")
         return files
@@ -131,7 +136,12 @@ def load_policy(policy_path: str | Path, subjects_path: str | Path | None = None
     merged, origins, files, errors = read_policy(policy_path, subjects_path)
     if errors:
         raise errors[0]
-    return _build(merged, origins, tuple(map(str, files)))
+    policy = _build(merged, origins, tuple(map(str, files)))
+    team_catalogue = catalogue_file(policy_path)
+    if team_catalogue is None:
+        return policy
+    catalogue = entity_index().extended(load_catalogue(team_catalogue))
+    return replace(policy, catalogue=catalogue)
 
 
 def read_policy(policy_path: str | Path, subjects_path: str | Path | None = None

@@ -11,7 +11,7 @@ from importlib import resources
 
 from publicsuffixlist import PSLFILE, PublicSuffixList, encode_idn
 
-from .entities import identify
+from .entities import Entity, identify
 from .policy import Endpoint, Policy, Recipient
 
 FIRST_PARTY, DECLARED, UNDECLARED = "first_party", "declared", "undeclared"
@@ -32,6 +32,8 @@ class Destination:
     policy_entry: str = ""
     vendor: str = ""
     """Who an undeclared host belongs to, when known (legal entity, country, category)."""
+    entity: Entity | None = None
+    """The catalogue's entry for an undeclared host, when it has one."""
 
     @property
     def is_third_party(self) -> bool:
@@ -75,10 +77,10 @@ def resolve(policy: Policy, host: str, path: str,
     recipient = policy.recipient_for(host)
     if recipient is None:
         domain = safe_host(registrable_domain(host))
-        entity = identify(host)
+        entity = identify(host, policy.catalogue)
         return Destination(host, UNDECLARED, f"{entity.name} ({domain})" if entity else domain,
                            (), None, policy_entry="no recipient of the policy matches this host",
-                           vendor=entity.describe() if entity else "")
+                           vendor=entity.describe() if entity else "", entity=entity)
     endpoint = _first_match(recipient.endpoints, host, path)
     allowed = endpoint.data if endpoint and endpoint.data is not None else recipient.data
     entry = f"recipients[{recipient.name}]" + (f" endpoint {', '.join(endpoint.paths)}" if endpoint else "")
@@ -131,3 +133,27 @@ def transfer_problem(recipient: Recipient) -> str | None:
     if mechanism == "adequacy":
         return f"{country} has no EU adequacy decision"
     return f"{country} is outside the EEA with no adequacy decision and no transfer mechanism"
+
+
+def catalogue_transfer_problem(entity: Entity | None) -> str | None:
+    """Why sending data to an undeclared third party is an unlawful transfer (SPEC 3.6: by
+    the country of its company in the recipient catalogue; no country known: no verdict).
+
+    An undeclared recipient has no declared transfer mechanism: a US company's participation
+    in the Data Privacy Framework covers a transfer only when the policy declares it
+    (`transfer: dpf`, which also says the contract relies on it), so it is named, not counted."""
+    if entity is None or entity.country is None:
+        return None
+    rules = _transfer_rules()
+    country = entity.country
+    if country in rules["eea"] or country in rules["adequacy"]:
+        return None
+    problem = (f"{country} company (catalogue), no transfer mechanism declared: "
+               f"{entity.legal_entity or entity.name} is outside the EEA with no adequacy decision")
+    if entity.confidence == "parent":
+        problem += " (the catalogue gives its group's country, not its contracting entity's)"
+    if country in rules["dpf"]:
+        known = (f"it participates in the EU-US Data Privacy Framework (as of {entity.dpf_as_of})"
+                 if entity.dpf else "its Data Privacy Framework participation is not known")
+        problem += f"; {known}, which counts only once declared (transfer: dpf)"
+    return problem

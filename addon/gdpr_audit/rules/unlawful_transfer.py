@@ -1,6 +1,6 @@
 from collections.abc import Iterator
 
-from ..recipients import DECLARED, transfer_problem
+from ..recipients import DECLARED, UNDECLARED, catalogue_transfer_problem, transfer_problem
 from .base import FlowFacts, Rule, Violation
 
 
@@ -11,6 +11,13 @@ class UnlawfulTransfer(Rule):
                    "safeguards such as SCCs or BCRs (Chapter V GDPR).")
 
     def check(self, facts: FlowFacts) -> Iterator[Violation]:
+        if facts.destination.kind == UNDECLARED and facts.findings:
+            # judged by the catalogue's country of its company (SPEC 3.6)
+            entity = facts.destination.entity
+            problem = catalogue_transfer_problem(entity)
+            if entity is not None and problem:
+                yield self.violation(facts, f"{entity.name}: {problem}", facts.findings)
+            return
         recipient = facts.destination.recipient
         if facts.destination.kind != DECLARED or recipient is None or not facts.findings:
             return
