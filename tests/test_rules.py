@@ -157,11 +157,17 @@ def test_an_audit_bug_is_recorded_without_the_data(policy: Policy,
     assert audit.error.startswith("KeyError") and "alice.martin" not in audit.error
 
 
-def test_an_identifier_two_subjects_share_names_both(policy: Policy) -> None:
-    """A household's one phone: whoever it belongs to was sent, so both are in the log."""
+def test_an_identifier_two_subjects_share_names_neither_alone(policy: Policy) -> None:
+    """A household's one phone does not say which of the two was sent (SPEC 3.7): it names
+    nobody, unless one of them is named in the same flow, whose phone it then is."""
     sharer = Subject("alice-partner", (("phone", "+33612345601"),), {})
     shared = replace(policy, subjects=(*policy.subjects, sharer))
     flow = post_json("https://tracker.elsewhere.test/collect", {"tel": "+33612345601"})
     audit = Auditor(shared).audit(flow)
     assert {(f.subject, f.category) for f in audit.findings if f.detector == "registry"} == {
-        ("alice", "phone"), ("alice-partner", "phone")}
+        (None, "phone")}
+    flow = post_json("https://tracker.elsewhere.test/collect",
+                     {"tel": "+33612345601", "email": "alice.martin@example.org"})
+    audit = Auditor(shared).audit(flow)
+    assert {(f.subject, f.category) for f in audit.findings if f.detector == "registry"} == {
+        ("alice", "phone"), ("alice", "email")}

@@ -14,6 +14,7 @@ from mitmproxy.net.http import url
 
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
+from .detectors.attribution import identifies_nobody
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .entities import entity_index
@@ -141,7 +142,9 @@ class Auditor:
         page = self._page(flow, extraction) if only is None else None
         result.limits = extraction.limits
         result.findings = self.detect(extraction)
-        identifying = any(f.category not in CONTEXTUAL for f in result.findings)
+        # A city or a birth date that names nobody identifies nobody either (SPEC 3.5).
+        identifying = any(f.category not in CONTEXTUAL and not identifies_nobody(f)
+                          for f in result.findings)
         result.destination = self._resolve(result.host, flow.request.path)
         consent = (read_consent(extraction.fields, self.policy.signal_purposes)
                    if self.policy.read_signals else ConsentReading())
@@ -231,7 +234,8 @@ class Auditor:
                                                                          tuple[Finding, ...]]],
                            ) -> dict[tuple[str, ...], Finding]:
         """The registry's findings, one per subject and category at each place: the full
-        name rather than the first name inside it; then names sent as first and last name."""
+        name rather than the first name inside it; then names sent as first and last name;
+        then named only where what matched identifies the subject (KnownSubjects.attribute)."""
         findings: dict[tuple[str, ...], Finding] = {}
         known_in = list(map(itemgetter(0), found))  # in C: a batch's 20,000 fields hold a few
         for item, known in zip(compress(fields, known_in), filter(None, known_in), strict=True):
@@ -243,7 +247,9 @@ class Auditor:
         for finding in self.known.find_split(fields):
             findings.setdefault((finding.field.location, finding.field.key, "name",
                                  finding.subject or ""), finding)
-        return findings
+        # Who they name is a matter of the whole flow: a city names nobody, beside an email
+        # it is that person's (SPEC 3.7).
+        return self.known.attribute(findings)
 
     def _first_of(self, item: Field, label: Label, kept: "_Kept") -> tuple[str, ...] | None:
         """The elements of an array share their key's label: what the field names say of

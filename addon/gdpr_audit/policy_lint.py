@@ -21,6 +21,7 @@ from typing import Any
 
 import phonenumbers
 
+from .detectors.spellings import too_common
 from .documents import KeyPath, Origins, PolicyError, format_key, locate
 from .policy import Policy, _build, _key_name, read_policy
 
@@ -85,6 +86,8 @@ def lint(doc: Any, origins: Origins) -> list[Problem]:
     region = organization.get("country") if isinstance(organization.get("country"), str) else "FR"
     for path, message in _identifiers(doc, region):
         say(ERROR, path, message)
+    for path, message in _common_values(doc):
+        say(WARNING, path, message)
     return found
 
 
@@ -216,6 +219,19 @@ def _identifiers(doc: dict[str, Any], region: str) -> Iterator[tuple[KeyPath, st
                 elif key == "phone" and not _valid_phone(text, region):
                     yield path, ("not a valid phone number (expected E.164, e.g. +33612345678, "
                                  f"or a national number of organization.country {region})")
+
+
+def _common_values(doc: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
+    """Registry values that most requests hold (`www`, a one-letter name): they match
+    nothing, so they name nobody (spellings.too_common)."""
+    for i, subject in enumerate(_list(doc.get("subjects"))):
+        identifiers = subject.get("identifiers") if isinstance(subject, dict) else None
+        for key, values in identifiers.items() if isinstance(identifiers, dict) else ():
+            many = isinstance(values, list)
+            for j, value in enumerate(_list(values)):
+                if isinstance(value, str | int) and (why := too_common(str(value))):
+                    yield (("subjects", i, "identifiers", key, *((j,) if many else ())),
+                           f"matches nothing: {why}")
 
 
 def _valid_phone(text: str, region: str) -> bool:

@@ -21,6 +21,7 @@ from ..policy import Subject
 from .base import SPACE, Finding, canonical, is_word_boundary
 from .hashes import (_CHAIN_BITS, _INPUT_BITS, ALGORITHMS, BASE64_RUN, CHAINS, DECIMAL, HEX_RUN,
                      MAX_SUBJECTS, SALTED, WHOLE_DIGEST, _digest_candidates, _form_name, _key)
+from .attribution import Places, attribute, part_of_match
 from .registry_index import (_FORMS, _LENGTH_BITS, _LENGTH_MASK, _MAX_NAMED, _POSITION_BITS,
                              _SHARED, _index)
 from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
@@ -31,7 +32,7 @@ __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
 _SPACES = re.compile(r"\s+")
 _SPACE_RUN = f"[{SPACE}][{SPACE}]|[\\t\\n\\r\\f\\v\\x1c-\\x1f]"  # what _SPACES would change
 # Spellings too short or too partial to count inside running text.
-_WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday"})
+_WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday", "part"})
 
 
 class Form(NamedTuple):
@@ -39,6 +40,7 @@ class Form(NamedTuple):
     category: str
     canonical: str
     form: str
+    part: str = ""
 
 
 # Hyperscan compiles a literal in 50 us: up to this many spellings (a registry of about 150
@@ -63,21 +65,26 @@ class KnownSubjects:
         gc.disable()
         try:
             (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
-             self._split, self._keys, self._refs) = _index(self.subjects, region, self.salts)
+             self._split, self._owners, self._keys, self._refs) = _index(
+                self.subjects, region, self.salts)
         finally:
             if collecting:
                 gc.enable()
+        self._numbers = {subject.id: number for number, subject in enumerate(self.subjects)}
+        self._ids = [subject.id for subject in self.subjects]
 
-    def _forms(self, value: int) -> list[Form]:
-        """The identifiers a spelling of the automata stands for."""
+    def _forms(self, value: int, text: str | None = None) -> list[Form]:
+        """The identifiers a spelling of the automata stands for; `text`, the spelling (None
+        for a base64 prefix), tells which part of an identifier it is (attribution.py)."""
         packed = value >> _LENGTH_BITS
         packs = self._shared[packed & ~_SHARED] if packed & _SHARED else (packed,)
         forms = []
         for item in packs:
             subject = self.subjects[item >> (_POSITION_BITS + 3)]
             identified = _identified(subject.identifiers, self.region)
-            _, category, _, canon = identified[(item >> 3) & ((1 << _POSITION_BITS) - 1)]
-            forms.append(Form(subject.id, category, canon, _FORMS[item & 7]))
+            key, category, value_of, canon = identified[(item >> 3) & ((1 << _POSITION_BITS) - 1)]
+            part, canon = part_of_match(key, category, value_of, canon, text)
+            forms.append(Form(subject.id, category, canon, _FORMS[item & 7], part))
         return list(dict.fromkeys(forms))  # a name given whole and as first and last name
 
     # --- what is indexed ------------------------------------------------------------------
@@ -116,18 +123,19 @@ class KnownSubjects:
             if any(s <= start and end <= e for s, e in kept):
                 continue
             kept.append((start, end))
-            for form in self._forms(packed):
+            for form in self._forms(packed, lowered[start:end]):
                 if form.form in _WHOLE_VALUE_ONLY and end - start != len(lowered.strip()):
                     continue  # a prefix counts only as the whole value typed so far
                 yield Finding(self.id, form.category, field, lowered[start:end], form.canonical,
-                              form.form, form.subject)
+                              "plain" if form.form == "part" else form.form, form.subject,
+                              1, form.part)
         if len(self.encoded):
             for end, number in self.encoded.iter(value):
                 packed = self._encoded_values[number]
                 start = end - (packed & _LENGTH_MASK) + 1
                 for form in self._forms(packed):
                     yield Finding(self.id, form.category, field, value[start:end + 1],
-                                  form.canonical, form.form, form.subject)
+                                  form.canonical, form.form, form.subject, 1, form.part)
         if len(self._keys):
             yield from self._find_digests(field)
 
@@ -170,7 +178,7 @@ class KnownSubjects:
                 if (form.subject, form.category, form.form) not in seen:
                     seen.add((form.subject, form.category, form.form))
                     yield Finding(self.id, form.category, field, token, form.canonical,
-                                  form.form, form.subject)
+                                  form.form, form.subject, 1, form.part)
 
     def _verified(self, digest: bytes, encoding: str) -> Iterator[Form]:
         key = numpy.uint64(_key(digest))
@@ -186,7 +194,12 @@ class KnownSubjects:
                 continue
             if digest in self._digests(item.text, chain):
                 yield Form(subject.id, item.category, item.canonical,
-                           _form_name(chain, item.category, encoding))
+                           _form_name(chain, item.category, encoding), item.part)
+
+    def attribute(self, findings: Places) -> Places:
+        """One flow's registry findings, naming a subject only where what matched identifies
+        them (SPEC 3.7): see attribution.attribute."""
+        return attribute(findings, self._owners, self._numbers, self._ids)
 
     def find_split(self, fields: Iterable[Field]) -> Iterator[Finding]:
         """A registry name sent as a first name and a last name in two fields of one request."""

@@ -18,6 +18,7 @@ import phonenumbers
 from ..policy import Subject
 from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys
 from .sealed import Sealed, cache_folder
+from .attribution import owned_by
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
 
 
@@ -28,7 +29,7 @@ _LARGE = 5_000
 _POSITION_BITS, _LENGTH_BITS = 8, 16
 _LENGTH_MASK = (1 << _LENGTH_BITS) - 1
 _SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in _shared
-_FORMS = ("plain", "url", "keystroke", "birthday", "base64")
+_FORMS = ("plain", "url", "keystroke", "birthday", "base64", "part")
 _FORM_INDEX = {form: number for number, form in enumerate(_FORMS)}
 # A value that many subjects share (a city, a zip code) names at most this many of them.
 _MAX_NAMED = 16
@@ -46,6 +47,9 @@ class Index(NamedTuple):
     """The origins of a spelling that several identifiers share."""
     split: dict[str, list[tuple[int, str]]]
     """First name -> (subject number, last name) of each full name."""
+    owners: dict[str, tuple[int, ...]]
+    """The subject numbers, ascending, of each value that several subjects hold (see
+    attribution.owner_key); a value held by one subject is not kept."""
     keys: numpy.ndarray
     """8-byte prefixes of every digest, sorted."""
     refs: numpy.ndarray
@@ -93,12 +97,14 @@ def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple
     encoded, encoded_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
     shared: list[list[int]] = []
     split: dict[str, list[tuple[int, str]]] = {}
+    owners: dict[str, int | list[int]] = {}
     add = partial(_add, shared=shared)
     for number, items in enumerate(identifiers):
         identified = _identified(items, region, building=True)
         for position, (key, category, value, canon) in enumerate(identified):
             if position >= 1 << _POSITION_BITS:
                 break
+            owned_by(owners, key, category, value, canon, number)
             item = number << (_POSITION_BITS + 3) | position << 3
             for text, form in _spellings(category, value, canon, region).items():
                 if len(text) <= _LENGTH_MASK:
@@ -112,7 +118,9 @@ def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple
     for automaton, values in ((plain, plain_values), (encoded, encoded_values)):
         if len(values):
             automaton.make_automaton()
-    return plain, plain_values, encoded, encoded_values, shared, split
+    shared_values = {value: tuple(held) for value, held in owners.items()
+                     if isinstance(held, list)}
+    return plain, plain_values, encoded, encoded_values, shared, split, shared_values
 
 
 def _add(automaton: ahocorasick.Automaton, values: array, text: str, packed: int,

@@ -6,7 +6,7 @@ import base64
 import re
 from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import phonenumbers
 
@@ -40,6 +40,73 @@ class HashInput(NamedTuple):
     canonical: str
     text: str
     chains: tuple[int, ...]
+    part: str = ""
+    """The quasi-identifier the text is (see Finding.part); `canonical` is then its own."""
+
+
+# Registry values that every request holds somewhere: they would name the subject in all of
+# them. Such a value matches nothing, and `policy check` warns about it.
+_COMMON_TOKENS = frozenset("""
+    www http https ftp com org net html htm php asp json xml api app web mail email test
+    null none nil true false undefined nan yes no ok unknown anonymous admin user guest
+    default name id get post put home index info contact example localhost
+""".split())
+
+
+def too_common(value: str) -> str | None:
+    """Why a registry value must match nothing, or None."""
+    text = value.strip().lower()
+    if len(text) < _MIN_PLAIN:
+        return f"shorter than {_MIN_PLAIN} characters"
+    if text in _COMMON_TOKENS:
+        return "a token most requests hold (www, https, null...)"
+    if text.isdigit() and len(text) < 4:
+        return "a number of fewer than 4 digits"
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _parts(key: str, category: str, value: str) -> tuple[tuple[str, str], ...]:
+    """The quasi-identifiers (part, canonical) an identifier holds: the first and last name of
+    a full name, the street, postcode and city of an address. A first or last name given alone,
+    a one-word name and a birth date are one part, the whole of them (_whole_is_part)."""
+    if category == "name":
+        if key in ("first_name", "last_name"):
+            return ((key.replace("_", " "), _name_key(value)),)
+        words = _name_parts(value)
+        if len(words) == 1:
+            return (("name part", words[0]),)
+        return (("first name", words[0]), ("last name", words[-1])) if words else ()
+    if category == "postal_address":
+        if match := _ZIP_CITY.match(value.strip()):
+            return (("street", _name_key(match["street"])), ("postcode", match["zip"]),
+                    ("city", _name_key(match["city"])))
+        if "," in value:
+            return (("street", _name_key(value.split(",")[0])),)
+    if category == "birth_date":
+        return (("birth date", value.strip()),)
+    return ()
+
+
+def _whole_is_part(category: str, parts: tuple[tuple[str, str], ...]) -> bool:
+    return len(parts) == 1 and category != "postal_address"
+
+
+def _part_of(key: str, category: str, value: str, canon: str,
+             text: str | None) -> tuple[str, str]:
+    """(part, canonical) of what matched, `text` of the identifier: part "" for all of it.
+    Without a text (a base64 prefix), only an identifier that is a part is one."""
+    parts = _parts(key, category, value)
+    if not parts:
+        return "", canon
+    if _whole_is_part(category, parts):
+        return parts[0]
+    if text is not None:
+        written = _name_key(unquote_plus(text))
+        for part in parts:
+            if part[1] == written:
+                return part
+    return "", canon
 
 
 def _identified(identifiers: tuple[tuple[str, str], ...], region: str,
@@ -79,6 +146,12 @@ def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, 
         spellings.update((canon[:-cut], "keystroke") for cut in (1, 2))
     elif category == "birth_date" and _ISO_DATE.fullmatch(value):
         spellings[f"{value[5:7]}/{value[8:10]}"] = "birthday"  # Mailchimp's BIRTHDAY
+    elif category == "postal_address" and (match := _ZIP_CITY.match(value.strip())):
+        # A form's `city` or `zip` field: as a whole value only (not "Europe/Paris").
+        city = match["city"].strip().lower()
+        for text in (match["zip"], city, strip_accents(city)):
+            if text not in spellings and too_common(text) is None:
+                spellings[text] = "part"
     return spellings
 
 
@@ -100,7 +173,7 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
             spellings.add(_quote(text, _QUOTE).lower())
             if " " in text:  # else quote_plus quotes it as quote does
                 spellings.add(_quote(text, _QUOTE_PLUS).lower())
-    return {s for s in spellings if len(s) >= _MIN_PLAIN}
+    return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
 
 
 def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> list[HashInput]:
@@ -111,8 +184,11 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> li
     inputs: dict[str, HashInput] = {}
 
     def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
-        if text and (text not in inputs or len(chains) > len(inputs[text].chains)):
-            inputs[text] = HashInput(category, canon, text, chains)
+        if not text or too_common(text) is not None:
+            return
+        if text not in inputs or len(chains) > len(inputs[text].chains):
+            part, canon = _part_of(key, category, value, canon, text)
+            inputs[text] = HashInput(category, canon, text, chains, part)
 
     for key, category, value, canon in identified:
         value = value.strip()
