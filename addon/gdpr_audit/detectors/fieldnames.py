@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from ..fields import Field
 from .base import Detector, Finding
+from .cookies import holds_id, tracker_cookie
 from .vendor_keys import is_integration_key, is_vendor_key
 
 _KEYS = {
@@ -79,6 +80,8 @@ def _category_of_leaf(leaf: str) -> str | None:
 
 FIELD_NAME = "field name"
 """The form of a finding made from its key alone."""
+TRACKER_COOKIE = "tracker cookie"
+"""The form of a cookie the Open Cookie Database lists as a tracker's: `tracker cookie (LinkedIn)`."""
 
 
 class Label(NamedTuple):
@@ -97,6 +100,11 @@ def label_of(location: str, key: str) -> Label | None:
     category = _category_of_leaf(leaf)
     if category is None and leaf == "name" and _PERSON.search(key):
         category = "name"
+    if category is None and location == "cookie":
+        # `li_sugr`, `_hjSessionUser_<site>`: named by the vendor, not by what they hold
+        cookie = tracker_cookie(key)
+        if cookie is not None:
+            return Label("device_id", f"{TRACKER_COOKIE} ({cookie.vendor})")
     return Label(category, FIELD_NAME) if category is not None else None
 
 
@@ -122,9 +130,11 @@ class FieldNameDetector(Detector):
 
     @staticmethod
     def holds(value: str, label: Label) -> bool:
-        """Whether a value under a key of this label is personal data: not empty, and a
-        SHA-256 digest under the hashed-data keys."""
+        """Whether a value under a key of this label is personal data: not empty, a
+        SHA-256 digest under the hashed-data keys, an id (not a flag) in a tracker cookie."""
         value = value.strip()
+        if label.form.startswith(TRACKER_COOKIE):
+            return holds_id(value)
         return value.lower() not in _EMPTY and (label.form == FIELD_NAME
                                                 or bool(_SHA256.fullmatch(value)))
 
