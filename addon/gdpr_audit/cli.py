@@ -7,6 +7,7 @@ the command again.
 """
 
 import argparse
+import errno
 import json
 import os
 import sqlite3
@@ -17,6 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -54,9 +56,11 @@ from .store import (
     flow_rows,
     forget,
     has_key,
+    limit_queries,
     merge,
     open_existing,
     purge,
+    query_timeout,
 )
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_NOT_ON_DISK = 0, 1, 2, 3
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `gdpr-audit violations | head`: the reader stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, OverflowError, sqlite3.Error, RecursionError) as e:
-        errors.print(safe_text(f"Error: {e}", limit=2000, style="red"))
+        errors.print(safe_text(f"Error: {query_timeout(e) or e}", limit=2000, style="red"))
     return EXIT_ERROR
 
 
@@ -400,7 +404,8 @@ def write_baseline(path: Path, found: list[tuple[str, ...]]) -> None:
     entries = {row[0]: {"fingerprint": row[0], "rule": row[1], "recipient": row[2] or row[3]}
                for row in found}
     document = {"version": BASELINE_VERSION, "violations": [entries[k] for k in sorted(entries)]}
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with create_output(str(path)) as out:
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_baseline(path: Path) -> set[str]:
@@ -425,9 +430,24 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def create_output(path: str) -> TextIO:
+    """A file the CLI writes (an export, a report, a draft, a baseline): never through a
+    symbolic link planted at its path, which would overwrite the file it points to, and
+    readable by its owner only when created, since it tells who received whose data."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
+                     0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+            raise ValueError(f"{path}: is a symbolic link: refusing to write through it "
+                             "(without --output, the command writes to standard output)") from e
+        raise
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 def _write_export(db: object, fmt: str, output: str | None) -> None:
     if output:
-        with Path(output).open("w", encoding="utf-8") as out:
+        with create_output(output) as out:
             export(db, fmt, out)  # type: ignore[arg-type]
     else:
         export(db, fmt, sys.stdout)  # type: ignore[arg-type]
@@ -478,6 +498,7 @@ def _identifier(args: argparse.Namespace) -> str:
 
 def cmd_subject(args: argparse.Namespace, console: Console) -> int:
     store = _existing_store(args.db)
+    limit_queries(store.db.conn)  # a review, like the commands that use open_existing
     access(store, find_person(store, _identifier(args), _optional_policy(args)), Output(console))
     return EXIT_OK
 
@@ -534,7 +555,8 @@ def cmd_map(args: argparse.Namespace, console: Console) -> int:
 
 def _write_text(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        with create_output(output) as out:
+            out.write(text)
     else:
         sys.stdout.write(text)
 

@@ -88,14 +88,24 @@ def _while_locked(work: Callable[[], Any], attempts: int = 30) -> Any:
 class AuditStore:
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:" and not Path(path).exists():
-            Path(path).touch(mode=0o600)
+        if path != ":memory:":
+            if os.path.islink(path):  # writing through it would overwrite what it points to
+                raise ValueError(f"{path}: is a symbolic link: refusing to write a log through "
+                                 "it (give the real path)")
+            if Path(path).exists() and Path(path).stat().st_size and not has_key(path):
+                # a new key would match nothing in the log: stop before writing anything
+                raise ValueError(f"{path}: this log's fingerprint key is missing: restore "
+                                 f"{path}.key or set {_KEY_ENV}")
+            if not Path(path).exists():
+                Path(path).touch(mode=0o600)
+        # the key before the first write: a log with content always has its key, so the
+        # check above does not fail a second writer that finds the log just begun
+        self.key = load_key(path)
         self.db = sqlite_utils.Database(path)
         self.db.execute("PRAGMA busy_timeout = 10000")  # another writer (a replay, a proxy)
         self.db.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
             _while_locked(lambda: self.db.execute("PRAGMA journal_mode = WAL"))
-        self.key = load_key(path)
         _while_locked(self._migrate)
 
     def _migrate(self) -> None:
@@ -355,16 +365,67 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+_TABLES = ("runs", "flows", "findings", "violations", "violation_findings", "meta")
+_QUERY_SECONDS_ENV = "GDPR_AUDIT_QUERY_SECONDS"
+_timed_out: list[float] = []
+"""Budgets that stopped a query in this process (query_timeout words the error)."""
+
+
 def open_existing(path: str) -> sqlite_utils.Database:
-    """A log for reading; a clear error rather than an empty new database on a typo."""
+    """A log for reading; a clear error rather than an empty new database on a typo, and
+    rather than a hang on a crafted file: its schema is its author's code (a `flows` view
+    over an endless recursive query, a generated column that costs what they want)."""
     if path != ":memory:" and not Path(path).exists():
         raise FileNotFoundError(f"{path}: no audit log here (run `gdpr-audit replay` first)")
     try:
         db = sqlite_utils.Database(path)
-        db.execute("select 1 from runs limit 1")
+        db.execute("PRAGMA trusted_schema = OFF")  # no function with side effects in it
+        limit_queries(db.conn)
+        marks = ", ".join("?" * len(_TABLES))
+        schema = {name: (kind, sql or "") for name, kind, sql in db.execute(
+            f"select name, type, sql from sqlite_master where name in ({marks})", _TABLES)}
     except sqlite3.DatabaseError as e:
         raise ValueError(f"{path}: not an audit log ({e})") from e
+    for name in _TABLES:
+        kind, sql = schema.get(name, (None, ""))
+        if kind is None:
+            raise ValueError(f"{path}: not an audit log (it has no `{name}` table)")
+        if kind != "table" or sql.upper().startswith("CREATE VIRTUAL"):
+            kind = "virtual table" if kind == "table" else kind
+            raise ValueError(f"{path}: not an audit log (`{name}` is a {kind}, not a table)")
     return db
+
+
+def limit_queries(conn: sqlite3.Connection) -> None:
+    """Stop any statement that runs longer than GDPR_AUDIT_QUERY_SECONDS (default 60). The
+    clock restarts with each statement, so a long review of a big log is not cut short."""
+    text = os.environ.get(_QUERY_SECONDS_ENV) or "60"
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{_QUERY_SECONDS_ENV}={text!r}: not a number of seconds") from None
+    deadline = time.monotonic() + seconds
+
+    def started(_sql: str) -> None:
+        nonlocal deadline
+        deadline = time.monotonic() + seconds
+
+    def over() -> bool:
+        if time.monotonic() < deadline:
+            return False
+        _timed_out.append(seconds)
+        return True  # SQLite stops the statement: OperationalError("interrupted")
+
+    conn.set_trace_callback(started)  # called as each statement starts running
+    # every 1,000 virtual machine steps (a few microseconds): a step can be slow itself
+    conn.set_progress_handler(over, 1000)
+
+
+def query_timeout(error: BaseException) -> str | None:
+    """The message for a statement stopped by limit_queries; None for any other error."""
+    if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted" and _timed_out:
+        return f"query took longer than {_timed_out[-1]:g} s: is this a real audit log?"
+    return None
 
 
 class LogWriter:
