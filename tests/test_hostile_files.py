@@ -330,3 +330,17 @@ def test_open_existing_budgets_each_query(tmp_path: Path, monkeypatch: pytest.Mo
             "query took longer than 0.5 s: is this a real audit log?")
     assert db.execute("select count(*) from runs").fetchone() == (1,)
     assert query_timeout(sqlite3.OperationalError("no such table: x")) is None
+
+
+def test_purge_refuses_a_log_behind_a_symlink(tmp_path: Path) -> None:
+    """purge rewrites the file (VACUUM): through a link it would rewrite what it points to."""
+    real = tmp_path / "real.db"
+    AuditStore(str(real)).db.close()
+    link = tmp_path / "audit.db"
+    link.symlink_to(real)
+    before = real.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "gdpr_audit", "purge", "--older-than", "1d",
+                             "--db", str(link)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "symbolic link" in result.stderr
+    assert real.read_bytes() == before

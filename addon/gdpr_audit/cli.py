@@ -61,6 +61,7 @@ from .store import (
     open_existing,
     purge,
     query_timeout,
+    refuse_link,
 )
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_ERROR, EXIT_NOT_ON_DISK = 0, 1, 2, 3
@@ -523,6 +524,7 @@ def cmd_forget(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_purge(args: argparse.Namespace, console: Console) -> int:
     age = parse_duration(args.older_than, "--older-than")
+    refuse_link(args.db)
     db = open_existing(args.db)
     cutoff = datetime.now(UTC) - age
     counts = purge(db, cutoff)

@@ -85,13 +85,18 @@ def _while_locked(work: Callable[[], Any], attempts: int = 30) -> Any:
     return None
 
 
+def refuse_link(path: str) -> None:
+    """Writing a log through a symbolic link would overwrite what it points to."""
+    if os.path.islink(path):
+        raise ValueError(f"{path}: is a symbolic link: refusing to write a log through it "
+                         "(give the real path)")
+
+
 class AuditStore:
     def __init__(self, path: str) -> None:
         self.path = path
         if path != ":memory:":
-            if os.path.islink(path):  # writing through it would overwrite what it points to
-                raise ValueError(f"{path}: is a symbolic link: refusing to write a log through "
-                                 "it (give the real path)")
+            refuse_link(path)
             if Path(path).exists() and Path(path).stat().st_size and not has_key(path):
                 # a new key would match nothing in the log: stop before writing anything
                 raise ValueError(f"{path}: this log's fingerprint key is missing: restore "
