@@ -505,11 +505,13 @@ case(name="zapier-webhook-iban", file=BACKEND, vendor="Zapier (undeclared)",
                      "email": S6["email"], "iban": S6["iban"]}),
      resp=json_resp({"attempt": "0190a0b0-0000-7000-8000-000000000001",
                      "id": "0190a0b0-0000-7000-8000-000000000002", "status": "success"}),
-     subjects=["cust-006"], expect={"undeclared-recipient", "sensitive-data"},
+     subjects=["cust-006"],
+     expect={"undeclared-recipient", "sensitive-data", "unlawful-transfer"},
      carries="customer id, email, IBAN",
      why="Third party absent from the policy; the IBAN is sensitive and nobody is "
          "declared for it there. Nothing in the URL; undeclared recipients have no "
-         "purposes, so no missing-consent.")
+         "purposes, so no missing-consent. Zapier, Inc. is a US company (recipient "
+         "catalogue) and nothing declares a transfer mechanism: unlawful-transfer.")
 
 # --- Segment (server side): analytics, [customer_id, device_id, behavioural, email], US/dpf ---
 SEGMENT_AUTH = ("Authorization",
@@ -785,10 +787,11 @@ case(name="klaviyo-identify-base64", file=BROWSER, vendor="Klaviyo (undeclared)"
      method="GET", url="https://a.klaviyo.com/api/identify?" + qs([("data", klaviyo_payload)]),
      headers=[h for h in BROWSER_HEADERS if h[0] != "Origin"],
      resp=Resp(200, b"1", "text/html; charset=utf-8"),
-     subjects=["cust-010"], expect={"undeclared-recipient", "pii-in-url"},
+     subjects=["cust-010"], expect={"undeclared-recipient", "pii-in-url", "unlawful-transfer"},
      carries="email and name inside base64 JSON in the query",
      why="Third party absent from the policy; the base64-encoded e-mail and name sit in "
-         "its URL.")
+         "its URL. Klaviyo, Inc. is a US company (recipient catalogue) and nothing declares "
+         "a transfer mechanism: unlawful-transfer.")
 
 
 # =================================================================================

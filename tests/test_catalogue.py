@@ -165,3 +165,45 @@ def test_a_bad_team_catalogue_is_named_by_file_line_and_key(tmp_path: Path, text
     error = caught.value
     assert error.file.endswith("catalogue.yaml") and error.line == line and error.key == key
     assert message in error.message
+
+
+def _log(tmp_path: Path, hosts: list[str]):
+    import sqlite_utils
+
+    db = sqlite_utils.Database(tmp_path / "audit.db")
+    db.table("flows").insert_all([{"id": i, "host": h, "recipient_kind": "undeclared",
+                                   "recipient": h, "purposes": ""}
+                                  for i, h in enumerate(hosts)], pk="id")
+    db.table("findings").insert_all([{"flow_id": i, "category": "email"}
+                                     for i in range(len(hosts))])
+    return db
+
+
+def test_policy_draft_takes_country_and_dpf_from_the_catalogue(tmp_path: Path) -> None:
+    import yaml
+
+    from gdpr_audit.draft import draft_policy
+
+    write(tmp_path / "policy.yaml", POLICY)
+    write(tmp_path / "catalogue.yaml", TEAM_CATALOGUE)
+    policy = load_policy(tmp_path)
+    text = draft_policy(_log(tmp_path, ["api-js.mixpanel.com", "t.acme-pixel.test"]), policy)
+    drafted = {e["name"]: e for e in yaml.safe_load(text)["recipients"]}
+    mixpanel, acme = drafted["Mixpanel"], drafted["Acme Pixel"]  # ours, and the team's
+    assert (mixpanel["country"], mixpanel["transfer"]) == ("US", "none")  # never permissive
+    assert any("Data Privacy Framework (as of 2024-06)" in r for r in mixpanel["review"])
+    assert acme["country"] == "US" and "# Acme Pixel, Inc., US, advertising" in text
+
+
+def test_map_names_undeclared_owners_by_the_policy_catalogue(tmp_path: Path) -> None:
+    from gdpr_audit.review import owner, register
+
+    write(tmp_path / "policy.yaml", POLICY)
+    write(tmp_path / "catalogue.yaml", TEAM_CATALOGUE)
+    policy = load_policy(tmp_path)
+    rows = {r.recipient: r for r in register(_log(tmp_path, ["t.acme-pixel.test",
+                                                             "api.hubapi.com"]), policy)}
+    assert rows["t.acme-pixel.test"].who == "Acme Pixel, Inc., US, advertising"
+    assert rows["api.hubapi.com"].who == "HubSpot Ireland Limited, IE, crm, DPF as of 2024-06"
+    assert owner("api.segment.io") == "Twilio Inc., US, cdp, DPF as of 2024-06"
+    assert owner("api.salesforce.com").startswith("Salesforce, Inc., US (group's country)")

@@ -39,7 +39,8 @@ def draft_policy(db: sqlite_utils.Database, policy: Policy | None) -> str:
              "# the log saw: purposes that need consent, no country unless the catalogue knows",
              "# it, no sensitive category.", "recipients:"]
     for domain, entry in sorted(observed.items()):
-        entity = identify(domain) or identify(sorted(entry["hosts"])[0])
+        catalogue = policy.catalogue if policy else None  # with the team's catalogue.yaml
+        entity = identify(domain, catalogue) or identify(sorted(entry["hosts"])[0], catalogue)
         item = draft_entry(entity, domain, entry["hosts"], entry["data"], policy)
         lines.append(f"# {entity.describe()}" if entity
                      else "# unknown owner: find out who runs these hosts")
@@ -100,10 +101,17 @@ def draft_entry(entity: Entity | None, domain: str, hosts: set[str], data: set[s
                       "are left out: add them only if the contract allows them")
     if entity and entity.country:
         item["country"] = entity.country
-        review.append(f"country: {entity.country} from the catalogue: confirm where the data goes")
+        whose = ("its contracting entity's" if entity.confidence == "entity"
+                 else "its group's, not its contracting entity's: find the one you contract with")
+        review.append(f"country: {entity.country} from the catalogue ({whose}): confirm where "
+                      "the data goes")
     else:
         review.append("country: unknown: add its ISO 3166 code (unlawful-transfer judges it)")
     item["transfer"] = "none"
     review.append("transfer: none until the contract names adequacy, dpf, scc or bcr")
+    if entity and entity.dpf:
+        review.append(f"transfer: the catalogue says the company takes part in the EU-US Data "
+                      f"Privacy Framework (as of {entity.dpf_as_of}): check it still does on "
+                      "dataprivacyframework.gov before writing dpf")
     item["review"] = review
     return item

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .categories import CATEGORIES, SEVERITIES
 from .detectors import canonical
-from .entities import identify
+from .entities import Catalogue, identify
 from .policy import Policy, Subject, category_of
 from .rules import RULES
 from .sanitize import safe_str, safe_text
@@ -170,9 +170,9 @@ def report(db: sqlite_utils.Database, filters: Filters, out: Output) -> None:
                for rid, r in runs.items() if filters.run in (None, rid)])
 
 
-def owner(host: str | None) -> str:
-    """Who an undeclared host belongs to (vendor register, third-party-web), if known."""
-    entity = identify(host) if host else None
+def owner(host: str | None, catalogue: Catalogue | None = None) -> str:
+    """Who an undeclared host belongs to (recipient catalogue, third-party-web), if known."""
+    entity = identify(host, catalogue) if host else None
     return entity.describe() if entity else "unknown"
 
 
@@ -205,7 +205,8 @@ def show(db: sqlite_utils.Database, violation_id: int, policy: Policy | None, ou
         ("message", v["message"]),
         ("rule", rule.explanation if rule else "(a rule this version does not know)"),
         ("recipient", f"{v['recipient']} ({v['recipient_kind']})"),
-        *([("who", owner(v["host"]))] if v["recipient_kind"] == "undeclared" else []),
+        *([("who", owner(v["host"], policy.catalogue if policy else None))]
+          if v["recipient_kind"] == "undeclared" else []),
         ("request", f"{v['method']} {v['scheme']}://{v['host']}{v['path']}"),
         ("purposes", v["purposes"]),
         ("time", v["timestamp"]),
@@ -334,6 +335,8 @@ class RegisterRow:
     flows: int = 0
     role: str = ""
     country: str = ""
+    who: str = ""
+    """An undeclared recipient's owner by the catalogue (legal entity, country, DPF)."""
 
     @property
     def undeclared_data(self) -> set[str]:
@@ -366,6 +369,9 @@ def register(db: sqlite_utils.Database, policy: Policy) -> list[RegisterRow]:
         row.observed_purposes |= {p for p in (o["purposes"] or "").split(", ") if p}
         row.observed_data |= set((o["categories"] or "").split(","))
         row.flows += o["flows"]
+    for row in register.values():
+        if row.status == "undeclared" and row.hosts:
+            row.who = owner(min(row.hosts), policy.catalogue)
     order = {"undeclared": 0, "declared": 1, "declared (not observed)": 2, "first party": 3}
     return sorted(register.values(), key=lambda r: (order[r.status], r.recipient.lower()))
 
@@ -379,7 +385,7 @@ def _cells(row: RegisterRow) -> tuple[str, ...]:
             f"{_joined(row.observed_purposes) or '-'} / {_joined(row.declared_purposes) or '-'}",
             _joined(row.observed_data), _joined(row.declared_data),
             _joined(row.undeclared_data), str(row.flows),
-            owner(min(row.hosts)) if row.status == "undeclared" else
+            (row.who or owner(min(row.hosts))) if row.status == "undeclared" else
             ", ".join(filter(None, (row.role, row.country))))
 
 
