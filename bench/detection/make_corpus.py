@@ -46,6 +46,8 @@ UNDECLARED = "ads.undeclared.example"
 OWN_DOMAIN = "shop.example"
 SENSITIVE = {"iban", "payment_card", "national_id", "credentials"}
 CONTEXTUAL = {"behavioural", "purchase", "location"}
+# Alone, these name nobody, even of the registry (SPEC 3.5, 3.7).
+QUASI = ("birth_date",)
 DIRECT = {"email", "phone", "name", "postal_address", "birth_date", "payment_card", "iban",
           "national_id", "credentials"}
 
@@ -327,7 +329,8 @@ def build(small: bool, seed: int) -> tuple[Corpus, list[dict]]:
         container = CONTAINERS[number % len(CONTAINERS)]
         query, body, headers = place(value, container)
         corpus.add("registry", [{"category": category, "subject": person["id"],
-                                 "encoding": " + ".join(chain) or "plain", "layers": chain}],
+                                 "encoding": " + ".join(chain) or "plain", "layers": chain,
+                                 "names": category not in QUASI}],
                    query, body, headers, container)
 
     # Hashed registry identifiers, bare and inside up to two more layers.
@@ -351,9 +354,12 @@ def build(small: bool, seed: int) -> tuple[Corpus, list[dict]]:
                     value = ENCODINGS[layer](value)
                 container = CONTAINERS[number % len(CONTAINERS)]
                 query, body, headers = place(value, container)
+                # A last name, a city or a birth date alone names nobody (SPEC 3.7).
                 corpus.add("registry-hash", [{"category": category, "subject": person["id"],
                                               "encoding": " + ".join((label, *wrap)),
-                                              "layers": wrap}],
+                                              "layers": wrap,
+                                              "names": category in ("email", "phone",
+                                                                    "customer_id")}],
                            query, body, headers, container)
                 number += 1
 

@@ -70,7 +70,9 @@ def score(labels: list[dict], audits: dict) -> dict:
         named = {(f.category, f.subject) for f in findings}
         categories_found = {f.category for f in findings}
         for item in label["truth"]:
-            found = ((item["category"], item["subject"]) in named if item["subject"]
+            # A quasi-identifier of a subject names nobody by itself (SPEC 3.7): found for no one.
+            whose = item["subject"] if item.get("names", True) else None
+            found = ((item["category"], whose) in named if item["subject"]
                      else item["category"] in categories_found)
             outcome = "found" if found else "missed"
             kind = "registry" if item["subject"] else "unknown person"
