@@ -207,3 +207,21 @@ def test_map_names_undeclared_owners_by_the_policy_catalogue(tmp_path: Path) -> 
     assert rows["api.hubapi.com"].who == "HubSpot Ireland Limited, IE, crm, DPF as of 2024-06"
     assert owner("api.segment.io") == "Twilio Inc., US, cdp, DPF as of 2024-06"
     assert owner("api.salesforce.com").startswith("Salesforce, Inc., US (group's country)")
+
+
+def test_policy_check_reports_the_team_catalogue_problems(tmp_path: Path) -> None:
+    from gdpr_audit.policy_lint import check_policy
+
+    write(tmp_path / "policy.yaml", POLICY)
+    (tmp_path / "catalogue.yaml").write_text(
+        "companies:\n  - name: X\n    legal_entity: X Ltd\n    country: usa\n    hosts: [x.test]\n")
+    policy, problems = check_policy(tmp_path)
+    assert policy is None
+    assert [(p.error.line, p.error.key) for p in problems
+            if p.error.file.endswith("catalogue.yaml")] == [(4, "companies[0].country")]
+
+
+def test_the_shipped_catalogue_passes_the_team_checks() -> None:
+    from gdpr_audit.catalogue import catalogue_errors
+
+    assert list(catalogue_errors(CATALOGUE, {}, "catalogue.json")) == []

@@ -21,8 +21,9 @@ from typing import Any
 
 import phonenumbers
 
+from .catalogue import catalogue_errors, catalogue_file
 from .detectors.spellings import too_common
-from .documents import KeyPath, Origins, PolicyError, format_key, locate
+from .documents import KeyPath, Origins, PolicyError, format_key, locate, read_document
 from .policy import Policy, _build, _key_name, read_policy
 
 ERROR, WARNING = "error", "warning"
@@ -48,6 +49,7 @@ def check_policy(policy_path: str | Path, subjects_path: str | Path | None = Non
     merged, origins, files, schema = read_policy(policy_path, subjects_path)
     problems = [Problem(ERROR, e) for e in schema]
     problems += lint(merged, origins)
+    problems += [Problem(ERROR, e) for e in team_catalogue_errors(policy_path)]
     problems.sort(key=lambda p: (p.error.file, p.error.line or 0, p.level))
     if any(p.level == ERROR for p in problems):
         return None, problems
@@ -55,6 +57,18 @@ def check_policy(policy_path: str | Path, subjects_path: str | Path | None = Non
         return _build(merged, origins, tuple(map(str, files))), problems
     except PolicyError as e:  # what only building finds (a duplicate subject id, a bad date)
         return None, [*problems, Problem(ERROR, e)]
+
+
+def team_catalogue_errors(policy_path: str | Path) -> list[PolicyError]:
+    """Every problem of the catalogue.yaml beside the policy, if there is one."""
+    path = catalogue_file(policy_path)
+    if path is None:
+        return []
+    try:
+        document, origins = read_document(path)
+    except PolicyError as e:
+        return [e]
+    return list(catalogue_errors(document, origins, str(path)))
 
 
 def lint(doc: Any, origins: Origins) -> list[Problem]:
