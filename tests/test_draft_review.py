@@ -31,7 +31,8 @@ subjects:
     identifiers: {email: bob.durand@example.org}
 """
 TRACKER = "collect.unknown-tracker.test"
-PIXEL = "ib.adnxs.com"  # third-party-web: AppNexus, category ad, no country
+PIXEL = "ib.sonobi.com"  # third-party-web: Sonobi, category ad, no country (the recipient
+# catalogue now knows AppNexus/Xandr: US)
 SNAP = "tr.snapchat.com"  # our register: Snap B.V., NL, advertising
 
 
