@@ -23,7 +23,9 @@ from xml.etree import ElementTree
 import brotli
 import orjson
 from mitmproxy import http
-from mitmproxy.net.http import multipart
+from mitmproxy.net.http.headers import parse_content_type
+
+from . import media
 
 try:
     from compression import zstd  # type: ignore[import-not-found]
@@ -71,11 +73,42 @@ class Field:
 _LAYER_KEY = re.compile(r"([a-z0-9+-]+)(.*)", re.S)
 
 
+MAX_DECODED_CHARS = 64 << 20
+"""The most a flow's values may decode to, whatever its size (see decode_budget)."""
+MAX_DECODINGS = 20_000
+"""The most values of a flow that are decoded: the budget of work beside the one of size."""
+
+
+def decode_budget(raw_size: int) -> int:
+    """Characters a request of `raw_size` bytes may decode to: 8 times itself, at most
+    MAX_DECODED_CHARS, never less than itself. A request's cost is bounded per MB of what it
+    weighs on the wire (SPEC 4), and what its values decode to is most of that cost: 200
+    values of base64(gzip(1 MB)) weigh 272 KB and decoded 200 MB, 51 s of work."""
+    return max(raw_size, min(8 * raw_size, MAX_DECODED_CHARS))
+
+
 @dataclass
 class Extraction:
     fields: list[Field] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
     """Budgets that were hit: the flow was only partially audited."""
+    budget: int = MAX_DECODED_CHARS
+    """Characters the values may decode to in all (decode_budget of the request's size)."""
+    decoded: int = 0
+    """Characters the decodings revealed so far: past `budget`, nothing more is decoded."""
+    decodings: int = 0
+    """Values handed to the decoders so far (the work), at most MAX_DECODINGS."""
+
+    def may_decode(self) -> bool:
+        """Whether the flow's budgets allow one more value to be decoded; records the limit
+        when they do not (what was found so far is kept)."""
+        if self.decoded > self.budget:
+            self.limit(f"values decoded to over {self.budget} characters: decoding stopped")
+            return False
+        if self.decodings >= MAX_DECODINGS:
+            self.limit(f"more than {MAX_DECODINGS} values decoded: decoding stopped")
+            return False
+        return True
 
     def add(self, item: Field) -> bool:
         if len(self.fields) >= MAX_FIELDS:
@@ -93,7 +126,7 @@ class Extraction:
 
 
 def request_fields(request: http.Request, max_body: int) -> Extraction:
-    out = Extraction()
+    out = Extraction(budget=decode_budget(raw_size(request)))
     # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
     path, _, query = request.path.partition("?")
     for index, segment in enumerate(s for s in path.split("/") if s):
@@ -113,6 +146,12 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
         if body is not None:
             _body_fields(out, body, header(request, b"content-type"), 0, ())
     return out
+
+
+def raw_size(request: http.Request) -> int:
+    """What the request weighs on the wire: its target, headers and body as sent."""
+    return (len(request.path) + sum(len(k) + len(v) + 4 for k, v in request.headers.fields)
+            + len(request.raw_content or b""))
 
 
 def header(message: http.Message, name: bytes) -> str:
@@ -150,7 +189,7 @@ def query_parameters(query: str) -> tuple[tuple[str, str], ...]:
 
 def message_fields(content: bytes, max_body: int, location: str = "websocket") -> Extraction:
     """A WebSocket message (or any bare payload) read like a body."""
-    out = Extraction()
+    out = Extraction(budget=decode_budget(len(content)))
     _body_fields(out, content[:max_body], "", 0, (), location)
     if len(content) > max_body:
         out.limit(f"message over {max_body} bytes was cut")
@@ -186,13 +225,14 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
                  layers: tuple[str, ...], location: str = "body") -> None:
     kind = content_type.split(";")[0].strip().lower()
     if kind.startswith("multipart/"):
-        try:
-            parts = multipart.decode_multipart(content_type, body)
-        except ValueError:
-            parts = []
-        for name, value in parts:
-            _add_value(out, Field(location, name.decode(errors="replace"),
-                                  value.decode(errors="replace"), layers), depth)
+        for name, part_type, value in _multipart(content_type, body):
+            key = name.decode(errors="replace")
+            if not _binary_fields(out, value, part_type, location, key, layers, depth):
+                # Line breaks at the end of a text part are the writer's (mitmproxy's own
+                # encoder adds one), never data.
+                _add_value(out, Field(location, key,
+                                      value.decode(errors="replace").rstrip("\r\n"), layers),
+                           depth)
         # mitmproxy's decoder drops file names, and people name files after themselves.
         for disposition in _DISPOSITION.finditer(body[:MAX_VALUE_CHARS]):
             name, filename = (_PART_NAME.search(disposition.group(1)),
@@ -201,6 +241,8 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
                 key = f"{name.group(1).decode(errors='replace') if name else ''}@filename"
                 value = filename.group(1).decode(errors="replace")
                 _add_value(out, Field(location, key, value, layers), depth)
+        return
+    if _binary_fields(out, body, kind, location, "", layers, depth):
         return
     text = body.decode("utf-8", errors="replace")
     if kind == "application/x-www-form-urlencoded":
@@ -215,6 +257,63 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
     if _walk_beacon_batch(out, location, text, depth, layers):
         return
     _add_value(out, Field(location, "", text, layers), depth)
+
+
+def _multipart(content_type: str, body: bytes) -> list[tuple[bytes, str, bytes]]:
+    """(name, content type, bytes) of each part. Not mitmproxy's decode_multipart: it joins
+    a part's lines without their line breaks, which breaks every file sent this way."""
+    parsed = parse_content_type(content_type)
+    boundary = parsed[2].get("boundary", "") if parsed else ""
+    if not boundary:
+        return []
+    parts = []
+    for chunk in body.split(b"--" + boundary.encode("utf-8", "surrogateescape"))[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, blank, value = chunk.partition(b"\r\n\r\n")
+        if not blank:
+            head, blank, value = chunk.partition(b"\n\n")
+        name = _PART_NAME.search(head)
+        if not blank or name is None:
+            continue
+        kind = _PART_TYPE.search(head)
+        value = value[:-2] if value.endswith(b"\r\n") else value.removesuffix(b"\n")
+        parts.append((name.group(1), kind.group(1).decode("latin-1").strip().lower()
+                      if kind else "", value))
+    return parts
+
+
+# Content types of files: a body of one of these that is no UTF-8 text is binary even when
+# its format is not known by its first bytes (media.kind_of). SVG is XML, read as text; an
+# unknown application/octet-stream is read as text too (protobuf carries strings as they are).
+_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip")
+
+
+def _binary_fields(out: Extraction, body: bytes, kind: str, location: str, key: str,
+                   layers: tuple[str, ...], depth: int) -> bool:
+    """A binary file (SPEC 3.7): never read as text (its bytes decoded as UTF-8 look like
+    base64 and hex to the decoders: 3 MB of JPEG cost 14 s), only its metadata (media.py),
+    each item a value of its own: `exif.gps` (a location to the field names), `exif.artist`,
+    `pdf.author`, `office.lastmodifiedby`. False where `body` is no file."""
+    format_ = media.kind_of(body)
+    if format_ is None:
+        if not kind.startswith(_BINARY_TYPES) or _is_text(body[:4096]):
+            return False
+        format_ = "binary"
+    for name, value in media.metadata(format_, body):
+        _add_value(out, Field(location, _join(key, name), value, (*layers, format_)), depth)
+    return True
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 without NUL (a character cut at the end of `head` allowed)."""
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3
+    return True
 
 
 def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: int,
@@ -300,7 +399,9 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
                 continue
             else:
                 value = str(item)
-            if (undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_VALUE_CHARS
+            # A long value goes straight to _add_value: decoded once (it is not memoised),
+            # and within the flow's budget.
+            if (undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_MEMO_CHARS
                     and not _decodings(value)):
                 fields.append(Field(location, path, value))  # what _add_value would do
             elif not _add_value(out, Field(location, path, value,
@@ -467,6 +568,7 @@ def _walk_beacon_batch(out: Extraction, location: str, text: str, depth: int,
 _DISPOSITION = re.compile(rb"(?im)^content-disposition:([^\r\n]*)")
 _PART_NAME = re.compile(rb'\bname="([^"]*)"')
 _FILE_NAME = re.compile(rb'\bfilename="([^"]+)"')
+_PART_TYPE = re.compile(rb"(?im)^content-type:[ \t]*([^;\r\n]*)")
 # Keys are names the sender chose, yet some senders key by the person (an address as a JSON
 # key, a cookie named after a user id): a key that could hold an identifier is searched too.
 _KEY_MAY_IDENTIFY = re.compile(r"@|\s|\d{5,}|[0-9a-fA-F]{32,}")
@@ -504,7 +606,14 @@ def _add_value(out: Extraction, item: Field, depth: int) -> bool:
     if not out.add(item):
         return False
     if depth < MAX_DEPTH:
-        for layer, decoded in _decodings(item.value):
+        if not out.may_decode():
+            return True  # the value itself is kept: only what it decodes to is not read
+        decodings = _decodings(item.value)
+        if decodings:
+            out.decodings += 1
+            out.decoded += sum(len(decoded) for _, decoded in decodings
+                               if decoded is not item.value)
+        for layer, decoded in decodings:
             nested = (*item.layers, layer)
             if layer in ("json", "jwt"):
                 # Text that only looks like JSON ("{oops") is already there as it is.
@@ -556,7 +665,9 @@ def _decodings(value: str) -> tuple[tuple[str, str], ...]:
     found = _decoded.get(value)
     if found is None:
         found = _decode(value)
-        remember(_decoded, value, found)
+        size = sum(len(decoded) for _, decoded in found)
+        if size <= MAX_MEMO_RESULT:  # a short token that inflates to MBs: not kept
+            remember(_decoded, value, found, size=size)
     return found
 
 
@@ -565,25 +676,41 @@ MAX_MEMO_CHARS = 2048
 come back in every flow are short, and long ones would make a memo hold too much."""
 MAX_MEMO_ENTRIES = 50_000
 """A memo of texts of the traffic is emptied when it holds this many."""
+MAX_MEMO_HELD = 4 << 20
+"""...or when its texts (keys, and results where they are text) come to this many characters:
+a memo lives as long as the proxy's worker, and is bounded in memory, not in entries."""
+MAX_MEMO_RESULT = 64 << 10
+"""A decoding longer than this is not memoised (a 2 KB token may inflate to 1 MB)."""
 _decoded: dict[str, tuple[tuple[str, str], ...]] = {}
+_held: dict[int, int] = {}
+"""Characters each memo holds, by id(): a memo emptied or new (a reused id) holds none."""
 
 
-def remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None) -> None:
+def remember(memo: dict[Any, Any], key: Any, result: Any, text: str | None = None,
+             size: int = 0) -> None:
     """Key paths, hosts and values repeat across flows: memoised, if short (`text`, else the
-    key itself), in a memo kept small."""
-    if len(key if text is None else text) <= MAX_MEMO_CHARS:
-        if len(memo) >= MAX_MEMO_ENTRIES:
+    key itself), in a memo kept small. `size`: the characters the result holds, if many."""
+    length = len(key if text is None else text)
+    if length <= MAX_MEMO_CHARS:
+        held = _held.get(id(memo), 0) if memo else 0
+        if len(memo) >= MAX_MEMO_ENTRIES or held + length + size > MAX_MEMO_HELD:
             memo.clear()
+            held = 0
         memo[key] = result
+        _held[id(memo)] = held + length + size
 
 
 def remember_all(memo: dict[str, Any], results: dict[str, Any]) -> None:
     """remember() of each text and its result, in one update (a batch brings thousands)."""
-    if len(memo) + len(results) > MAX_MEMO_ENTRIES:
-        memo.clear()
     if max(map(len, results), default=0) > MAX_MEMO_CHARS:
         results = {text: result for text, result in results.items() if len(text) <= MAX_MEMO_CHARS}
+    length = sum(map(len, results))
+    held = _held.get(id(memo), 0) if memo else 0
+    if len(memo) + len(results) > MAX_MEMO_ENTRIES or held + length > MAX_MEMO_HELD:
+        memo.clear()
+        held = 0
     memo.update(results)
+    _held[id(memo)] = held + length
 
 
 def _decode(value: str) -> tuple[tuple[str, str], ...]:
@@ -714,10 +841,27 @@ def _text_of(text: str | None, strict: bool = False) -> str | None:
     noise is printable often enough, but it is rarely mostly ASCII."""
     if not text:
         return None
-    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
-    if strict and sum(" " <= ch <= "~" for ch in text) < 0.8 * len(text):
+    # Counted in C where the text allows (a 1 MB value took 0.25 s character by character):
+    # ASCII's unprintable characters are its controls; other text is judged character by
+    # character on its first _SAMPLE characters.
+    if text.isascii():
+        sample = text
+        printable = len(text) - len(_CONTROLS.findall(text))
+        ascii_printable = printable - text.count("\r") - text.count("\n") - text.count("\t")
+    else:
+        sample = text[:_SAMPLE]
+        printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in sample)
+        ascii_printable = len(_NOT_ASCII_PRINTABLE.sub("", sample)) if strict else 0
+    if strict and ascii_printable < 0.8 * len(sample):
         return None
-    return text if printable >= 0.95 * len(text) else None
+    return text if printable >= 0.95 * len(sample) else None
+
+
+_SAMPLE = 1 << 16
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
+_NOT_ASCII_PRINTABLE = re.compile(r"[^ -~]+")
 
 
 _LZ_URI_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-$"
