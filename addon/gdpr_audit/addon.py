@@ -10,6 +10,7 @@ connection) gets marked and commented then, but a flow saved before that (save_s
 writes at the response) is saved unmarked. With --enforce, flows are annotated inline."""
 
 import asyncio
+import difflib
 import json
 import logging
 import sqlite3
@@ -18,7 +19,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, optmanager
 from mitmproxy.addonmanager import traverse
 from mitmproxy.hooks import UpdateHook
 from mitmproxy.log import LegacyLogEvents
@@ -43,6 +44,10 @@ BARRIER_HOST = "flush.gdpr-audit.invalid"
 REPEAT_SECONDS = 5.0
 # Options whose change needs a new audit sink (and run): the worker holds its own copy of them.
 _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}
+_OPTIONS = ("gdpr_policy", "gdpr_subjects", "gdpr_db", "gdpr_enforce", "gdpr_max_body",
+            "gdpr_annotate")
+# Without a policy nothing is audited: said at start-up, at the first flow and every this many.
+NO_POLICY_EVERY = 100
 
 
 _Kind = tuple[str, str, str, tuple[str, ...]]
@@ -109,6 +114,10 @@ class GdprAudit:
         """Offloaded flows awaiting their verdict, for annotation (while they still exist)."""
         self._enforce = False
         self._annotate = True
+        self._unaudited = 0
+        """Flows seen without a policy."""
+        self._strategy: str | None = None
+        """The connection_strategy this addon set (enforce), while the user has not set it."""
         self._lines: dict[_Kind, _Window] = {}
         """Per kind of violation: its line's window."""
 
@@ -143,6 +152,10 @@ class GdprAudit:
     def configure(self, updated: set[str]) -> None:
         # read once here: an option lookup in every hook costs the event loop
         self._enforce, self._annotate = ctx.options.gdpr_enforce, ctx.options.gdpr_annotate
+        self._connections(updated)
+        if "gdpr_policy" in updated and not ctx.options.gdpr_policy and self.policy is not None:
+            self._close()  # unset: auditing is off, and says so
+            self.policy, self.auditor = None, None
         if updated & {"gdpr_policy", "gdpr_subjects", "gdpr_max_body"} and ctx.options.gdpr_policy:
             if ctx.options.gdpr_max_body <= 0:
                 raise exceptions.OptionsError("gdpr_max_body: must be a positive number of bytes")
@@ -157,6 +170,52 @@ class GdprAudit:
                 self._open()
             except (OSError, sqlite3.Error, ValueError, RuntimeError) as e:
                 raise exceptions.OptionsError(f"gdpr_db: {e}") from None
+
+    def _connections(self, updated: set[str]) -> None:
+        """Enforce judges a request before it leaves, but mitmproxy's default (eager) connects
+        to the server at CONNECT, before any request is seen: an unreachable third party
+        fails the request with 502 before the rules can answer 451, and a reachable one has
+        seen the client's address and the SNI already. So enforce makes connections lazy,
+        unless the user set connection_strategy (and puts back what it changed when off)."""
+        if "connection_strategy" not in ctx.options:  # (a harness without the proxy server)
+            return
+        option = ctx.options._options["connection_strategy"]
+        if self._strategy is not None and option.current() != self._strategy:
+            self._strategy = None  # the user changed it since: theirs now
+        if not updated & {"gdpr_enforce", "connection_strategy"} or (
+                option.value is not optmanager.unset and self._strategy is None):
+            return
+        wanted = "lazy" if self._enforce else "eager"
+        if option.current() != wanted and (self._enforce or self._strategy is not None):
+            self._strategy = wanted
+            ctx.options.update(connection_strategy=wanted)
+            why = " (enforce: a request is judged before its server is contacted)"
+            logger.info(f"gdpr: connection_strategy={wanted}{why if self._enforce else ''}")
+
+    def running(self) -> None:
+        if self.policy is None:
+            self._say_unaudited()
+        elif misspelt := self._misspelt():
+            logger.warning(f"gdpr: {misspelt}")
+
+    def _say_unaudited(self) -> None:
+        """Loud: mitmproxy keeps a misspelt option (`--set gdpr_polcy=...`) aside without a
+        word, in case an addon declares it later, and the proxy would audit nothing."""
+        count = self._unaudited
+        so_far = f" ({count} flow{'s' if count != 1 else ''} so far)" if count else ""
+        misspelt = self._misspelt()
+        logger.warning(f"gdpr: no policy is set, so no flow is being audited{so_far}: set one "
+                       f"with --set gdpr_policy=policies/ (a YAML file or a folder of them)"
+                       f"{'; ' + misspelt if misspelt else ''}")
+
+    @staticmethod
+    def _misspelt() -> str:
+        """What mitmproxy kept aside as unknown among gdpr_ options, with what was meant."""
+        said = []
+        for name in sorted(n for n in ctx.options.deferred if n.startswith("gdpr_")):
+            close = difflib.get_close_matches(name, _OPTIONS, 1)
+            said.append(f"unknown option {name}{f' (did you mean {close[0]}?)' if close else ''}")
+        return "; ".join(said)
 
     def _open(self) -> None:
         """Log-only: audits go to the worker process. Enforce needs the verdict before the
@@ -193,6 +252,11 @@ class GdprAudit:
         # is asked through the proxy in regular mode, as an absolute URL
         if flow.request.host == BARRIER_HOST:
             await self._barrier(flow)
+            return
+        if self.policy is None:
+            self._unaudited += 1
+            if self._unaudited == 1 or self._unaudited % NO_POLICY_EVERY == 0:
+                self._say_unaudited()
             return
         if self.offload is not None and self.offload.backlogged:
             await self.offload.caught_up()  # bounded memory: the worker is far behind

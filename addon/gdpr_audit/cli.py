@@ -308,6 +308,11 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
     for quiet in ("flow_detail=0", "termlog_verbosity=warn"):
         if not any(a.startswith(quiet.split("=")[0]) for a in args.passthrough):
             mitmdump_args += ["--set", quiet]  # (mitmdump refuses an option twice)
+    # Enforce judges a request before its server is contacted: eager (mitmproxy's default)
+    # connects at CONNECT, so a third party that is down gave 502 before the rule's 451, and
+    # one that is up saw the client's address and SNI first.
+    if enforcing and not any("connection_strategy" in a for a in args.passthrough):
+        mitmdump_args += ["--set", "connection_strategy=lazy"]
     for mode in args.mode or []:
         mitmdump_args += ["--mode", mode]
     for name, value in options.items():
