@@ -75,3 +75,15 @@ def test_many_small_decodings_are_work_within_a_budget() -> None:
     body = json.dumps([token if n % 2 else f"x{n}" for n in range(10)]).encode()
     extraction = request_fields(make_flow(URL, "POST", body, JSON).request, 10 * MB)
     assert extraction.decodings >= 5 and not extraction.limits
+
+
+def test_a_few_long_values_are_screened_at_c_speed(auditor: Auditor) -> None:
+    """Point 3: what a hostile request decodes to (a few values of a MB) goes through one
+    scan of the hints, not a pass of every detector each: a quiet value is looked at by none."""
+    from gdpr_audit.fields import Extraction, Field
+    quiet = "Lorem ipsum dolor sit amet " * 4_000
+    fields = [Field("body", f"v{n}", quiet + str(n)) for n in range(3)]
+    needs = auditor._screen(fields)
+    assert needs, "not screened: every detector would read 300 KB in Python"
+    assert all(not needs[d] for d in auditor._value_readers if d in needs)
+    assert not auditor.detect(Extraction(fields=fields))

@@ -1,0 +1,167 @@
+"""What one flow costs per MB of raw request, beside what reading it costs, for the bodies
+that cost most (SPEC 4: at most 50 ms per MB beyond reading it), this tree against another
+revision:
+
+    .venv/bin/python bench/body_cost.py --base 472b992 [--rounds 5]
+
+Six flows, each written to its own .flow file: a 6 MB JSON import of contacts, a 3 MB text
+log, a 3 MB JPEG photo (Pillow, EXIF included), the hostile request of 200 values that each
+are base64(gzip(1 MB of text)), JSON nested 100,000 levels deep, and 19,000 small values (under the 20,000 values one flow is read for).
+The base revision is checked out into a temporary git worktree; each round audits every
+flow in a fresh process of each tree, in alternating order. Reported: medians of the CPU
+time (time.process_time: a busy machine shifts both trees alike) of FlowReader reading the
+file and of Auditor.audit, in ms per MB of raw request, and the flow's status.
+"""
+
+import argparse
+import base64
+import gzip
+import io as bytes_io
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "addon"), str(ROOT / "tests")]
+
+ONE_ROUND = r"""
+import json, sys, time
+tree, folder = sys.argv[1:3]
+sys.path.insert(0, tree + "/addon")
+from pathlib import Path
+from mitmproxy import io
+from gdpr_audit.audit import Auditor
+from gdpr_audit.policy import load_policy
+auditor = Auditor(load_policy(tree + "/policies"))
+files = sorted(Path(folder).glob("*.flow"))
+with open(files[0], "rb") as handle:  # warm the lazy parts on a small flow
+    warm = next(iter(io.FlowReader(handle).stream()))
+warm.request.content = b'{"email": "someone@example.org"}'
+auditor.audit(warm)
+results = {}
+for path in files:
+    start = time.process_time()
+    with open(path, "rb") as handle:
+        flow = next(iter(io.FlowReader(handle).stream()))
+    read = time.process_time() - start
+    start = time.process_time()
+    audit = auditor.audit(flow)
+    spent = time.process_time() - start
+    results[path.stem] = (read, spent, audit.status, audit.error)
+print(json.dumps(results))
+"""
+
+MB = 1 << 20
+
+
+def _flow(url: str, body: bytes, content_type: str):  # type: ignore[no-untyped-def]
+    from conftest import make_flow
+    return make_flow(url, "POST", body, {"content-type": content_type})
+
+
+def make_flows(folder: Path) -> dict[str, int]:
+    """The six flows, one per file; returns each one's raw request size."""
+    from mitmproxy import io
+    rng = random.Random(7)
+    words = ("commande", "client", "livraison", "paiement", "erreur", "session", "panier",
+             "produit", "stock", "retour", "OK", "200", "GET", "POST", "/api/v2/orders")
+    flows = {}
+    contacts = [{"id": f"C-{n:07d}", "email": f"contact{n}@example.com", "first_name": "Prénom",
+                 "last_name": f"Nom{n}", "phone": f"+336{n % 100_000_000:08d}",
+                 "city": rng.choice(("Paris", "Lyon", "Nice")), "tags": ["import", "2026"],
+                 "opt_in": n % 2 == 0, "score": rng.random()} for n in range(30_000)]
+    body = json.dumps({"contacts": contacts}).encode()
+    body += b" " * max(0, 6 * MB - len(body))
+    flows["1-json-import-6MB"] = _flow("https://api.crm-example.com/v1/import", body,
+                                       "application/json")
+    lines = []
+    size = 0
+    while size < 3 * MB:
+        line = (f"2026-06-15T10:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z INFO "
+                + " ".join(rng.choice(words) for _ in range(12)) + f" id={rng.getrandbits(40)}")
+        lines.append(line)
+        size += len(line) + 1
+    flows["2-text-log-3MB"] = _flow("https://logs.example-saas.com/upload",
+                                    "\n".join(lines).encode(), "text/plain")
+    flows["3-jpeg-3MB"] = _flow("https://upload.example-photos.com/p", _jpeg(rng), "image/jpeg")
+    text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 20_000)[:MB - 8]
+    values = {f"v{n}": base64.b64encode(gzip.compress(f"{text}{n:08d}".encode(), 9)).decode()
+              for n in range(200)}
+    flows["4-hostile-200x1MB"] = _flow("https://collect.example-tracker.com/e",
+                                       json.dumps(values).encode(), "application/json")
+    nested = "[" * 100_000 + "]" * 100_000
+    flows["5-deep-json"] = _flow("https://collect.example-tracker.com/e",
+                                 f'{{"email": "x@example.org", "x": {nested}}}'.encode(),
+                                 "application/json")
+    small = [f"v{n}" if n % 3 else n for n in range(19_000)]
+    flows["6-many-small-values"] = _flow("https://collect.example-tracker.com/e",
+                                         json.dumps({"values": small}).encode(),
+                                         "application/json")
+    sizes = {}
+    for name, flow in flows.items():
+        with (folder / f"{name}.flow").open("wb") as out:
+            io.FlowWriter(out).add(flow)
+        sizes[name] = len(flow.request.raw_content) + len(bytes(flow.request.data.headers))
+    return sizes
+
+
+def _jpeg(rng: random.Random) -> bytes:
+    """A 3 MB photo: noise compresses badly, as a camera's sensor noise does."""
+    from PIL import Image
+    side = 2000
+    image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    exif = Image.Exif()
+    exif[0x013B] = "Photographer"  # Artist
+    out = bytes_io.BytesIO()
+    image.save(out, "JPEG", quality=85, exif=exif)
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the revision to compare against")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base),
+                        args.base], check=True)
+        try:
+            folder = Path(tmp) / "flows"
+            folder.mkdir()
+            sizes = make_flows(folder)
+            trees = {args.base: base, "this tree": ROOT}
+            runs: dict[str, list[dict[str, list]]] = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    out = subprocess.run([sys.executable, "-c", ONE_ROUND, str(tree), str(folder)],
+                                         capture_output=True, text=True, check=True)
+                    runs[name].append(json.loads(out.stdout))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
+                           check=False)
+    print(f"CPU ms per MB of raw request, medians of {args.rounds} alternating rounds "
+          f"(read: FlowReader; audit: Auditor.audit, beyond reading)\n")
+    print(f"| flow | raw MB | read ms/MB | audit ms/MB {args.base} | status | "
+          "audit ms/MB this tree | status | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, size in sizes.items():
+        mb = size / MB
+        read = statistics.median(r[name][0] for r in runs["this tree"]) * 1000 / mb
+        cells = []
+        for tree in trees:
+            spent = statistics.median(r[name][1] for r in runs[tree]) * 1000 / mb
+            status = runs[tree][-1][name][2] + (" (error)" if runs[tree][-1][name][3] else "")
+            cells.append((spent, status))
+        ratio = cells[1][0] / cells[0][0] if cells[0][0] else float("nan")
+        print(f"| {name} | {mb:.2f} | {read:.1f} | {cells[0][0]:.1f} | {cells[0][1]} | "
+              f"{cells[1][0]:.1f} | {cells[1][1]} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
