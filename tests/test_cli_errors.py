@@ -55,3 +55,55 @@ def test_the_frozen_exit_keeps_the_error_whole_in_a_long_clone(tmp_path: Path) -
     result = gdpr_audit("violations", "--db", str(db), cwd=tmp_path)
     assert result.returncode == 2 and "no audit log here" in result.stderr
     assert str(db) in result.stderr
+
+
+# --- issue 20, point 11 -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [
+    ("30s", 30), ("2m", 120), ("12h", 43200), ("7d", 604800), ("2w", 1209600), ("5 M", 300)])
+def test_one_duration_parser_knows_seconds_to_weeks(text: str, seconds: int) -> None:
+    from gdpr_audit.review import parse_duration
+
+    assert parse_duration(text, "--since").total_seconds() == seconds
+
+
+def test_since_two_minutes_on_the_command_line(tmp_path: Path) -> None:
+    replay = gdpr_audit("replay", str(ROOT / "captures"), "--policy", str(ROOT / "policies"),
+                        cwd=tmp_path)
+    assert replay.returncode == 1, replay.stderr
+    for command in (("violations", "--since", "2m"), ("report", "--since", "2m")):
+        result = gdpr_audit(*command, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    purge = gdpr_audit("purge", "--older-than", "90s", cwd=tmp_path)
+    assert purge.returncode == 0, purge.stderr
+
+
+def test_a_missing_input_path_records_no_run(tmp_path: Path) -> None:
+    first = gdpr_audit("replay", str(ROOT / "captures"), "--policy", str(ROOT / "policies"),
+                       cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    missing = tmp_path / "captrues"
+    result = gdpr_audit("replay", str(missing), "--policy", str(ROOT / "policies"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "no such" in result.stderr.lower(), result.stderr
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (1,)
+
+
+def test_version(tmp_path: Path) -> None:
+    result = gdpr_audit("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gdpr-audit {version('gdpr-flow-audit')}"
+
+
+def test_rules_lists_every_rule_with_severity_trigger_and_articles(tmp_path: Path) -> None:
+    from gdpr_audit.rules import RULES
+
+    result = gdpr_audit("rules", cwd=tmp_path, COLUMNS="300")
+    assert result.returncode == 0, result.stderr
+    for rule in RULES.values():
+        assert rule.trigger and rule.articles, rule.id  # one source: the rule's class
+        line = next(line for line in result.stdout.splitlines() if rule.id in line)
+        assert rule.severity in line and rule.articles in line, line
+        assert rule.trigger[:40] in result.stdout.replace("\n", " ")
+    assert "Art. 17" in next(line for line in result.stdout.splitlines() if "erased-subject" in line)

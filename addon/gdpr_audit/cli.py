@@ -32,6 +32,7 @@ from .export import FORMATS, export
 from .listing import tell
 from .parallel import ParallelAudits, default_jobs
 from .policy import Policy, load_policy
+from .rules import RULES
 from .review import (
     Filters,
     Output,
@@ -107,7 +108,10 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="gdpr-audit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gdpr-audit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    rules = commands.add_parser("rules", help="the rules: severity, what triggers each, the law")
+    rules.set_defaults(handler=cmd_rules)
 
     replay = commands.add_parser("replay", parents=[common],
                                  help="audit recorded captures (.flow, .har, or folders of them)")
@@ -160,13 +164,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    try:
+        return version("gdpr-flow-audit")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return __version__
+
+
+def cmd_rules(args: argparse.Namespace, console: Console) -> int:
+    """Each rule's id, default severity, trigger and articles: from the rule's own class."""
+    for rule in sorted(RULES.values(), key=lambda r: (-SEVERITIES.index(r.severity), r.id)):
+        console.print(safe_text(f"{rule.id} ({rule.severity}): {rule.articles}", 500, "bold"))
+        console.print(safe_text(f"  when: {rule.trigger}", 1000))
+    console.print(safe_text("A policy's `severity:` map can change a rule's severity."))
+    return EXIT_OK
+
+
 def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
                     common: argparse.ArgumentParser) -> None:
     """Commands that read or maintain an existing log (SPEC 3.1)."""
     filters = argparse.ArgumentParser(add_help=False)
     filters.add_argument("--run", type=int, help="only this run")
     filters.add_argument("--since", type=parse_since,
-                         help="only flows at or after this ISO date/time, or this long ago (7d)")
+                         help="only flows at or after this ISO date/time, or this long ago "
+                              "(90s, 2m, 12h, 7d, 2w)")
     filters.add_argument("--rule", help="only this rule id")
     filters.add_argument("--recipient", help="only this recipient (policy name or host)")
     filters.add_argument("--severity", choices=SEVERITIES, help="only this severity and above")
@@ -207,7 +232,7 @@ def _review_parsers(commands: "argparse._SubParsersAction[argparse.ArgumentParse
             "Delete the flows older than a duration with their findings and violations, and "
             "the runs left empty; then rewrite the file so that the disk holds none of them."))
     purge.add_argument("--older-than", required=True, metavar="DURATION",
-                       help="e.g. 30d, 12h, 2w")
+                       help="e.g. 30d, 12h, 2w, 2m (s, m, h, d, w)")
     purge.set_defaults(handler=cmd_purge)
 
     register = commands.add_parser(
@@ -343,6 +368,10 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     policy = load_policy(args.policy, args.subjects)
     known = read_baseline(Path(args.baseline)) if args.baseline else set()  # fail before work
     auditor = Auditor(policy, max_body=args.max_body)
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:  # before the log is opened: a typo records no empty run
+        raise FileNotFoundError(f"{', '.join(missing)}: no such file or folder (replay takes "
+                                ".flow, .mitm and .har files, or folders of them)")
     store = AuditStore(args.db)
     opened.append(store)
     reader = CaptureReader(list(args.paths))

@@ -23,15 +23,16 @@ from .rules import RULES
 from .sanitize import safe_str, safe_text
 from .store import AuditStore
 
-_DURATION = re.compile(r"(\d+)\s*([hdw])")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+# One parser for --since and --older-than. `m` is minutes (as in `sleep 2m`), never months.
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_duration(text: str, option: str) -> timedelta:
     match = _DURATION.fullmatch(text.strip().lower())
     if not match:
         raise ValueError(f"{option}: {text!r} is not a duration such as 30d, 12h or 2w "
-                         "(units: h hours, d days, w weeks)")
+                         "(units: s seconds, m minutes, h hours, d days, w weeks)")
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 

@@ -63,6 +63,8 @@ def _result(violation: dict[str, Any], rule_index: int) -> dict[str, Any]:
         location["physicalLocation"] = {"artifactLocation": artifact}
         if index is not None:
             location["message"] = {"text": f"flow #{index} of {plain(Path(path).name)}"}
+    elif violation["host"]:  # seen live (the proxy): no capture file, the request is the place
+        location["physicalLocation"] = {"artifactLocation": {"uri": _request_uri(violation)}}
     return {
         "ruleId": violation["rule"],
         "ruleIndex": rule_index,
@@ -74,6 +76,15 @@ def _result(violation: dict[str, Any], rule_index: int) -> dict[str, Any]:
             "flow_id", "severity", "recipient", "host", "method", "path", "category",
             "subjects", "location", "field", "evidence", "timestamp")},
     }
+
+
+def _request_uri(violation: dict[str, Any]) -> str:
+    """`https://host/path-template` from the log's allow-listed scheme, host and path columns
+    (the query left out), so that code-scanning UIs have something to click."""
+    scheme = plain(violation["scheme"] or "https").lower()
+    path = plain(violation["path"] or "/").split("?")[0]
+    return (f"{quote(scheme, safe='')}://{quote(plain(violation['host']), safe='.-:[]*')}"
+            f"{quote(path if path.startswith('/') else '/' + path, safe='/*{}-._~:@')}")
 
 
 def _uri(path: str) -> str:

@@ -44,6 +44,11 @@ class Rule:
 
     id: ClassVar[str]
     severity: ClassVar[str]
+    """The default; a policy's `severity:` map may change it."""
+    trigger: ClassVar[str]
+    """When it fires (SPEC 3.6): `gdpr-audit rules` and the docs say it in these words."""
+    articles: ClassVar[str]
+    """The law behind it (GDPR articles, ePrivacy, case law)."""
     explanation: ClassVar[str]
 
     def check(self, facts: FlowFacts) -> Iterator[Violation]:

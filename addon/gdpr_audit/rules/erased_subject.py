@@ -6,6 +6,8 @@ from .base import FlowFacts, Rule, Violation
 class ErasedSubject(Rule):
     id = "erased-subject"
     severity = "high"
+    trigger = "data of a subject sent after their erasure request"
+    articles = "GDPR Art. 17"
     explanation = "Data of a person who asked for erasure must not be processed or shared (Art. 17 GDPR)."
 
     def check(self, facts: FlowFacts) -> Iterator[Violation]:

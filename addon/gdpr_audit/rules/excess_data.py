@@ -8,6 +8,9 @@ from .base import FlowFacts, Rule, Violation, categories
 class ExcessData(Rule):
     id = "excess-data"
     severity = "medium"
+    trigger = ("a declared recipient receives a non-sensitive category it is not declared for "
+               "(minimisation)")
+    articles = "GDPR Art. 5(1)(c)"
     explanation = ("Data minimisation (Art. 5(1)(c) GDPR): a recipient gets only the categories "
                    "declared for it.")
 

@@ -9,6 +9,10 @@ from .base import FlowFacts, Rule, Violation
 class MissingConsent(Rule):
     id = "missing-consent"
     severity = "high"
+    trigger = ("a purpose that needs consent, and the identified subject had not granted it at "
+               "the flow's time (or had withdrawn it); for an unidentified subject, the flow's "
+               "own consent signal denies it, or there is none and unknown_subject: deny")
+    articles = "GDPR Art. 6(1)(a), 7; ePrivacy 5(3)"
     explanation = ("A purpose that needs consent (Art. 6(1)(a), 7 GDPR) was served without it: "
                    "the person had not granted it at the time, or had withdrawn it.")
 

@@ -7,6 +7,10 @@ from .base import FlowFacts, Rule, Violation, categories
 class PiiInUrl(Rule):
     id = "pii-in-url"
     severity = "medium"
+    trigger = ("a direct identifier (email, phone, name, postal address, birth date, payment "
+               "card, IBAN, national id, credentials; plain, hashed or encoded) in the URL path "
+               "or query of a third-party request")
+    articles = "GDPR Art. 5(1)(f), 32"
     explanation = ("URLs end up in server logs, proxies and referrers: direct identifiers, even "
                    "hashed, belong in the body of an encrypted request.")
 

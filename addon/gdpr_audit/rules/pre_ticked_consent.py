@@ -7,6 +7,8 @@ from .base import FlowFacts, Rule, Violation
 class PreTickedConsent(Rule):
     id = "pre-ticked-consent"
     severity = "medium"
+    trigger = "an HTML page served with a consent or marketing checkbox already checked"
+    articles = "GDPR Art. 4(11), 7; CJEU C-673/17 Planet49"
     explanation = ("Consent must be an affirmative act (Art. 4(11), 7 GDPR; CJEU Planet49): a "
                    "consent, newsletter or marketing checkbox must not be checked in advance.")
 

@@ -7,6 +7,9 @@ from .base import FlowFacts, Rule, Violation, categories
 class SensitiveData(Rule):
     id = "sensitive-data"
     severity = "high"
+    trigger = ("payment card, IBAN, national id or credentials to a recipient not declared for "
+               "that category")
+    articles = "GDPR Art. 9, 32"
     explanation = ("Payment cards, bank accounts, national ids and credentials go only to a "
                    "recipient declared for them (Art. 5(1)(f), 32 GDPR).")
 

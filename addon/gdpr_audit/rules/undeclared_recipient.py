@@ -7,6 +7,8 @@ from .base import FlowFacts, Rule, Violation, categories
 class UndeclaredRecipient(Rule):
     id = "undeclared-recipient"
     severity = "high"
+    trigger = "personal data to a third party that the policy does not declare"
+    articles = "GDPR Art. 13(1)(e), 14, 28"
     explanation = ("Every recipient of personal data must be declared (Art. 13-14, 30 GDPR): "
                    "add it to the policy with its purposes, data and transfer basis, or stop the flow.")
 

@@ -7,6 +7,10 @@ from .base import FlowFacts, Rule, Violation
 class UnlawfulTransfer(Rule):
     id = "unlawful-transfer"
     severity = "medium"
+    trigger = ("a recipient outside the EEA with no adequacy decision and no transfer mechanism "
+               "(declared: its country/transfer; undeclared: its company's country in the "
+               "catalogue)")
+    articles = "GDPR Art. 44-46"
     explanation = ("Transfers outside the EEA need an adequacy decision or appropriate "
                    "safeguards such as SCCs or BCRs (Chapter V GDPR).")
 
