@@ -10,9 +10,7 @@ alike.
 """
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "addon"), str(ROOT / "bench")]
 
 from perf import make_corpus  # noqa: E402
+from sides import side_by_side  # noqa: E402
 
 ONE_ROUND = r"""
 import json, sys, time
@@ -50,22 +49,9 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base),
-                        args.base], check=True)
-        try:
-            corpus = Path(tmp) / "corpus.flow"
-            make_corpus(corpus, args.flows)
-            trees = {args.base: base, "this tree": ROOT}
-            times: dict[str, list[float]] = {name: [] for name in trees}
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    out = subprocess.run([sys.executable, "-c", ONE_ROUND, str(tree), str(corpus)],
-                                         capture_output=True, text=True, check=True)
-                    times[name].append(json.loads(out.stdout))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                           check=False)
+        corpus = Path(tmp) / "corpus.flow"
+        make_corpus(corpus, args.flows)
+        times = side_by_side(args.base, args.rounds, ONE_ROUND, str(corpus))
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"CPU ms per small flow, medians of {args.rounds} alternating rounds:")
     for name, median in medians.items():

@@ -20,13 +20,14 @@ import io as bytes_io
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "addon"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "addon"), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from sides import side_by_side  # noqa: E402
 
 ONE_ROUND = r"""
 import json, sys, time
@@ -128,23 +129,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base),
-                        args.base], check=True)
-        try:
-            folder = Path(tmp) / "flows"
-            folder.mkdir()
-            sizes = make_flows(folder)
-            trees = {args.base: base, "this tree": ROOT}
-            runs: dict[str, list[dict[str, list]]] = {name: [] for name in trees}
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    out = subprocess.run([sys.executable, "-c", ONE_ROUND, str(tree), str(folder)],
-                                         capture_output=True, text=True, check=True)
-                    runs[name].append(json.loads(out.stdout))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                           check=False)
+        folder = Path(tmp) / "flows"
+        folder.mkdir()
+        sizes = make_flows(folder)
+        runs = side_by_side(args.base, args.rounds, ONE_ROUND, str(folder))
+    trees = list(runs)
     print(f"CPU ms per MB of raw request, medians of {args.rounds} alternating rounds "
           f"(read: FlowReader; audit: Auditor.audit, beyond reading)\n")
     print(f"| flow | raw MB | read ms/MB | audit ms/MB {args.base} | status | "
