@@ -90,15 +90,16 @@ def test_unusable_log_is_refused(policy_file: Path, tmp_path: Path) -> None:
                            gdpr_db=str(tmp_path / "missing-folder" / "audit.db"))
 
 
-async def test_audit_failure_lets_the_flow_pass_and_is_recorded(policy_file: Path, db: Path) -> None:
+async def test_audit_failure_lets_the_flow_pass_and_is_recorded(policy_file: Path, db: Path,
+                                                                tmp_path: Path, monkeypatch) -> None:
+    # the judges are processes of their own: the bug reaches them through sitecustomize
+    (tmp_path / "sitecustomize.py").write_text(
+        "from gdpr_audit.audit import Auditor\n\n\ndef explode(self, extraction):\n"
+        "    raise RuntimeError('detector bug')\n\n\nAuditor.detect = explode\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{Path(__file__).resolve().parents[1] / 'addon'}")
     addon = GdprAudit()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
-
-        def explode(extraction):
-            raise RuntimeError("detector bug")
-
-        addon.auditor.detect = explode
         flow = post("http://collect.adnetwork.test/e")
         flow.response = None
         await addon.request(flow)
@@ -115,10 +116,10 @@ async def test_websocket_messages_are_audited_and_ws_is_clear_text(policy_file: 
         flow.request.host = "chat.widget.test"
         flow.websocket.messages.append(websocket.WebSocketMessage(
             1, True, json.dumps({"type": "visitor", "email": "alice.martin@example.org"}).encode()))
-        addon.websocket_message(flow)
+        await addon.websocket_message(flow)
         assert flow.websocket.messages[-1].dropped  # enforce drops the violating message
         flow.websocket.messages.append(websocket.WebSocketMessage(1, False, b"hello from the agent"))
-        addon.websocket_message(flow)
+        await addon.websocket_message(flow)
         assert not flow.websocket.messages[-1].dropped
         addon.websocket_end(flow)
         addon.done()

@@ -1,13 +1,15 @@
 """GdprAudit: the mitmproxy addon. The hooks stay thin: auditing is `Auditor.audit`, the
 same call `replay` makes. Log-only (the default) hands each flow to a worker process that
 audits and writes the log (offload.py), so the event loop keeps its speed; enforce needs the
-verdict before forwarding, so it audits inline and hands the result to the worker, which
-only writes it. Should the worker die, both modes audit and write in the proxy's process.
+verdict before forwarding, so the request's hook awaits it from a judge process, with a
+deadline (judges.py), and the judge hands the audit to the worker, which only writes it. A
+worker or judge that dies is started again: nothing is ever audited on the event loop.
 
 Annotation (gdpr_annotate) in log-only mode is applied when the worker's verdict comes back,
 usually 50-100 ms later: a flow still held (by mitmweb's view, a keep-alive
 connection) gets marked and commented then, but a flow saved before that (save_stream_file
-writes at the response) is saved unmarked. With --enforce, flows are annotated inline."""
+writes at the response) is saved unmarked. With --enforce, flows are annotated before
+they move on."""
 
 import asyncio
 import difflib
@@ -27,9 +29,9 @@ from mitmproxy.log import LegacyLogEvents
 from .audit import DEFAULT_MAX_BODY, Auditor, FlowAudit
 from .documents import PolicyError
 from .fields import is_html
+from .judges import Judgement, JudgePool
 from .offload import OffloadedAudits, Verdict
 from .policy import Policy, load_policy
-from .rules import RULES
 from .store import AuditStore, LogWriter
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ REPEAT_SECONDS = 5.0
 # Options whose change needs a new audit sink (and run): the worker holds its own copy of them.
 _RESTART = {"gdpr_db", "gdpr_policy", "gdpr_subjects", "gdpr_max_body", "gdpr_enforce"}
 _OPTIONS = ("gdpr_policy", "gdpr_subjects", "gdpr_db", "gdpr_enforce", "gdpr_max_body",
-            "gdpr_annotate")
+            "gdpr_annotate", "gdpr_enforce_timeout", "gdpr_enforce_timeout_action")
+_ACTIONS = ("block", "pass")
 # Without a policy nothing is audited: said at start-up, at the first flow and every this many.
 NO_POLICY_EVERY = 100
 
@@ -110,6 +113,9 @@ class GdprAudit:
         """The writer thread, only once the worker has died."""
         self.offload: OffloadedAudits | None = None
         """The worker process: it audits and writes (log-only), or writes (enforce)."""
+        self.judges: JudgePool | None = None
+        """Enforce: the processes that judge each request while its hook awaits them."""
+        self._timeout, self._timeout_action = 5.0, "block"
         self._flows: weakref.WeakValueDictionary[str, http.HTTPFlow] = weakref.WeakValueDictionary()
         """Offloaded flows awaiting their verdict, for annotation (while they still exist)."""
         self._enforce = False
@@ -141,6 +147,18 @@ class GdprAudit:
             "Answer a violating request with HTTP 451 and a JSON explanation instead of "
             "forwarding it, and drop violating WebSocket messages.")
         loader.add_option(
+            "gdpr_enforce_timeout", str, "5",
+            "Enforce: seconds a request may wait for its verdict (a decimal number). Requests "
+            "are judged in worker processes, so one that is slow to judge never holds other "
+            "connections; past this deadline gdpr_enforce_timeout_action decides it, and the "
+            "log records it as an audit error saying so.")
+        loader.add_option(
+            "gdpr_enforce_timeout_action", str, "block",
+            "Enforce: what happens to a request not judged within gdpr_enforce_timeout (or "
+            "whose judge died): block answers HTTP 451 with a JSON body saying the audit did "
+            "not finish in time (a privacy gate fails closed); pass forwards it unjudged.",
+            choices=_ACTIONS)
+        loader.add_option(
             "gdpr_max_body", int, DEFAULT_MAX_BODY,
             "Bodies and messages are read up to this many bytes once decoded; a flow over the "
             "cap is logged as partially audited.")
@@ -153,6 +171,7 @@ class GdprAudit:
         # read once here: an option lookup in every hook costs the event loop
         self._enforce, self._annotate = ctx.options.gdpr_enforce, ctx.options.gdpr_annotate
         self._connections(updated)
+        self._deadline(updated)
         if "gdpr_policy" in updated and not ctx.options.gdpr_policy and self.policy is not None:
             self._close()  # unset: auditing is off, and says so
             self.policy, self.auditor = None, None
@@ -217,24 +236,50 @@ class GdprAudit:
             said.append(f"unknown option {name}{f' (did you mean {close[0]}?)' if close else ''}")
         return "; ".join(said)
 
+    def _deadline(self, updated: set[str]) -> None:
+        if "gdpr_enforce_timeout" in updated:
+            try:
+                timeout = float(ctx.options.gdpr_enforce_timeout)
+            except ValueError:
+                timeout = 0.0
+            if not 0 < timeout < 1e6:  # (nan and inf fail too)
+                raise exceptions.OptionsError(
+                    f"gdpr_enforce_timeout: {ctx.options.gdpr_enforce_timeout!r} is not a "
+                    "positive number of seconds")
+            self._timeout = timeout
+            if self.judges is not None:
+                self.judges.timeout = timeout
+        self._timeout_action = ctx.options.gdpr_enforce_timeout_action
+
     def _open(self) -> None:
         """Log-only: audits go to the worker process. Enforce needs the verdict before the
-        flow moves on, so the audit stays inline and only the writes go to the worker (in
-        the proxy's process, on a thread, they cost the loop's process 0.5 ms a flow)."""
+        flow moves on: its hook awaits it from a judge process (judges.py), which hands
+        what it found to the worker, which then only writes (in the proxy's process, on a
+        thread, writes cost the loop's process 0.5 ms a flow)."""
         AuditStore(ctx.options.gdpr_db).db.close()  # a bad path or key fails here, quickly
         assert self.policy is not None
-        enforce = ctx.options.gdpr_enforce
-        if not enforce:
-            self.auditor = None  # the worker builds its own
-        elif self.auditor is None:
-            self.auditor = Auditor(self.policy, max_body=ctx.options.gdpr_max_body)
-        self.offload = OffloadedAudits(
-            {"audit": not enforce, "policy": ctx.options.gdpr_policy,
-             "subjects": ctx.options.gdpr_subjects, "max_body": ctx.options.gdpr_max_body,
-             "db": ctx.options.gdpr_db, "sources": self.policy.sources},
-            self._verdicts)
+        self.auditor = None  # the worker or the judges build their own
+        self.offload = OffloadedAudits(self._worker_config(), self._verdicts)
+        if ctx.options.gdpr_enforce:
+            self.judges = JudgePool(self._worker_config(), self._recorded, self._timeout)
+
+    def _worker_config(self) -> dict[str, Any]:
+        assert self.policy is not None
+        return {"audit": not ctx.options.gdpr_enforce, "policy": ctx.options.gdpr_policy,
+                "subjects": ctx.options.gdpr_subjects, "max_body": ctx.options.gdpr_max_body,
+                "db": ctx.options.gdpr_db, "sources": self.policy.sources}
+
+    def _recorded(self, state: bytes) -> None:
+        """A judge's audit, for the log."""
+        if self.offload is not None and not self.offload.alive:
+            self._fall_back()
+        if self.offload is not None:
+            self.offload.recorded(state)
 
     def _close(self) -> None:
+        if self.judges is not None:  # first: their last audits go to the worker
+            self.judges.close()
+            self.judges = None
         if self.offload is not None:
             self.offload.close()
             for error in self.offload.errors:
@@ -260,9 +305,39 @@ class GdprAudit:
             return
         if self.offload is not None and self.offload.backlogged:
             await self.offload.caught_up()  # bounded memory: the worker is far behind
-        audit = self._audit(flow)
-        if audit and audit.violations and self._enforce:
-            flow.response = self._refusal(audit)
+        if self.judges is not None:
+            await self._judge(flow)
+        else:
+            self._audit(flow)
+
+    async def _judge(self, flow: http.HTTPFlow) -> None:
+        """Enforce: the hook awaits a judge's verdict; the event loop serves the rest."""
+        assert self.judges is not None
+        outcome = await self.judges.judge(flow)
+        if isinstance(outcome, Judgement):
+            if outcome.verdict is not None:
+                self._report(outcome.verdict, flow)
+            if outcome.refusal is not None:
+                flow.response = http.Response.make(451, outcome.refusal,
+                                                   {"content-type": "application/json"})
+        elif self._undecided(flow, outcome):
+            body = {"error": "blocked by gdpr-flow-audit: the audit of this request did not "
+                             f"finish in time (it {outcome}), and the proxy fails closed",
+                    "gdpr_enforce_timeout_action": "block"}
+            flow.response = http.Response.make(451, json.dumps(body).encode(),
+                                               {"content-type": "application/json"})
+
+    def _undecided(self, flow: http.HTTPFlow, why: str, passed: bool = False) -> bool:
+        """A flow no judge decided in time, logged as an audit error with the reason;
+        whether to block it."""
+        block = self._timeout_action == "block" and not passed
+        action = "blocked" if block else "passed" if not passed else "had passed"
+        reason = (f"the audit {why}: {action} "
+                  f"(gdpr_enforce_timeout_action={self._timeout_action})")
+        logger.error(f"gdpr: flow {flow.id}: {reason}")
+        if self.offload is not None:
+            self.offload.undecided(flow, reason)
+        return block
 
     def response(self, flow: http.HTTPFlow) -> None:
         # A page may serve pre-ticked consent boxes: audit again with the response, which
@@ -271,16 +346,21 @@ class GdprAudit:
         if response is not None and is_html(response) and flow.request.host != BARRIER_HOST:
             self._audit(flow)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
-        if not message.from_client or self.auditor is None or not self._enforce:
+        if not message.from_client or self.judges is None:
             return
-        audit = self.auditor.audit_message(flow, message.content)
-        if audit.violations:
+        outcome = await self.judges.judge(flow, message.content)
+        if isinstance(outcome, str):
+            if self._timeout_action == "block":
+                message.drop()
+            logger.error(f"gdpr: a WebSocket message of flow {flow.id}: the audit {outcome}: "
+                         f"{'dropped' if self._timeout_action == 'block' else 'passed'}")
+        elif outcome.verdict is not None and outcome.verdict.rules:
             message.drop()
-            logger.warning(f"gdpr: dropped a WebSocket message to {audit.host}: "
-                           f"{', '.join(v.rule for v in audit.violations)}")
+            logger.warning(f"gdpr: dropped a WebSocket message to {outcome.verdict.host}: "
+                           f"{', '.join(outcome.verdict.rules)}")
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._audit(flow)  # the handshake and every message the client sent
@@ -292,6 +372,10 @@ class GdprAudit:
         """Inline (enforce) returns the audit; offloaded returns None, the verdict comes later."""
         if self.offload is not None and not self.offload.alive:
             self._fall_back()
+        if self.judges is not None:  # enforce, after the request: nothing waits for it
+            self.judges.judge(flow).add_done_callback(
+                lambda done: self._judged_later(flow, done.result()))
+            return None
         if self.offload is not None and not self._enforce:
             self.offload.submit(flow)
             if self._annotate:
@@ -308,21 +392,31 @@ class GdprAudit:
             self._report(Verdict.of(audit), flow)
         return audit
 
+    def _judged_later(self, flow: http.HTTPFlow, outcome: Judgement | str) -> None:
+        if isinstance(outcome, str):
+            self._undecided(flow, outcome, passed=True)
+        elif outcome.verdict is not None:
+            self._report(outcome.verdict, flow)
+
     def _fall_back(self) -> None:
-        """The worker died: audit and write in this process from now on rather than leave
-        flows unaudited."""
-        logger.error("gdpr: auditing and writing the log in the proxy's own process from now "
-                     "on (slower)")
+        """The worker died: start another, without waiting for it (what it is handed
+        meanwhile waits in the pipe). Auditing in the proxy's process instead held every
+        connection while a slow flow was audited."""
         assert self.offload is not None
         self.offload.close()
-        self.offload = None
-        self._audit_inline()
+        logger.error("gdpr: restarting the audit worker")
+        self.offload = OffloadedAudits(self._worker_config(), self._verdicts, wait=False,
+                                       on_answer=self._worker_answer)
 
-    def _audit_inline(self) -> None:
-        assert self.policy is not None
-        if self.auditor is None:
-            self.auditor = Auditor(self.policy, max_body=ctx.options.gdpr_max_body)
-        self.writer = LogWriter(ctx.options.gdpr_db, "proxy", self.policy.sources)
+    def _worker_answer(self, kind: str, value: Any) -> None:
+        if kind == "ready":
+            assert self.offload is not None
+            logger.warning(f"gdpr: audit worker restarted (pid {self.offload.process.pid})")
+        elif kind == "failed":  # flows wait in the pipe; the next one tries again
+            logger.error(f"gdpr: the audit worker did not start again: {value}")
+        elif kind == "gone":
+            logger.error("gdpr: the audit worker stopped; flows handed to it since its last "
+                         "commit may be missing from the log")
 
     def _verdicts(self, verdicts: list[Verdict]) -> None:
         """The worker's verdicts, on the event loop: log them, annotate the flows still here."""
@@ -393,21 +487,6 @@ class GdprAudit:
         for kind in list(self._lines):
             self._flush(kind)
         self._lines.clear()
-
-    @staticmethod
-    def _refusal(audit: FlowAudit) -> http.Response:
-        """The 451 answer: rules, recipient and why, never the personal data."""
-        body = {
-            "error": "blocked by gdpr-flow-audit: this request would breach the sharing policy",
-            "recipient": audit.destination.name if audit.destination else audit.host,
-            "host": audit.host,
-            "rules": [{"rule": v.rule, "severity": v.severity,
-                       "categories": sorted({f.category for f in v.evidence}),
-                       "why": RULES[v.rule].explanation} for v in audit.violations],
-        }
-        # compact: with an indent, json.dumps takes its pure-Python path, 100 us slower
-        return http.Response.make(451, json.dumps(body).encode(),
-                                  {"content-type": "application/json"})
 
     async def _barrier(self, flow: http.HTTPFlow) -> None:
         sink = self.offload or self.writer

@@ -147,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument("--mode", action="append", default=None,
                        help="mitmproxy proxy mode (default: regular)")
     proxy.add_argument("--max-body", type=_positive, default=DEFAULT_MAX_BODY)
+    proxy.add_argument("--enforce-timeout", type=float, metavar="SECONDS",
+                       help="with --enforce: seconds a request may wait for its verdict "
+                            "(gdpr_enforce_timeout, default 5)")
+    proxy.add_argument("--enforce-timeout-action", choices=("block", "pass"),
+                       help="with --enforce: a request not judged in time gets 451 (block, "
+                            "the default) or is forwarded (pass)")
     proxy.add_argument("--no-annotate", action="store_true",
                        help="do not mark and comment violating flows")
     proxy.set_defaults(handler=cmd_proxy)
@@ -311,6 +317,10 @@ def cmd_proxy(args: argparse.Namespace, console: Console) -> int:
                "gdpr_max_body": args.max_body, "gdpr_annotate": not args.no_annotate}
     if args.subjects:
         options["gdpr_subjects"] = args.subjects
+    if args.enforce_timeout is not None:  # else the addon's default (its help says which)
+        options["gdpr_enforce_timeout"] = f"{args.enforce_timeout:g}"
+    if args.enforce_timeout_action is not None:
+        options["gdpr_enforce_timeout_action"] = args.enforce_timeout_action
     # mitmproxy's own idiom (`--set gdpr_enforce=true`) wins: mitmdump refuses an option twice.
     given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args.passthrough if "=" in a}
     options = {name: value for name, value in options.items() if name not in given}

@@ -35,6 +35,7 @@ from .audit import Auditor, FlowAudit, settle_collector
 from .detectors import Finding
 from .fields import Field, is_html
 from .recipients import Destination
+from .redact import Redactor
 from .rules import Violation
 
 logger = logging.getLogger(__name__)
@@ -200,11 +201,16 @@ class OffloadedAudits:
     drains and ends the run. `on_verdicts` is called on the event loop (or in `close()`)."""
 
     def __init__(self, config: dict[str, Any], on_verdicts: Callable[[list[Verdict]], None],
-                 start_timeout: float = 120.0) -> None:
+                 start_timeout: float = 120.0, target: Callable[..., None] | None = None,
+                 on_answer: Callable[[str, Any], None] | None = None, wait: bool = True) -> None:
+        """`target` runs in the process (default: `work`); `on_answer` gets on the event
+        loop the answers this class does not know, "gone" (the process exited unasked), and
+        without `wait` "ready" or "failed" (a restart must not hold the loop while the
+        process imports and loads the policy)."""
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         inbox, self._outbox = context.Pipe(duplex=False)
         self._answers, answers_out = context.Pipe(duplex=False)
-        self.process = context.Process(target=work, args=(inbox, answers_out, config),
+        self.process = context.Process(target=target or work, args=(inbox, answers_out, config),
                                        name="gdpr-audit-worker", daemon=True)
         # The worker imports this package by name. mitmproxy puts a script's folder on
         # sys.path only while it loads the script, and spawn hands the child our sys.path.
@@ -233,12 +239,10 @@ class OffloadedAudits:
         self._clean = False
         self.errors: list[str] = []
         self.alive = True
-        started = self._answers.poll(start_timeout)
-        kind, value = self._answers.recv() if started else ("failed", "timeout")
-        if kind != "ready":
-            self.process.join(5)
-            raise RuntimeError(f"the audit worker did not start: {value}")
-        self.run_id: int = value
+        self._on_answer = on_answer
+        self.run_id: int = 0
+        if wait:
+            self.started(start_timeout)
         os.set_blocking(self._fd, False)
         self._answers_fd = self._answers.fileno()
         os.set_blocking(self._answers_fd, False)
@@ -247,6 +251,15 @@ class OffloadedAudits:
         except RuntimeError:  # no loop yet: the first hand-off on one attaches it
             pass
 
+    def started(self, start_timeout: float) -> None:
+        """Wait (blocking) for the process's "ready"; raises RuntimeError if it failed."""
+        started = self._answers.poll(start_timeout)
+        kind, value = self._answers.recv() if started else ("failed", "timeout")
+        if kind != "ready":
+            self.process.join(5)
+            raise RuntimeError(f"the audit worker did not start: {value}")
+        self.run_id = value
+
     # --- the event loop's side ---
     def submit(self, flow: http.HTTPFlow) -> None:
         self._put(("audit", flow_state(flow)))
@@ -254,6 +267,26 @@ class OffloadedAudits:
     def record(self, audit: FlowAudit) -> None:
         """An audit made in the proxy (enforce), for the worker to write."""
         self._put(("record", audit_state(audit)))
+
+    def recorded(self, state: bytes) -> None:
+        """An audit made by a judge (judges.py), pickled `audit_state`, for the worker to write."""
+        self._put(("recorded", state))
+
+    def undecided(self, flow: http.HTTPFlow, reason: str) -> None:
+        """A flow no audit decided (out of time, its judge died): logged as an audit error."""
+        state = flow_state(flow)
+        self._put(("undecided", (*state[:9], b"", *state[10:12], None, None), reason))
+
+    def pump(self, timeout: float) -> None:
+        """Off the event loop (at the stop): send what is pending, handle what answers come
+        within `timeout` seconds."""
+        self._send()
+        if self.alive and self._answers.poll(timeout):
+            self._receive()
+
+    def ask(self, item: tuple[Any, ...]) -> None:
+        """Hand `item` over on the loop's next iteration (a judge waits for it)."""
+        self._put(item, now=True)
 
     async def barrier(self) -> None:
         """Returns once the log holds everything submitted before."""
@@ -374,18 +407,27 @@ class OffloadedAudits:
         elif kind == "closed":
             self.errors += value
             self._clean = True
+        elif self._on_answer is not None:
+            if kind == "ready":
+                self.run_id = value
+            self._on_answer(kind, value)
+        elif kind == "ready":
+            self.run_id = value
 
     def _gone(self) -> None:
         """End of file: the worker has exited, after "closed" or not."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._answers_fd)
-        if self.alive and not self._clean:
+        unasked = self.alive and not self._clean
+        if unasked and self._on_answer is None:
             logger.error("gdpr: the audit worker stopped; flows handed to it since its last "
                          "commit may be missing from the log")
         self.alive = False
         for waiting in self._barriers.values():  # nobody is left to answer them
             _resolve(waiting)
         self._barriers.clear()
+        if unasked and self._on_answer is not None:
+            self._on_answer("gone", None)
 
     def close(self, timeout: float = 600.0) -> None:
         """Hand over what is pending, let the worker commit it and end the run."""
@@ -438,13 +480,27 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def _failed(auditor: Auditor, state: tuple[Any, ...], error: Exception) -> FlowAudit:
     """A flow the worker could not even rebuild: logged as an audit error, never dropped."""
+    return _unaudited(auditor.redactor, state, f"{type(error).__name__} in the audit worker")
+
+
+def _unaudited(redactor: Redactor, state: tuple[Any, ...], error: str,
+               method: str = "OTHER", scheme: str = "*") -> FlowAudit:
     try:
-        path = auditor.redactor.path(state[6].decode("utf-8", "replace"))
-        host, at = auditor.redactor.host(str(state[1])), datetime.fromtimestamp(state[10], UTC)
+        path = redactor.path(state[6].decode("utf-8", "replace"))
+        host, at = redactor.host(str(state[1])), datetime.fromtimestamp(state[10], UTC)
     except Exception:
         path, host, at = "*", "*", datetime.now(UTC)
-    return FlowAudit(str(state[0]), "OTHER", "*", host, path, at,
-                     error=f"{type(error).__name__} in the audit worker")
+    return FlowAudit(str(state[0]), method, scheme, host, path, at, error=error)
+
+
+def _undecided(redactor: Redactor, state: tuple[Any, ...], reason: str) -> FlowAudit:
+    """`OffloadedAudits.undecided`'s flow, as an audit error with its reason."""
+    try:
+        method = redactor.method(state[3].decode("ascii", "replace"))
+        scheme = state[4].decode("ascii", "replace")
+    except Exception:
+        method, scheme = "OTHER", "*"
+    return _unaudited(redactor, state, reason, method, scheme)
 
 
 def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None:
@@ -458,7 +514,7 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
     # then closes the worker itself, once everything is written. The worker must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    auditor = None
+    auditor, redactor = None, None
     try:
         if config["audit"]:
             policy = load_policy(config["policy"], config["subjects"])
@@ -489,6 +545,13 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
         for item in items:
             if item[0] == "record":
                 writer.submit(rebuild_audit(item[1]), "proxy")
+            elif item[0] == "recorded":
+                writer.submit(rebuild_audit(pickle.loads(item[1])), "proxy")
+            elif item[0] == "undecided":
+                if redactor is None:  # enforce: only the first such flow builds it
+                    redactor = (auditor.redactor if auditor is not None else Redactor.for_policy(
+                        load_policy(config["policy"], config["subjects"])))
+                writer.submit(_undecided(redactor, item[1], item[2]), "proxy")
             elif item[0] == "audit":
                 assert auditor is not None
                 try:

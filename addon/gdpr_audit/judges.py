@@ -1,0 +1,272 @@
+"""Enforce mode's judges: each request is audited in a worker process, off mitmproxy's event
+loop, and its hook awaits the verdict with a deadline. Audited inline, one request that was
+slow to judge (200 values of base64(gzip(1 MB)): 39-55 s before the decode budget, 2 s
+after) held every other connection of the proxy for as long.
+
+A judge takes one request at a time, so a request slow to judge holds only its own judge:
+the other takes the rest of the traffic. A request not judged by its deadline (it waited for
+a free judge, or its judge was still at it) is decided by gdpr_enforce_timeout_action, and
+its judge, if it had one, is killed and started again, so that its CPU goes back to the
+traffic. A judge that dies is started again too; what it was judging is decided the same way.
+Judges only audit: what they found goes, already pickled, to the one log writer (offload.py).
+The plumbing (pipes read and written on the loop, no thread) is offload.py's."""
+
+import asyncio
+import collections
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import http
+
+from .audit import Auditor, FlowAudit, settle_collector
+from .offload import OffloadedAudits, Verdict, _failed, audit_state, flow_state, rebuild
+from .rules import RULES
+
+logger = logging.getLogger(__name__)
+JUDGES = 2
+"""Judge processes: a request slow to judge takes one, the other keeps the traffic moving.
+Each holds its own registry index (its memory counts twice)."""
+COMM = "gdpr-judge"
+"""The judges' process name (ps, top, /proc/PID/comm)."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict | None
+    """None: nothing to say (no violation, no audit error)."""
+    refusal: bytes | None
+    """The 451 answer's JSON body, when the request breaks a rule."""
+
+
+def refusal(audit: FlowAudit) -> bytes:
+    """The 451 answer: rules, recipient and why, never the personal data."""
+    body = {
+        "error": "blocked by gdpr-flow-audit: this request would breach the sharing policy",
+        "recipient": audit.destination.name if audit.destination else audit.host,
+        "host": audit.host,
+        "rules": [{"rule": v.rule, "severity": v.severity,
+                   "categories": sorted({f.category for f in v.evidence}),
+                   "why": RULES[v.rule].explanation} for v in audit.violations],
+    }
+    # compact: with an indent, json.dumps takes its pure-Python path, 100 us slower
+    return json.dumps(body).encode()
+
+
+class _Job:
+    __slots__ = ("token", "item", "future", "timer", "judge")
+
+    def __init__(self, token: int, item: tuple[Any, ...],
+                 future: "asyncio.Future[Judgement | str]") -> None:
+        self.token, self.item, self.future = token, item, future
+        self.timer: asyncio.TimerHandle | None = None
+        self.judge: _Judge | None = None
+
+
+class _Judge:
+    __slots__ = ("offload", "ready", "job", "restarted")
+
+    def __init__(self) -> None:
+        self.offload: OffloadedAudits | None = None
+        self.ready, self.restarted = False, False
+        self.job: _Job | None = None
+
+
+class JudgePool:
+    """`judge(flow)` from the event loop: a future that ends in a `Judgement`, or in why the
+    request was not judged in time (a str). `close()` ends the judges."""
+
+    def __init__(self, config: dict[str, Any], on_record: Callable[[bytes], None],
+                 timeout: float, count: int = JUDGES, start_timeout: float = 120.0) -> None:
+        self.config, self.timeout, self._on_record = config, timeout, on_record
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._tokens = itertools.count()
+        self._judges = [_Judge() for _ in range(count)]
+        self._closing = False
+        try:
+            for judge in self._judges:  # all start at once, then the proxy waits for them
+                self._start(judge)
+            for judge in self._judges:
+                assert judge.offload is not None
+                judge.offload.started(start_timeout)
+                judge.ready = True
+        except BaseException:
+            self.close()
+            raise
+
+    def judge(self, flow: http.HTTPFlow,
+              message: bytes | None = None) -> "asyncio.Future[Judgement | str]":
+        """The request (or, with `message`, that WebSocket message in its flow's context)."""
+        loop = asyncio.get_running_loop()
+        state = flow_state(flow)
+        if message is not None:  # its context, not the whole conversation again
+            state = (*state[:13], [])
+        token = next(self._tokens)
+        job = _Job(token, ("judge", token, state, message), loop.create_future())
+        job.timer = loop.call_later(self.timeout, self._expire, job)
+        self._queue.append(job)
+        self._dispatch()
+        return job.future
+
+    @property
+    def pids(self) -> list[int]:
+        return [j.offload.process.pid for j in self._judges
+                if j.offload is not None and j.offload.process.pid is not None]
+
+    def _dispatch(self) -> None:
+        for judge in self._judges:
+            if not self._queue:
+                return
+            if judge.ready and judge.job is None and judge.offload is not None:
+                judge.job = job = self._queue.popleft()
+                job.judge = judge
+                judge.offload.ask(job.item)
+
+    def _expire(self, job: _Job) -> None:
+        judge = job.judge
+        if judge is None:
+            self._queue.remove(job)
+            self._decide(job, f"waited over {self.timeout:g} s for a free judge")
+            return
+        self._decide(job, f"did not finish within {self.timeout:g} s")
+        judge.job, judge.ready = None, False
+        assert judge.offload is not None
+        logger.warning(f"gdpr: a judge spent over {self.timeout:g} s on one request: "
+                       f"stopping it (pid {judge.offload.process.pid}) and starting another")
+        judge.offload.process.kill()  # its end of file comes to _answer as "gone"
+
+    @staticmethod
+    def _decide(job: _Job, outcome: "Judgement | str") -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+        if not job.future.done():
+            job.future.set_result(outcome)
+
+    def _start(self, judge: _Judge) -> None:
+        judge.offload = OffloadedAudits(
+            self.config, lambda verdicts: None, target=judge_work, wait=False,
+            on_answer=lambda kind, value: self._answer(judge, kind, value))
+
+    def _answer(self, judge: _Judge, kind: str, value: Any) -> None:
+        if kind == "judged":
+            token, verdict, body, record = value
+            job, judge.job = judge.job, None
+            if record is not None:
+                self._on_record(record)
+            if job is not None and job.token == token:
+                self._decide(job, Judgement(verdict, body))
+            self._dispatch()
+        elif kind == "ready":
+            judge.ready = True
+            if judge.restarted:
+                assert judge.offload is not None
+                logger.warning(f"gdpr: judge restarted (pid {judge.offload.process.pid})")
+            self._dispatch()
+        elif kind == "failed":
+            logger.error(f"gdpr: a judge did not start: {value}")
+        elif kind == "gone" and not self._closing:
+            self._restart(judge)
+
+    def _restart(self, judge: _Judge) -> None:
+        assert judge.offload is not None
+        old, job, unasked = judge.offload, judge.job, judge.ready
+        judge.job, judge.ready, judge.restarted = None, False, True
+        if job is not None:
+            self._decide(job, "was not finished: its judge stopped")
+        if unasked:  # (not the one _expire stopped)
+            logger.error(f"gdpr: a judge stopped (pid {old.process.pid}, exit code "
+                         f"{old.process.exitcode}): starting another")
+        old.process.kill()
+        old.close(timeout=0)
+        self._start(judge)
+
+    def close(self) -> None:
+        """What is being judged or waits for a judge (responses, WebSocket conversations
+        that ended) gets its usual deadline to be logged; the rest is not judged."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            self._dispatch()
+            busy = [j.offload for j in self._judges if j.job is not None and j.offload]
+            if not busy:
+                break
+            for offload in busy:
+                offload.pump(0.02)
+        self._closing = True
+        for job in self._queue:
+            self._decide(job, "was not judged: the proxy is stopping")
+        self._queue.clear()
+        for judge in self._judges:
+            if judge.offload is None:
+                continue
+            if judge.job is not None or not judge.ready:  # nothing of theirs to wait for
+                judge.offload.process.kill()
+            if judge.job is not None:
+                self._decide(judge.job, "was not judged: the proxy is stopping")
+            judge.ready = False
+            judge.offload.close(timeout=10)
+            judge.offload = None
+
+
+def _judged(auditor: Auditor, state: tuple[Any, ...],
+            message: bytes | None) -> tuple[Verdict | None, bytes | None, bytes | None]:
+    try:
+        flow = rebuild(state)
+        # never raises: an error is part of the audit
+        audit = auditor.audit(flow) if message is None else auditor.audit_message(flow, message)
+    except Exception as e:
+        audit = _failed(auditor, state, e)
+    verdict = Verdict.of(audit) if audit.violations or audit.error else None
+    body = refusal(audit) if audit.violations else None
+    # a message is logged with its conversation, at its end (websocket_end)
+    record = None if message is not None else pickle.dumps(audit_state(audit),
+                                                           protocol=pickle.HIGHEST_PROTOCOL)
+    return verdict, body, record
+
+
+def judge_work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None:
+    """A judge process: audit each request handed over, answer at once; stop at "close" or
+    at end of file (the proxy is gone). At normal priority: the proxy waits for it."""
+    from .policy import load_policy  # here, not at the top: only the judge needs it
+
+    try:
+        Path("/proc/self/comm").write_text(COMM)
+    except OSError:
+        pass
+    # Ctrl-C signals the whole group: the proxy closes its judges itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        auditor = Auditor(load_policy(config["policy"], config["subjects"]),
+                          max_body=config["max_body"])
+        auditor.warm_up()
+        settle_collector()
+    except Exception as e:
+        answers.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    answers.send(("ready", 0))
+    parent = multiprocessing.parent_process()
+    watched = [inbox, parent.sentinel] if parent is not None else [inbox]
+    while True:
+        try:
+            if inbox not in wait(watched):
+                raise EOFError
+            items = pickle.loads(inbox.recv_bytes())
+        except (EOFError, OSError):
+            os._exit(0)
+        for item in items:
+            if item[0] == "judge":
+                _, token, state, message = item
+                answers.send(("judged", (token, *_judged(auditor, state, message))))
+            elif item[0] == "close":
+                answers.send(("closed", []))
+                return
