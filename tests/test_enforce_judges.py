@@ -1,0 +1,144 @@
+"""The enforcing proxy never holds other traffic (issue 19, point 4): requests are judged in
+worker processes, with a deadline, and a dead judge is started again.
+
+Strategy: a real `gdpr-audit proxy --enforce` answering requests itself (tests/responder.py,
+connection_strategy=lazy: nothing leaves the machine). A hostile request (200 values, each
+base64(gzip(1 MB))) takes seconds to audit; small clean requests are sent on other
+connections meanwhile and each latency is measured. The bound (1 s) is behavioural, not a
+micro-timing: audited on the event loop, they all waited for the hostile one."""
+
+import base64
+import gzip
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from gdpr_audit.pytest_plugin import AuditingProxy, start_proxy
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = ("-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy")
+EMAIL = "marie.dupont@example.fr"  # cust-001 in policies/subjects.yaml
+_VALUE = base64.b64encode(gzip.compress(b"a" * 1_000_000, 9)).decode()
+HOSTILE = json.dumps({f"v{n}": _VALUE for n in range(400)}).encode()  # about 2.5 s to judge
+HOSTILE_URL = "https://collect.adnetwork-example.com/v1/batch"
+
+
+def enforcing(folder: Path, *extra: str) -> AuditingProxy:
+    return start_proxy(folder, str(ROOT / "policies"), folder / "audit.db", "--enforce",
+                       *OFFLINE, *extra)
+
+
+def post_hostile(proxy: AuditingProxy) -> requests.Response:
+    return requests.post(HOSTILE_URL, data=HOSTILE, headers={"content-type": "application/json"},
+                         proxies=proxy.proxies, verify=str(proxy.ca_path), timeout=120)
+
+
+def flows(proxy: AuditingProxy, host: str) -> list[tuple[str, str | None]]:
+    proxy.flush()
+    with sqlite3.connect(proxy.db) as db:
+        return db.execute("select status, error from flows where host = ? order by rowid",
+                          [host]).fetchall()
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_small_requests_keep_their_latency_while_a_hostile_one_is_judged(tmp_path: Path) -> None:
+    proxy = enforcing(tmp_path)
+    try:
+        with requests.Session() as warm:  # the CA, the judges' first audit
+            warm.get("https://api.example-shop.test/ping", proxies=proxy.proxies,
+                     verify=str(proxy.ca_path), timeout=30)
+        outcome: list[requests.Response] = []
+        hostile = threading.Thread(target=lambda: outcome.append(post_hostile(proxy)))
+        started = time.monotonic()
+        hostile.start()
+        latencies = []
+        while hostile.is_alive() or len(latencies) < 5:
+            # a new connection each time: other connections, not the hostile one's
+            sent = time.monotonic()
+            answer = requests.get(f"https://api.example-shop.test/ping?n={len(latencies)}",
+                                  proxies=proxy.proxies, verify=str(proxy.ca_path), timeout=60)
+            latencies.append(time.monotonic() - sent)
+            assert answer.status_code == 200
+            time.sleep(0.05)
+        hostile.join()
+        judged = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert outcome and outcome[0].status_code in (200, 451)
+    assert judged > 1, "the hostile request was judged too fast to tell anything"
+    print(f"hostile request answered in {judged:.1f} s; {len(latencies)} small requests, "
+          f"worst {max(latencies):.3f} s")
+    assert max(latencies) < 1.0, sorted(latencies)[-5:]
+
+
+@pytest.mark.parametrize("action", ["block", "pass"])
+def test_a_request_not_judged_in_time_is_decided_by_the_timeout_action(tmp_path: Path,
+                                                                       action: str) -> None:
+    proxy = enforcing(tmp_path, "--set", "gdpr_enforce_timeout=0.3",
+                      "--set", f"gdpr_enforce_timeout_action={action}")
+    try:
+        answer = post_hostile(proxy)
+        logged = flows(proxy, "collect.adnetwork-example.com")
+    finally:
+        proxy.stop()
+    if action == "block":
+        assert answer.status_code == 451
+        assert "did not finish in time" in answer.json()["error"]
+    else:
+        assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert len(logged) == 1
+    status, error = logged[0]
+    assert status == "error"
+    assert "did not finish within 0.3 s" in error
+    assert f"gdpr_enforce_timeout_action={action}" in error
+    assert ("blocked" if action == "block" else "passed") in error
+
+
+def test_a_killed_judge_is_restarted_and_nothing_is_audited_inline(tmp_path: Path) -> None:
+    proxy = enforcing(tmp_path)
+    log = tmp_path / "proxy.log"
+    try:
+        first = requests.post("https://collect.adnetwork-example.com/v1/events",
+                              json={"email": EMAIL}, proxies=proxy.proxies,
+                              verify=str(proxy.ca_path), timeout=30)
+        assert first.status_code == 451
+        judges = [pid for pid in children(proxy.process.pid) if comm(pid) == "gdpr-judge"]
+        assert judges, [comm(pid) for pid in children(proxy.process.pid)]
+        for pid in judges:  # every judge: the next request can only go to a new one
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while log.read_text().count("judge restarted") < len(judges):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        second = requests.post("https://collect.adnetwork-example.com/v1/events",
+                               json={"email": EMAIL, "n": 2}, proxies=proxy.proxies,
+                               verify=str(proxy.ca_path), timeout=30)
+        now = [pid for pid in children(proxy.process.pid) if comm(pid) == "gdpr-judge"]
+        logged = flows(proxy, "collect.adnetwork-example.com")
+    finally:
+        proxy.stop()
+    assert second.status_code == 451
+    assert {r["rule"] for r in second.json()["rules"]} >= {"undeclared-recipient"}
+    assert len(now) == len(judges) and not set(now) & set(judges)
+    assert logged == [("audited", None), ("audited", None)]  # judged, not timed out
+    text = log.read_text()
+    assert "a judge stopped" in text and "proxy's own process" not in text
+    assert "marie" not in text.lower()
