@@ -70,3 +70,34 @@ def test_markdown_report_has_every_table(scores: dict) -> None:
     report = run.markdown(scores)
     for heading in ("| flows |", "| category |", "| encoding", "| layer,", "| rule |"):
         assert heading in report
+
+
+VENDOR_HASHES = ("md5", "sha1", "sha256", "sha512", "sha256+salt")
+
+
+def is_research_hash(encoding: str) -> bool:
+    """A label's encoding (`sha3_224/base64 + url`, `md5>sha256`) of the research set only."""
+    name = encoding.split(" + ")[0].partition("/")[0]
+    return name in make_corpus.HASHES and name not in VENDOR_HASHES or ">" in name
+
+
+def test_the_default_hash_scope_misses_only_research_hashes(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Without `detection: {hashes: research}`, the chains and the papers' other hashes are
+    missed, and only they: plain, encoded and vendor-hashed identifiers keep their recall."""
+    corpus = tmp_path_factory.mktemp("vendor")
+    make_corpus.write(corpus, small=True, hashes="vendor")
+    labels, audits = run.audit(corpus)
+    vendor = run.score(labels, audits)
+    research_items = [item for label in labels for item in label["truth"]
+                      if is_research_hash(item.get("encoding", ""))]
+    assert research_items  # the corpus has them
+    others = Counter()
+    for family, counts in vendor["encoding"].items():  # `md2 (hex)`, `hash chain (base64)`
+        name = family.split(" (")[0]
+        if name != "hash chain" and not is_research_hash(name):
+            others.update(counts)
+    assert recall(others) >= 0.98, [m for m in vendor["misses"] if not is_research_hash(m[2])]
+    assert all(is_research_hash(miss[2]) for miss in vendor["misses"]), vendor["misses"]
+    assert vendor["flows"]["fp"] == 0 or vendor["flows"]["tp"] / (
+        vendor["flows"]["tp"] + vendor["flows"]["fp"]) >= 0.98

@@ -45,6 +45,12 @@ def registry():
     return KnownSubjects([JANE, JOHN], region="FR")
 
 
+@pytest.fixture(scope="module")
+def research():
+    """The policy's `detection: {hashes: research}`: every hash of the papers, and chains."""
+    return KnownSubjects([JANE, JOHN], region="FR", hashes="research")
+
+
 def hits(registry, value, key="value", location="body"):
     """(subject, category, form) of every finding, without repeats."""
     findings = registry.find(Field(location, key, value))
@@ -236,7 +242,7 @@ def test_five_thousand_subjects(monkeypatch, tmp_path):
     digest = hashlib.sha256(b"person04999@example.org").hexdigest()
     assert hits(registry, digest) == [("gen-04999", "email", "sha256(email)")]
     chained = hashlib.sha1(hashlib.md5(b"person00007@example.org").hexdigest().encode()).hexdigest()
-    assert hits(registry, chained) == [("gen-00007", "email", "sha1(md5(email))")]
+    assert hits(registry, chained) == []  # a research hash: see test_research_hashes_are_opt_in
     assert hits(registry, "G-00042") == [("gen-00042", "customer_id", "plain")]
     assert hits(registry, "person05000@example.org") == []
 
@@ -271,7 +277,8 @@ RESEARCH_HASHES = ["md2", "md4", "md5", "sha1", "sha224", "sha256", "sha384", "s
 
 
 @pytest.mark.parametrize("name", RESEARCH_HASHES)
-def test_every_research_hash_of_the_email_in_hex(registry, name):
+def test_every_research_hash_of_the_email_in_hex(research, name):
+    registry = research
     digest = library_digest(name, JANE_EMAIL.encode())
     assert hits(registry, digest.hex()) == [("cust-001", "email", f"{name}(email)")]
     assert hits(registry, digest.hex().upper()) == [("cust-001", "email", f"{name}(email)")]
@@ -280,7 +287,8 @@ def test_every_research_hash_of_the_email_in_hex(registry, name):
 def test_md4_rfc_1320_vector():
     # RFC 1320, appendix A.5: MD4("abc").
     subject = Subject("s", (("email", "abc"),), {})
-    assert hits(KnownSubjects([subject]), "a448017aaf21d8525fc10ae87aa6729d") == [
+    assert hits(KnownSubjects([subject], hashes="research"),
+                "a448017aaf21d8525fc10ae87aa6729d") == [
         ("s", "email", "md4(email)")]
 
 
@@ -292,7 +300,8 @@ def test_mailchimp_birthday_month_and_day_as_a_whole_value():
 
 @pytest.mark.parametrize("name", [n for n in RESEARCH_HASHES if n not in
                                   ("murmur3_32", "murmur3_64", "crc32", "adler32")])
-def test_base64_of_the_digest(registry, name):
+def test_base64_of_the_digest(research, name):
+    registry = research
     encoded = base64.b64encode(library_digest(name, JANE_EMAIL.encode())).decode()
     assert hits(registry, encoded) == [("cust-001", "email", f"base64({name}(email))")]
 
@@ -304,19 +313,22 @@ def test_base64_of_the_digest(registry, name):
     ("murmur3_32", mmh3.hash(JANE_EMAIL.encode(), signed=False)),
     ("murmur3_64", mmh3.hash64(JANE_EMAIL.encode())[0]),
 ])
-def test_decimal_checksums(registry, name, number):
+def test_decimal_checksums(research, name, number):
+    registry = research
     assert hits(registry, str(number)) == [("cust-001", "email", f"decimal({name}(email))")]
 
 
 @pytest.mark.parametrize("name", ["sha256", "sha1", "crc32", "murmur3_128", "blake2b"])
-def test_phone_gets_every_hash_too(registry, name):
+def test_phone_gets_every_hash_too(research, name):
+    registry = research
     digest = library_digest(name, JANE_PHONE.lstrip("+").encode())
     assert ("cust-001", "phone", f"{name}(phone)") in hits(registry, digest.hex())
 
 
 @pytest.mark.parametrize("chain", [("md5", "sha256"), ("sha256", "md5"), ("sha1", "sha512"),
                                    ("md5", "sha1", "sha256"), ("sha512", "sha512", "md5")])
-def test_hash_chains(registry, chain):
+def test_hash_chains(research, chain):
+    registry = research
     data = JANE_EMAIL.encode()
     for name in chain:
         data = hashlib.new(name, data).hexdigest().encode()
@@ -324,6 +336,25 @@ def test_hash_chains(registry, chain):
     for name in chain:
         form = f"{name}({form})"
     assert hits(registry, data.decode()) == [("cust-001", "email", form)]
+
+
+def test_research_hashes_are_opt_in(registry, research):
+    """The default index holds the hashes vendors send (md5, sha1, sha256, sha512 of each
+    normalisation); chains and the papers' other hashes need `detection: {hashes: research}`."""
+    chained = hashlib.sha256(hashlib.md5(JANE_EMAIL.encode()).hexdigest().encode()).hexdigest()
+    assert hits(research, chained) == [("cust-001", "email", "sha256(md5(email))")]
+    assert hits(registry, chained) == []
+    sha3 = hashlib.sha3_256(JANE_EMAIL.encode()).hexdigest()
+    assert hits(registry, sha3) == [] != hits(research, sha3)
+    for name in ("md5", "sha1", "sha256", "sha512"):  # the vendors' own: always on
+        digest = hashlib.new(name, JANE_PHONE.lstrip("+").encode()).hexdigest()
+        assert ("cust-001", "phone", f"{name}(phone)") in hits(registry, digest)
+    assert len(research._keys) > 2 * len(registry._keys)
+
+
+def test_the_hash_scope_is_checked():
+    with pytest.raises(ValueError, match="research"):
+        KnownSubjects([JANE], hashes="everything")
 
 
 def test_salted_sha256_with_the_policy_salt():
@@ -395,11 +426,14 @@ def generated(count: int, domain: str = "example.org") -> list[Subject]:
             for i in range(count)]
 
 
-def probes() -> list[str]:
+def probes(research: bool = False) -> list[str]:
+    """Values a generated() registry must find; `research`: also hashes of the research set."""
     chained = hashlib.sha1(hashlib.md5(b"person007@example.org").hexdigest().encode()).hexdigest()
-    return ["person003@example.org", "+33 1 99 00 00 01 2", "Ann5 Lee5", chained,
-            hashlib.sha256(b"ann9").hexdigest(), b64("person011@example.org"),
-            str(zlib.crc32(b"person013@example.org")), "1990-04-01"]
+    found = ["person003@example.org", "+33 1 99 00 00 01 2", "Ann5 Lee5",
+             hashlib.sha1(b"person007@example.org").hexdigest(),
+             hashlib.sha256(b"ann9").hexdigest(), b64("person011@example.org"),
+             hashlib.md5(b"person013@example.org").hexdigest(), "1990-04-01"]
+    return [*found, chained, str(zlib.crc32(b"person013@example.org"))] if research else found
 
 
 @pytest.fixture
@@ -414,14 +448,14 @@ def large(monkeypatch, tmp_path):
 
 def test_a_large_registry_indexed_by_several_processes_finds_the_same(large):
     subjects = generated(40)
-    small = KnownSubjects(subjects, salts=["pepper"])
+    small = KnownSubjects(subjects, salts=["pepper"], hashes="research")
     large._LARGE = 10**9
-    reference = KnownSubjects(subjects, salts=["pepper"])  # in this process only
+    reference = KnownSubjects(subjects, salts=["pepper"], hashes="research")  # in this process
     large._LARGE = 10
     # The same digests; equal prefixes may come in another order.
     assert sorted(zip(small._keys.tolist(), small._refs.tolist(), strict=True)) == sorted(
         zip(reference._keys.tolist(), reference._refs.tolist(), strict=True))
-    for value in probes():
+    for value in probes(research=True):
         assert hits(small, value) == hits(reference, value) != [], value
 
 

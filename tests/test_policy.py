@@ -182,3 +182,14 @@ def test_large_registry_error_keeps_its_index(tmp_path: Path, policy_file: Path)
     path.write_text(json.dumps({"subjects": subjects}))
     with pytest.raises(PolicyError, match=r"subjects\[17\].erasure_requested"):
         load_policy(policy_file, path)
+
+
+def test_the_hash_scope_is_vendor_unless_the_policy_opts_into_research(
+        tmp_path: Path, policy_file: Path) -> None:
+    assert load_policy(policy_file).hashes == "vendor"
+    research = write(tmp_path / "r.yaml", POLICY + "detection: {hashes: research}\n")
+    assert load_policy(research).hashes == "research"
+    wrong = write(tmp_path / "w.yaml", POLICY + "detection: {hashes: all}\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(wrong)
+    assert caught.value.key == "detection.hashes" and "research" in str(caught.value)

@@ -75,7 +75,8 @@ class Auditor:
     def __init__(self, policy: Policy, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.policy = policy
         self.max_body = max_body
-        self.known = KnownSubjects(policy.subjects, policy.country, policy.hash_salts)
+        self.known = KnownSubjects(policy.subjects, policy.country, policy.hash_salts,
+                                   policy.hashes)
         own_domains = tuple(h.lstrip("*.").lower() for h in policy.first_party)
         self.detectors = [cls(policy.country, own_domains) for cls in PATTERN_DETECTORS.values()]
         self._value_readers = [d for d in self.detectors if not d.reads_key]

@@ -94,6 +94,9 @@ class Policy:
     sources: tuple[str, ...] = ()
     hash_salts: tuple[str, ...] = ()
     """Salts the controller's own tags put before an identifier they hash (sha256(salt + x))."""
+    hashes: str = "vendor"
+    """Which hashes of registry identifiers are recognised: "vendor" or "research"
+    (detectors.hashes.HASH_SCOPES; `detection: {hashes: ...}`)."""
     catalogue: Catalogue | None = None
     """The recipient catalogue with the team's catalogue.yaml (None: the package's own)."""
 
@@ -362,6 +365,7 @@ def _build(doc: dict[str, Any], origins: Origins, sources: tuple[str, ...]) -> P
         country=organization.get("country", "FR"),
         sources=sources,
         hash_salts=tuple(organization.get("hash_salts", ())),
+        hashes=doc.get("detection", {}).get("hashes", "vendor"),
     )
 
 

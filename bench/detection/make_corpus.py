@@ -443,7 +443,9 @@ def build(small: bool, seed: int) -> tuple[Corpus, list[dict]]:
     return corpus, registry
 
 
-def write(out: Path, small: bool = False, seed: int = 2026) -> None:
+def write(out: Path, small: bool = False, seed: int = 2026, hashes: str = "research") -> None:
+    """The corpus holds every hash of the research set: its policy opts into it (`hashes`
+    "vendor" leaves the product's default, which finds the vendors' hashes only)."""
     corpus, registry = build(small, seed)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "corpus.flow").open("wb") as handle:
@@ -456,6 +458,7 @@ def write(out: Path, small: bool = False, seed: int = 2026) -> None:
         "organization": {"name": "Bench Shop", "first_party": [OWN_DOMAIN, f"*.{OWN_DOMAIN}"],
                          "hash_salts": [SALT]},
         "purposes": {"service": {"consent_required": False}},
+        "detection": {"hashes": hashes},
         "recipients": [{
             "name": "Tracker", "hosts": [DECLARED], "purposes": ["service"], "country": "FR",
             "data": ["email", "phone", "name", "customer_id", "postal_address", "birth_date",

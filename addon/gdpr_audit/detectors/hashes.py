@@ -72,6 +72,12 @@ _EVERY = tuple(range(len(CHAINS)))
 # MD2 and MD4 cost ten times the others (pycryptodome): the primary email alone gets them.
 _SINGLE = tuple(i for i in range(len(ALGORITHMS) + 1) if CHAINS[i] not in (("md2",), ("md4",)))
 _NARROW = tuple(CHAINS.index((name,)) for name in (*COMMON, SALTED))
+# What the policy's `detection: {hashes: ...}` selects. "vendor" (the default): md5, sha1,
+# sha256, sha512 and the salted sha256, over every normalisation vendors document, which is
+# what pixels and conversion APIs send. "research": also every other hash of the papers
+# (the primary email every chain of COMMON 3 deep, phones every single hash): about four
+# times the digests, most of the index's build time (docs/detection.md).
+HASH_SCOPES = ("vendor", "research")
 # The chains that longer ones continue (md5 and md5 then sha1 for sha256(sha1(md5(x)))):
 # CHAINS lists them first, so their digests are hexed for the longer ones as they are made.
 CONTINUED = frozenset(chain[:-1] for chain in CHAINS if len(chain) > 1)

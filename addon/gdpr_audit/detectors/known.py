@@ -19,8 +19,9 @@ import numpy
 from ..fields import Field
 from ..policy import Subject
 from .base import SPACE, Finding, canonical, is_word_boundary
-from .hashes import (_CHAIN_BITS, _INPUT_BITS, ALGORITHMS, BASE64_RUN, CHAINS, DECIMAL, HEX_RUN,
-                     MAX_SUBJECTS, SALTED, WHOLE_DIGEST, _digest_candidates, _form_name, _key)
+from .hashes import (_CHAIN_BITS, _INPUT_BITS, ALGORITHMS, BASE64_RUN, CHAINS, DECIMAL,
+                     HASH_SCOPES, HEX_RUN, MAX_SUBJECTS, SALTED, WHOLE_DIGEST,
+                     _digest_candidates, _form_name, _key)
 from .attribution import Places, attribute, part_of_match
 from .registry_index import (_FORMS, _LENGTH_BITS, _LENGTH_MASK, _MAX_NAMED, _POSITION_BITS,
                              _SHARED, _index)
@@ -52,9 +53,12 @@ class KnownSubjects:
     id = "registry"
 
     def __init__(self, subjects: Iterable[Subject], region: str = "FR",
-                 salts: Sequence[str] = ()) -> None:
+                 salts: Sequence[str] = (), hashes: str = "vendor") -> None:
+        if hashes not in HASH_SCOPES:
+            raise ValueError(f"hashes: {hashes!r} is not one of {', '.join(HASH_SCOPES)}")
         self.region = region
         self.salts = tuple(salts)
+        self.research = hashes == "research"
         self.subjects: list[Subject] = list(subjects)
         self.size = len(self.subjects)
         if self.size > MAX_SUBJECTS:
@@ -66,7 +70,7 @@ class KnownSubjects:
         try:
             (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
              self._split, self._owners, self._keys, self._refs) = _index(
-                self.subjects, region, self.salts)
+                self.subjects, region, self.salts, self.research)
         finally:
             if collecting:
                 gc.enable()
@@ -92,7 +96,8 @@ class KnownSubjects:
     def hash_inputs(self, subject: Subject) -> list[HashInput]:
         """What vendors hash, in a fixed order (a reference stores the position): see
         _hash_inputs."""
-        return _hash_inputs(_identified(subject.identifiers, self.region), self.region)
+        return _hash_inputs(_identified(subject.identifiers, self.region), self.region,
+                            self.research)
 
     def _digests(self, text: str, chain: tuple[str, ...]) -> list[bytes]:
         """The digest of `text` through `chain`; intermediate digests travel as lowercase hex."""

@@ -56,19 +56,21 @@ class Index(NamedTuple):
     """Where each digest comes from: subject number, input position, chain."""
 
 
-def _index(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Index:
+def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
+           research: bool = False) -> Index:
     """Everything KnownSubjects searches. For a large registry, other processes hash the
     digests (one per core but this one) while this one makes the spellings and automata, and
-    the whole index is kept on disk, encrypted, for the next load."""
+    the whole index is kept on disk, encrypted, for the next load. `research`: the whole
+    research hash set, not only the hashes vendors use (hashes.HASH_SCOPES)."""
     large = len(subjects) >= _LARGE
-    sealed = _sealed(subjects, region, salts) if large else None
+    sealed = _sealed(subjects, region, salts, research) if large else None
     cached = sealed.read() if sealed is not None else None
     if cached is not None and len(cached) == len(Index._fields):
         return Index(*cached)
     identifiers = [subject.identifiers for subject in subjects]
     workers = max(1, min(os.cpu_count() or 1, 8) - 1) if large else 0
     step = max(1, -(-len(identifiers) // max(workers, 1)))
-    jobs = [(identifiers[i:i + step], i, region, salts)
+    jobs = [(identifiers[i:i + step], i, region, salts, research)
             for i in range(0, max(len(identifiers), 1), step)]
     children = [_start_worker(job) for job in jobs] if large else [None] * len(jobs)
     spelled = _spell(identifiers, region)
@@ -186,7 +188,8 @@ def _worker_result(child: subprocess.Popen[bytes] | None,
 
 
 def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                  salts: tuple[str, ...]) -> tuple[numpy.ndarray, numpy.ndarray]:
+                  salts: tuple[str, ...],
+                  research: bool = False) -> tuple[numpy.ndarray, numpy.ndarray]:
     """The sorted digest prefixes of subjects number start, start + 1..., and their refs.
 
     Inputs that go through the same chains are hashed together, one algorithm at a time,
@@ -195,7 +198,7 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     for number, items in enumerate(identifiers, start):
         base = number << (_CHAIN_BITS + _INPUT_BITS)
         identified = _identified(items, region, building=True)
-        for position, hashed in enumerate(_hash_inputs(identified, region)):
+        for position, hashed in enumerate(_hash_inputs(identified, region, research)):
             texts, bases = groups.setdefault(hashed.chains, ([], []))
             texts.append(hashed.text.encode())
             bases.append(base | position << _CHAIN_BITS)
@@ -218,12 +221,15 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     return all_keys[order], numpy.concatenate(refs)[order]
 
 
-def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...]) -> Sealed | None:
-    """Where the index of exactly this registry, region, salts and code is kept, if anywhere."""
+def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...],
+            research: bool = False) -> Sealed | None:
+    """Where the index of exactly this registry, region, salts, hash scope and code is kept,
+    if anywhere."""
     folder = cache_folder()
     if folder is None:
         return None
     code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
-    setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts))
+    setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts,
+                    research))
     return Sealed(folder, (*code, setting.encode(), *(
         repr(subject.identifiers).encode() for subject in subjects)))

@@ -176,12 +176,15 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
     return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
 
 
-def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> list[HashInput]:
-    """What vendors hash, in a fixed order (a reference stores the position): the
-    normalisations that Meta CAPI, Google enhanced conversions and GA4 user-provided data,
-    TikTok, Snap and LinkedIn document. The primary email gets every hash and chain, phones
-    every hash, the other spellings the hashes vendors use."""
+def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
+                 research: bool = False) -> list[HashInput]:
+    """What vendors hash, in a fixed order (a reference stores the position; the same in
+    both scopes): the normalisations that Meta CAPI, Google enhanced conversions and GA4
+    user-provided data, TikTok, Snap and LinkedIn document, each through the hashes vendors
+    use. With the research set (hashes.HASH_SCOPES), the primary email also gets every hash
+    and chain, phones every hash."""
     inputs: dict[str, HashInput] = {}
+    every, single = (_EVERY, _SINGLE) if research else (_NARROW, _NARROW)
 
     def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
         if not text or too_common(text) is not None:
@@ -193,11 +196,11 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str) -> li
     for key, category, value, canon in identified:
         value = value.strip()
         if category == "email":
-            add(category, canon, canon, _EVERY)
+            add(category, canon, canon, every)
             add(category, canon, _gmail(canon))
         elif category == "phone":
-            add(category, canon, canon, _SINGLE)
-            add(category, canon, canon.lstrip("+"), _SINGLE)
+            add(category, canon, canon, single)
+            add(category, canon, canon.lstrip("+"), single)
             add(category, canon, _national_digits(canon, region))
         elif category == "name":
             ascii_lower = strip_accents(value).lower()
