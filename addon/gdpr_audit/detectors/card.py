@@ -14,18 +14,29 @@ _CARD = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z.])")
 _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)\d{12}"
                       r"|3[47]\d{13}|6(011|5\d\d|4[4-9]\d)\d{12,15}|3(0[0-5]|[689]\d)\d{11}"
                       r"|35(2[89]|[3-8]\d)\d{12,15}|62\d{14,17}")
+# A truncated number, as receipts and payment APIs show it: masked (`424242******4242`,
+# `XXXX-XXXX-XXXX-4242`, `************0005`) or in words ("card ending 0005", "Visa ending in
+# 4242"). It is purchase data, not a card number (SPEC 3.5): no one can pay with it.
+_MASKED = re.compile(r"(?<![0-9A-Za-z])\d{0,6}(?:[ -]?[*xX\u2022]){4,12}[ -]?(\d{4})(?![0-9A-Za-z])")
+_ENDING = re.compile(r"\b(?:card|visa|mastercard|amex|discover|cb)\b[^0-9\n]{0,24}?\bending"
+                     r"(?:\s+(?:in|with))?\s*[:#]?\s*(\d{4})\b", re.I)
 
 
 class CardDetector(Detector):
     id = "payment_card"
     category = "payment_card"
-    hint = r"[0-9][0-9 -]{12,}[^0-9 -]"
+    hint = (r"[0-9][0-9 -]{12,}[^0-9 -]|[*xX][ -]?[*xX][ -]?[*xX][ -]?[*xX]"
+            r"|[Ee][Nn][Dd][Ii][Nn][Gg]")
 
     def find(self, field: Field) -> Iterator[Finding]:
         for match in _CARD.finditer(field.value):
             digits = re.sub(r"[ -]", "", match.group())
             if _ISSUERS.fullmatch(digits) and luhn.is_valid(digits) and not _hex_of_digits(digits):
                 yield Finding(self.id, self.category, field, match.group(), digits)
+        for pattern in (_MASKED, _ENDING):
+            for match in pattern.finditer(field.value):
+                yield Finding(self.id, "purchase", field, match.group(),
+                              f"purchase:card ending {match.group(1)}", "truncated card")
 
 
 def _hex_of_digits(digits: str) -> bool:

@@ -25,10 +25,18 @@ _KEYS = {
                  "epik liadid limsclid",
     "behavioural": "page pageurl dl dr dt referrer referer pagelocation pagereferrer pagetitle "
                    "pagepath event ev en eventname eventtype searchterm search action url href "
-                   "currenturl screenname q query searchquery keyword keywords searchstring",
+                   "currenturl screenname q query searchquery keyword keywords searchstring "
+                   "ec ea el eventcategory eventaction eventlabel seca seac sela "
+                   "customevent",
     "purchase": "orderid transactionid revenue amount totalprice cart basket price items "
                 "productid sku quantity ordertotal subtotal total currency coupon contents "
-                "contentids numitems orderitems lineitems products",
+                "contentids numitems orderitems lineitems products "
+                "ltv lifetimevalue customerlifetimevalue clv totalspent totalspend amountspent "
+                "totalrevenue lastorderdate lastorderid lastordervalue lastorderamount "
+                "lastordertotal lastorderat lastpurchasedate lastpurchaseamount ordercount "
+                "orderscount totalorders cartvalue carttotal cartamount basketvalue baskettotal "
+                "last4 cardlast4 last4digits lastfour cardlastfour cardending maskedpan "
+                "maskedcard maskedcardnumber truncatedpan cardmasked panmasked",
     "credentials": "password passwd pwd passphrase passcode pin otp onetimecode "
                    "verificationcode cvv cvc cvc2 securitycode secret totp totpcode mfacode "
                    "twofactorcode otpcode smscode onetimepassword",
@@ -49,6 +57,54 @@ _PERSON = re.compile(r"(customer|user|contact|member|person|profile|billing|ship
                      re.I)
 _SEGMENTS = re.compile(r"[.\[\]]+")
 _EMPTY = frozenset({"", "true", "false", "null", "none", "undefined", "0"})
+# What a person did or bought means something only beside an identifier (audit.CONTEXTUAL);
+# these keys are also what SDKs and messaging APIs use for their own things (SPEC 3.5).
+_ACTIVITY = frozenset({"behavioural", "purchase"})
+# A tracking hit's short parameters (GA's `en`, `dl`, `ec`; Meta's `ev`): an event only as a
+# parameter of the hit itself, never nested in an object (`headings.en` is a push's English text).
+_HIT_PARAMETERS = frozenset("dl dr dt ev en ec ea el q".split())
+# Inside an event, its name and its structured category/action/label (`events[0].name`,
+# `event.category`); elsewhere they name a product or a UI string.
+_EVENT_PARTS = frozenset("name category action label".split())
+_EVENTS = frozenset("event events evt eventdata customevents customevent".split())
+# Where an SDK describes itself (Segment's `context.library`, Mixpanel's `$lib`, `mp_lib`,
+# `$os`, a user agent, a diagnostics block): its name, version and script URL are the
+# vendor's, not what a person did.
+_SDK_METADATA = frozenset(
+    "library lib libversion libraryname libraryversion mplib sdk sdkname sdkversion "
+    "sdkinfo sdkmetadata clientinfo clientlibrary useragent ua uadata os osname "
+    "osversion browser browserversion diagnostics diagnostic debug telemetry integrations "
+    "plugins plugin framework runtime build appbuild appversion scripturl sdkurl libraryurl "
+    "snippet snippetversion".split())
+# The message a company sends (a push's title and body, an email's subject and html or text
+# body, an SMS's text): the company's own words and links, not the person's behaviour. Seen
+# as a key on the way to the value: `html.a@href.page` is a link in the email's html.
+_MESSAGE = frozenset(
+    "subject html htmlbody htmlcontent htmlpart text textbody textcontent textpart plaintext "
+    "content headings subtitle notification notifications pushnotification push apns aps "
+    "alert webpush fcmoptions sms smsbody smstext preheader".split())
+# The operation an API call names (`action: addObject` of a search index's batch, `upsert`,
+# `index`, `action=track`): the integration's verb, not an event of the person's.
+_API_VERBS = frozenset(
+    "add addforce addobject addobjects saveobject saveobjects updateobject partialupdateobject "
+    "partialupdateobjectnocreate deleteobject deleteobjects delete deletebyquery clear "
+    "clearobjects upsert insert update create index bulk batch track identify alias group "
+    "setonce unset append prepend increment merge replace engage import".split())
+# Markers an SDK sends about itself (`$diagnostic`, a heartbeat, a test event at setup).
+_DIAGNOSTIC = re.compile(r"diagnostic|heartbeat|healthcheck|keepalive|selftest|sdkinit"
+                         r"|^(ping|debug|test|testevent|noop|warmup|init|initiali[sz]ed?)$")
+# A script the page loaded (an SDK's own file on a CDN), not a page the person viewed.
+_SCRIPT_URL = re.compile(r"(?:https?:)?//[^\s?#]+\.m?js(?:[?#]\S*)?", re.I)
+
+
+def _not_an_action(value: str) -> bool:
+    """A behavioural value that is the SDK's or the API's own: a verb, a diagnostic marker,
+    a script's URL."""
+    if len(value) > 64:
+        return False
+    word = _NOT_ALNUM.sub("", value.lower())  # not _normalised: values are many
+    return word in _API_VERBS or bool(_DIAGNOSTIC.search(word)) or bool(
+        _SCRIPT_URL.fullmatch(value))
 
 
 def leaf_key(key: str) -> str:
@@ -100,12 +156,32 @@ def label_of(location: str, key: str) -> Label | None:
     category = _category_of_leaf(leaf)
     if category is None and leaf == "name" and _PERSON.search(key):
         category = "name"
+    if category in _ACTIVITY or (category is None and leaf in _EVENT_PARTS):
+        category = _activity_of(key, leaf, category)
     if category is None and location == "cookie":
         # `li_sugr`, `_hjSessionUser_<site>`: named by the vendor, not by what they hold
         cookie = tracker_cookie(key)
         if cookie is not None:
             return Label("device_id", f"{TRACKER_COOKIE} ({cookie.vendor})")
     return Label(category, FIELD_NAME) if category is not None else None
+
+
+@lru_cache(maxsize=4096)
+def _activity_of(key: str, leaf: str, category: str | None) -> str | None:
+    """What a behavioural or purchase key (or an event's part) means where it sits: nothing
+    under an SDK's metadata or in a message the company sends, a hit's short parameter only
+    at the top (an array of hits is still the top), `name`/`action` as an event's only in one."""
+    parents = [part for part in map(_normalised, _SEGMENTS.split(key)) if part and part != "*"
+               and not part.isdigit()][:-1]
+    if leaf in _SDK_METADATA or not _SDK_METADATA.isdisjoint(parents):
+        return None
+    if leaf in _MESSAGE or not _MESSAGE.isdisjoint(parents):
+        return None
+    if leaf in _HIT_PARAMETERS and parents:
+        return None
+    if leaf in _EVENT_PARTS and category is None:
+        return "behavioural" if parents and parents[-1] in _EVENTS else None
+    return category
 
 
 class FieldNameDetector(Detector):
@@ -135,6 +211,8 @@ class FieldNameDetector(Detector):
         value = value.strip()
         if label.form.startswith(TRACKER_COOKIE):
             return holds_id(value)
+        if label.category == "behavioural" and _not_an_action(value):
+            return False
         return value.lower() not in _EMPTY and (label.form == FIELD_NAME
                                                 or bool(_SHA256.fullmatch(value)))
 
