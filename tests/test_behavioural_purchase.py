@@ -43,7 +43,7 @@ CASES = [
         "properties": {"revenue": 59.9, "ltv": 310.5, "last_order_date": "2026-05-02",
                        "cart_value": 42.0},
         "context": {"library": {"name": "analytics.js", "version": "4.1.0",
-                                "url": "https://cdn.segment.example/analytics.js/v1/x/analytics.min.js"},
+                                "url": "https://cdn.segment.example/v1/analytics.min.js"},
                     "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
                     "page": {"url": "https://shop.example/checkout", "title": "Checkout"}}}]},
      "application/json",

@@ -17,7 +17,8 @@ _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|
 # A truncated number, as receipts and payment APIs show it: masked (`424242******4242`,
 # `XXXX-XXXX-XXXX-4242`, `************0005`) or in words ("card ending 0005", "Visa ending in
 # 4242"). It is purchase data, not a card number (SPEC 3.5): no one can pay with it.
-_MASKED = re.compile(r"(?<![0-9A-Za-z])\d{0,6}(?:[ -]?[*xX\u2022]){4,12}[ -]?(\d{4})(?![0-9A-Za-z])")
+_MASKED = re.compile(r"(?<![0-9A-Za-z])\d{0,6}(?:[ -]?[*xX\u2022]){4,12}[ -]?(\d{4})"
+                     r"(?![0-9A-Za-z])")
 _ENDING = re.compile(r"\b(?:card|visa|mastercard|amex|discover|cb)\b[^0-9\n]{0,24}?\bending"
                      r"(?:\s+(?:in|with))?\s*[:#]?\s*(\d{4})\b", re.I)
 
