@@ -283,7 +283,10 @@ class Corpus:
                                         ("http", DECLARED)])
         flow = make_flow(len(self.flows), scheme, host, query, body, headers)
         self.flows.append(flow)
-        categories = {t["category"] for t in truth}
+        # A quasi-identifier alone (a birth date, a last name, a city: `names` false) identifies
+        # nobody, so it is personal data only beside an identifier (SPEC 3.5): alone it breaks
+        # no rule, though it is still a finding of its category.
+        categories = {t["category"] for t in truth if t.get("names", True)}
         identifying = bool(categories - CONTEXTUAL)
         in_url = container == "query" and bool(categories & DIRECT)
         rules = set()
