@@ -379,7 +379,9 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     known = read_baseline(Path(args.baseline)) if args.baseline else set()  # fail before work
     auditor = Auditor(policy, max_body=args.max_body)
     missing = [path for path in args.paths if not Path(path).exists()]
-    if missing:  # before the log is opened: a typo records no empty run
+    # Nothing to read: said before the log is opened, so a typo records no empty run. With
+    # some paths there, they are audited and the missing ones are input errors (exit 2).
+    if missing and len(missing) == len(args.paths):
         raise FileNotFoundError(f"{', '.join(missing)}: no such file or folder (replay takes "
                                 ".flow, .mitm and .har files, or folders of them)")
     store = AuditStore(args.db)
