@@ -12,6 +12,7 @@ from typing import Any
 from mitmproxy import http
 from mitmproxy.net.http import url
 
+from .bodyscreen import BodyScreen
 from .consent import ConsentReading, read_consent
 from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.attribution import identifies_nobody
@@ -86,6 +87,14 @@ class Auditor:
             (d, d.hint) for d in self.detectors if d.hint is not None],
             [(self.known, text, caseless) for text, caseless in spellings or ()])
         self._spellings_screened = spellings is not None
+        self._body_screen = BodyScreen(
+            self.known, [(self.known, hint) for hint in self.known.hints] + [
+                (d, d.hint) for d in self.detectors if d.hint is not None],
+            [(self.known, text, caseless) for text, caseless in spellings or ()],
+            self._spellings_screened)
+        # A detector that reads values without a hint could find anything in any body.
+        self._quiet = self._body_screen.quiet if all(
+            d.hint is not None for d in self._value_readers) else None
         self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
         self.redactor = Redactor.for_policy(policy)
@@ -137,7 +146,7 @@ class Auditor:
         if only is not None:
             extraction = only
         else:
-            extraction = request_fields(flow.request, self.max_body)
+            extraction = request_fields(flow.request, self.max_body, self._quiet)
             for message in flow.websocket.messages if flow.websocket else ():
                 if message.from_client:
                     extra = message_fields(message.content, self.max_body)

@@ -125,7 +125,10 @@ class Extraction:
             self.limits.append(reason)
 
 
-def request_fields(request: http.Request, max_body: int) -> Extraction:
+def request_fields(request: http.Request, max_body: int,
+                   quiet: Callable[[str], bool] | None = None) -> Extraction:
+    """The request's values. `quiet(text)`, where given, screens a whole JSON body first:
+    where it says no walk of it could find anything, the body gives no value (bodyscreen.py)."""
     out = Extraction(budget=decode_budget(raw_size(request)))
     # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
     path, _, query = request.path.partition("?")
@@ -144,7 +147,7 @@ def request_fields(request: http.Request, max_body: int) -> Extraction:
     if request.raw_content:
         body = decompress(request.raw_content, header(request, b"content-encoding"), max_body, out)
         if body is not None:
-            _body_fields(out, body, header(request, b"content-type"), 0, ())
+            _body_fields(out, body, header(request, b"content-type"), 0, (), quiet=quiet)
     return out
 
 
@@ -222,7 +225,8 @@ def decompress(raw: bytes, encoding: str, max_size: int, out: Extraction) -> byt
 
 
 def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
-                 layers: tuple[str, ...], location: str = "body") -> None:
+                 layers: tuple[str, ...], location: str = "body",
+                 quiet: Callable[[str], bool] | None = None) -> None:
     kind = content_type.split(";")[0].strip().lower()
     if kind.startswith("multipart/"):
         for name, part_type, value in _multipart(content_type, body):
@@ -249,6 +253,8 @@ def _body_fields(out: Extraction, body: bytes, content_type: str, depth: int,
         for key, value in parse_qsl(text, keep_blank_values=True):
             _add_key(out, location, key, key, layers)
             _add_value(out, Field(location, key, value, layers), depth)
+        return
+    if quiet is not None and quiet(text):
         return
     if _walk_json_text(out, location, "", text, depth, layers):
         return

@@ -143,6 +143,20 @@ class Screen:
             by_owner[owner] += positions
         return {owner: joined.hit(positions) for owner, positions in by_owner.items()}
 
+    def any_hit(self, data: bytes) -> bool:
+        """Whether any hint or literal matches `data`: a scan that stops at the first match,
+        for a whole body that is most often quiet (bodyscreen.py)."""
+        def matched(index: int, start: int, end: int, flags: int, context: object) -> bool:
+            return True  # stops the scan
+
+        database, scratch = _database(self._patterns, self._flags)
+        with scratch:
+            try:
+                database.scan(data, match_event_handler=matched)
+            except hyperscan.ScanTerminated:
+                return True
+        return False
+
 
 @lru_cache(maxsize=8)
 def _database(patterns: tuple[str, ...], flags: tuple[int, ...],

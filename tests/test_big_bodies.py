@@ -1,0 +1,127 @@
+"""A big JSON body is screened whole before it is walked (bodyscreen.py, issue 19 point 3):
+where one pass of the hints, the registry's spellings and the shapes of encoded values finds
+nothing, the value-by-value walk is skipped.
+
+Testing strategy: a quiet body of 19,000 small values (120 KB) must not be walked at all;
+then one identifier is hidden in the middle of it in each shape that makes a value differ
+from the raw text (an escape, JSON inside a string, base64, a digest, a number) or that is
+personal data by its key alone, and the audit must find what it finds with the screen off.
+"""
+
+import base64
+import hashlib
+import json
+
+import pytest
+
+from gdpr_audit import fields
+from gdpr_audit.audit import Auditor
+from gdpr_audit.bodyscreen import QUIET_FROM
+from gdpr_audit.policy import load_policy
+from conftest import make_flow
+from test_fuzz_properties import POLICY_DIR
+
+AUDITOR = Auditor(load_policy(POLICY_DIR))
+EMAIL = "marie.dupont@example.fr"  # cust-001 in policies/subjects.yaml
+DIGEST = hashlib.sha256(EMAIL.encode()).hexdigest()
+
+
+def quiet_values() -> list[object]:
+    """Short tokens and numbers (5 digits from 10,000): nothing any detector reports on."""
+    return [f"v{n}" if n % 3 else n for n in range(19_000)]
+
+
+def body_with(member: str) -> bytes:
+    """The quiet body with one member (`"key": value`, raw JSON) in the middle of it."""
+    values = json.dumps(quiet_values())
+    half = len(values) // 2
+    cut = values.index(",", half) + 1
+    body = f'{{"values": {values[:cut]} {{{member}}}, {values[cut:]}, "n": 1}}'
+    assert len(body) >= QUIET_FROM
+    return body.encode()
+
+
+def audit(body: bytes, screened: bool = True):  # type: ignore[no-untyped-def]
+    flow = make_flow("https://collect.example-tracker.com/e", "POST", body,
+                     {"content-type": "application/json"})
+    quiet = AUDITOR._quiet  # noqa: SLF001
+    AUDITOR._by_value.clear()  # noqa: SLF001 - an earlier test's memo would hide the screen
+    try:
+        if not screened:
+            AUDITOR._quiet = None  # noqa: SLF001
+        return AUDITOR.audit(flow)
+    finally:
+        AUDITOR._quiet = quiet  # noqa: SLF001
+
+
+def found(result) -> set[tuple]:  # type: ignore[no-untyped-def]
+    return {(f.detector, f.category, f.subject, f.form, f.field.key) for f in result.findings}
+
+
+def test_a_quiet_body_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    def walked(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the quiet body was walked")
+
+    monkeypatch.setattr(fields, "_walk", walked)
+    result = audit(body_with('"w": "v1"'))
+    assert result.error is None
+    assert result.status == "audited"
+    assert not [f for f in result.findings if f.field.location == "body"]
+
+
+# Each shape makes the walk find what the raw text does not show as it is.
+HIDDEN = {
+    "escaped \\u": f'"w": "{EMAIL.replace("@", "\\u0040")}"',
+    "JSON in a string": '"w": ' + json.dumps(json.dumps({"contact": {"email": EMAIL}})),
+    "base64 of JSON": '"w": "' + base64.b64encode(json.dumps({"e": EMAIL}).encode()).decode() + '"',
+    "base64url, unpadded": '"w": "' + base64.urlsafe_b64encode(
+        f"id={EMAIL};x".encode()).decode().rstrip("=") + '"',
+    "sha256 of the email": f'"w": "{DIGEST}"',
+    "sha256 under a hashed-data key": f'"em": "{DIGEST}"',
+    "URL-encoded": f'"w": "{EMAIL.replace("@", "%40")}"',
+    "phone as a number": '"w": 33612345678',
+    "phone with points": '"w": "06.12.34.56.78"',
+    "IPv6 address": '"ip": "2001:db8::17"',
+    "a first name by its key": '"first_name": "Zorglub"',
+    "a name inside a customer": '"customer": {"name": "Zorglub"}',
+    "a name as first and last name": '"a": "Marie", "b": "Dupont"',
+    "an email as a key": f'"{EMAIL}": 1',
+    "decimal of a digest": f'"w": {int.from_bytes(hashlib.sha256(EMAIL.encode()).digest()[:4], "big")}',
+}
+
+
+@pytest.mark.parametrize("member", list(HIDDEN.values()), ids=list(HIDDEN))
+def test_what_a_walk_finds_is_found(member: str) -> None:
+    body = body_with(member)
+    assert found(audit(body)) == found(audit(body, screened=False))
+
+
+@pytest.mark.parametrize("shape", ["escaped \\u", "JSON in a string", "base64 of JSON",
+                                   "base64url, unpadded", "sha256 of the email",
+                                   "URL-encoded", "an email as a key"])
+def test_a_registry_email_hidden_in_a_big_body_is_found(shape: str) -> None:
+    result = audit(body_with(HIDDEN[shape]))
+    assert any(f.subject == "cust-001" and f.category == "email" for f in result.findings), \
+        found(result)
+
+
+@pytest.mark.parametrize("shape", ["a first name by its key", "a name inside a customer"])
+def test_a_key_that_labels_its_value_is_walked(shape: str) -> None:
+    result = audit(body_with(HIDDEN[shape]))
+    assert any(f.detector == "field_name" and f.category == "name" for f in result.findings)
+
+
+def test_a_consent_parameter_in_a_big_body_is_read() -> None:
+    body = body_with('"gdpr_consent": "not a TC string"')
+    assert audit(body).consent == audit(body, screened=False).consent
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1E5}',  # written out as 100000.0 by the walk
+    '{"a": "x"',  # not JSON: read as text
+    '{"a": "x"}\n{"b": "y"}',  # NDJSON
+])
+def test_what_the_screen_cannot_vouch_for_is_walked(text: str) -> None:
+    padding = ", ".join(f'"k{n}": "v"' for n in range(QUIET_FROM // 8))
+    body = text.replace('{"a"', f'{{{padding}, "a"', 1)
+    assert not AUDITOR._body_screen.quiet(body)  # noqa: SLF001
