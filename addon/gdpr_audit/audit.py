@@ -271,7 +271,8 @@ class Auditor:
         finding = self._field_names.finding(item, label)
         if finding is None:
             return None
-        if item.key in kept.keys and (item.location, item.key, label.category) in kept.places:
+        if item.key in kept.keys and ((item.location, item.key, label.category) in kept.places
+                                      or (item.location, item.key) in kept.known):
             return None
         return kept.add(finding)
 
@@ -374,7 +375,9 @@ class Auditor:
 
 class _Kept:
     """The findings of one request, each once: a value at a place (location, key and
-    category) once, and a field-name guess only at a place where no value was found."""
+    category) once, and a field-name guess only at a place where no value was found (by
+    any category, where the registry recognised the value: `distinct_id` holding a
+    customer's id is that id, not a device id besides)."""
 
     def __init__(self, registry: dict[tuple[str, ...], Finding]) -> None:
         self.findings = registry  # one per subject at a place: two may share an identifier
@@ -383,12 +386,13 @@ class _Kept:
         self.places = {(f.field.location, f.field.key, f.category) for f in registry.values()}
         self.keys = {f.field.key for f in registry.values()}
         """The keys of the places taken: few, where a batch has thousands of keys."""
+        self.known = {(f.field.location, f.field.key) for f in registry.values()}
 
     def keep(self, finding: Finding) -> None:
         field = finding.field
         place = (field.location, field.key, finding.category)
-        if (*place, finding.canonical) in self.values or (
-                finding.detector == "field_name" and place in self.places):
+        if (*place, finding.canonical) in self.values or (finding.detector == "field_name" and (
+                place in self.places or place[:2] in self.known)):
             return
         self.add(finding)
 
