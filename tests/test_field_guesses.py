@@ -29,3 +29,14 @@ def test_a_guess_gives_way_to_what_the_registry_recognised(
     body = {"batch": [{"event": "$identify", "distinct_id": value}]}
     found = {pair for pair in categories(policy, body) if pair[0] != "behavioural"}
     assert found == expected
+
+
+@pytest.mark.parametrize(("event", "behavioural"), [
+    ("$set", False), ("$create_alias", False), ("$groupidentify", False), ("$identify", False),
+    ("$pageview", True), ("checkout_started", True),
+])
+def test_identity_calls_are_no_event_of_the_person(policy: Policy, event: str,
+                                                    behavioural: bool) -> None:
+    body = {"batch": [{"event": event, "distinct_id": "C-9001"}]}
+    assert (("behavioural", None) in categories(policy, body)
+            or ("behavioural", "alice") in categories(policy, body)) is behavioural

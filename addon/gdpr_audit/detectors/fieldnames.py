@@ -89,7 +89,9 @@ _API_VERBS = frozenset(
     "add addforce addobject addobjects saveobject saveobjects updateobject partialupdateobject "
     "partialupdateobjectnocreate deleteobject deleteobjects delete deletebyquery clear "
     "clearobjects upsert insert update create index bulk batch track identify alias group "
-    "setonce unset append prepend increment merge replace engage import".split())
+    "setonce unset append prepend increment merge replace engage import "
+    # product analytics' reserved identity calls (`$set`, `$create_alias`): who, not what
+    "set createalias groupidentify mergedangerously".split())
 # Markers an SDK sends about itself (`$diagnostic`, a heartbeat, a test event at setup).
 _DIAGNOSTIC = re.compile(r"diagnostic|heartbeat|healthcheck|keepalive|selftest|sdkinit"
                          r"|^(ping|debug|test|testevent|noop|warmup|init|initiali[sz]ed?)$")
