@@ -103,19 +103,29 @@ _SHORT_OR_NUMBER = "[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?[0-9]{5,20}"
 WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:{_SHORT_OR_NUMBER})[{SPACE}]*\x00"
 
 
-def _chained(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
+def _chained(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]],
+             continued: frozenset[tuple[str, ...]] = CONTINUED) -> list[bytes]:
     """The inputs (memo[()]) through `chain`. Each intermediate digest travels as lowercase
-    hex, and is hashed once: the hex of every chain in CONTINUED is kept in `memo`."""
-    digests = _bulk(chain[-1], _hexed(chain[:-1], memo))
-    if chain in CONTINUED:
+    hex, and is hashed once: the hex of every chain in `continued` (those that longer chains
+    still to hash continue: see continued_by) is kept in `memo`."""
+    digests = _bulk(chain[-1], _hexed(chain[:-1], memo, continued))
+    if chain in continued:
         memo[chain] = list(map(binascii.hexlify, digests))
     return digests
 
 
-def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]]) -> list[bytes]:
+def continued_by(chains: tuple[int, ...]) -> frozenset[tuple[str, ...]]:
+    """The chains that longer ones among CHAINS[i] for i in `chains` continue: keeping the
+    hex of any other (md5 in the vendor set, which no chain continues) only costs memory,
+    a third of a worker's peak."""
+    return frozenset(CHAINS[i][:k] for i in chains for k in range(1, len(CHAINS[i])))
+
+
+def _hexed(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]],
+           continued: frozenset[tuple[str, ...]] = CONTINUED) -> list[bytes]:
     """The inputs through `chain`, each digest as lowercase hex: what the next hash reads."""
     if chain not in memo:
-        _chained(chain, memo)  # which keeps it: a chain read as hex is in CONTINUED
+        _chained(chain, memo, continued)  # which keeps it: a chain read as hex is continued
     return memo[chain]
 
 

@@ -16,7 +16,8 @@ import numpy
 import phonenumbers
 
 from ..policy import Subject
-from .hashes import _CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys
+from .hashes import (_CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys,
+                     continued_by)
 from .sealed import Sealed, cache_folder
 from .attribution import owned_by
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
@@ -207,6 +208,7 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     for chains, (texts, bases) in groups.items():
         base_array = numpy.array(bases, dtype=numpy.uint32)
         hexed: dict[tuple[str, ...], list[bytes]] = {(): texts}  # sha256(md5(x)) reuses md5(x)
+        continued = continued_by(chains)
         for index in chains:
             chain = CHAINS[index]
             if chain == (SALTED,):
@@ -214,7 +216,7 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
                     keys.append(_prefix_keys(_bulk("sha256", [salt.encode() + t for t in texts])))
                     refs.append(base_array | index)
                 continue
-            keys.append(_prefix_keys(_chained(chain, hexed)))
+            keys.append(_prefix_keys(_chained(chain, hexed, continued)))
             refs.append(base_array | index)
     all_keys = numpy.concatenate(keys)
     order = numpy.argsort(all_keys, kind="stable")
