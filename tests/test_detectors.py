@@ -28,7 +28,7 @@ def found(detector_id, value, key="value", location="body", **options):
 
 def test_registry_holds_every_pattern_detector():
     assert set(PATTERN_DETECTORS) == {"email", "phone", "iban", "payment_card", "fr_nir",
-                                      "ip_address", "field_name"}
+                                      "ip_address", "field_name", "account_link"}
     assert PATTERN_DETECTORS["fr_nir"].category == "national_id"
 
 

@@ -272,7 +272,7 @@ class Auditor:
         if finding is None:
             return None
         if item.key in kept.keys and ((item.location, item.key, label.category) in kept.places
-                                      or (item.location, item.key) in kept.known):
+                                      or (item.location, item.key, item.value) in kept.known):
             return None
         return kept.add(finding)
 
@@ -376,7 +376,7 @@ class Auditor:
 class _Kept:
     """The findings of one request, each once: a value at a place (location, key and
     category) once, and a field-name guess only at a place where no value was found (by
-    any category, where the registry recognised the value: `distinct_id` holding a
+    any category, where the registry recognised that value: `distinct_id` holding a
     customer's id is that id, not a device id besides)."""
 
     def __init__(self, registry: dict[tuple[str, ...], Finding]) -> None:
@@ -386,13 +386,14 @@ class _Kept:
         self.places = {(f.field.location, f.field.key, f.category) for f in registry.values()}
         self.keys = {f.field.key for f in registry.values()}
         """The keys of the places taken: few, where a batch has thousands of keys."""
-        self.known = {(f.field.location, f.field.key) for f in registry.values()}
+        self.known = {(f.field.location, f.field.key, f.field.value) for f in registry.values()}
+        """The values the registry recognised, where they are."""
 
     def keep(self, finding: Finding) -> None:
         field = finding.field
         place = (field.location, field.key, finding.category)
         if (*place, finding.canonical) in self.values or (finding.detector == "field_name" and (
-                place in self.places or place[:2] in self.known)):
+                place in self.places or (*place[:2], field.value) in self.known)):
             return
         self.add(finding)
 
