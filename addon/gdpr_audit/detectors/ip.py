@@ -25,7 +25,10 @@ class IpAddressDetector(Detector):
     id = "ip_address"
     reads_key = True
     category = "ip_address"
-    hint = "[.:]"
+    # An IPv4 address has a digit on each side of a point, any IPv6 one but `::` (which is
+    # never reported) a hex digit beside a colon: a bare `[.:]` hit every sentence of a
+    # text, 18,000 times per MB of it.
+    hint = "[0-9][.][0-9]|[0-9A-Fa-f]:|:[0-9A-Fa-f]"
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value.strip()
