@@ -852,7 +852,9 @@ def _text_of(text: str | None, strict: bool = False) -> str | None:
     # character on its first _SAMPLE characters.
     if text.isascii():
         sample = text
-        printable = len(text) - len(_CONTROLS.findall(text))
+        # Deleted in C rather than found one by one: a match object per character of a
+        # binary-looking MB cost 5 ms (200 values of base64(gzip(1 MB)) decode to 7 MB).
+        printable = len(text.encode("ascii").translate(None, _CONTROL_BYTES))
         ascii_printable = printable - text.count("\r") - text.count("\n") - text.count("\t")
     else:
         sample = text[:_SAMPLE]
@@ -866,7 +868,7 @@ def _text_of(text: str | None, strict: bool = False) -> str | None:
 _SAMPLE = 1 << 16
 
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
+_CONTROL_BYTES = bytes([*range(0x09), 0x0b, 0x0c, *range(0x0e, 0x20), 0x7f])
 _NOT_ASCII_PRINTABLE = re.compile(r"[^ -~]+")
 
 
