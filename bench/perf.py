@@ -52,9 +52,12 @@ BIN = Path(sys.executable).parent
 
 # --- replay ---------------------------------------------------------------------------------
 
-def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7) -> int:
+def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7,
+                uploads: bool = False) -> int:
     """`count` flows cloned from the sample captures (realistic CRM, analytics, ads and
-    payment traffic), with fresh ids, and one flow in `big_every` carrying a 1-5 MB body."""
+    payment traffic), with fresh ids, and one flow in `big_every` carrying a 1-5 MB body.
+    With `uploads`, also one flow in UPLOAD_EVERY a text upload (a 0.2-1 MB log) and one in
+    MEDIA_EVERY a media upload (a 1-3 MB JPEG with EXIF, or a PDF with its author)."""
     rng = random.Random(seed)
     templates = [flow for flow, _ in CaptureReader([str(ROOT / "captures")]).flows()]
     size = 0
@@ -73,9 +76,64 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7) -> 
                 flow.request.headers["content-type"] = "application/json"
                 flow.request.headers.pop("content-encoding", None)
                 flow.request.content = json.dumps({"batch": events}).encode()
+            elif uploads and index % UPLOAD_EVERY == UPLOAD_EVERY // 2:
+                _upload(flow, rng, "text/plain", _log_text(rng, rng.randint(200_000, 1_000_000)))
+            elif uploads and index % MEDIA_EVERY == MEDIA_EVERY // 3:
+                media = _jpeg(rng) if index // MEDIA_EVERY % 2 == 0 else _pdf(rng)
+                _upload(flow, rng, "image/jpeg" if media[:2] == b"\xff\xd8" else "application/pdf",
+                        media)
             size += len(flow.request.raw_content or b"")
             writer.add(flow)
     return size
+
+
+UPLOAD_EVERY = 250
+"""With uploads: one flow in this many is a text upload (a log, 0.2-1 MB)..."""
+MEDIA_EVERY = 500
+"""...and one in this many a media upload (a 1-3 MB JPEG, or a PDF)."""
+
+
+def _upload(flow: http.HTTPFlow, rng: random.Random, content_type: str, body: bytes) -> None:
+    flow.request.url = f"https://upload.example-saas.com/v1/files/{rng.getrandbits(32):08x}"
+    flow.request.method = "POST"
+    flow.request.headers["content-type"] = content_type
+    flow.request.headers.pop("content-encoding", None)
+    flow.request.content = body
+
+
+def _log_text(rng: random.Random, size: int) -> bytes:
+    """An application log, as support tools upload it: timestamps, levels, words, ids."""
+    words = ("commande", "client", "livraison", "paiement", "erreur", "session", "panier",
+             "produit", "stock", "retour", "OK", "200", "GET", "POST", "/api/v2/orders")
+    lines, total = [], 0
+    while total < size:
+        line = (f"2026-06-15T10:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z INFO "
+                + " ".join(rng.choice(words) for _ in range(12)) + f" id={rng.getrandbits(40)}")
+        lines.append(line)
+        total += len(line) + 1
+    return "\n".join(lines).encode()
+
+
+def _jpeg(rng: random.Random) -> bytes:
+    """A photo of 1-3 MB: noise compresses badly, as a camera's sensor noise does."""
+    import io as bytes_io
+
+    from PIL import Image
+    side = rng.randint(1100, 2000)
+    image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    exif = Image.Exif()
+    exif[0x013B] = "Photographer"  # Artist
+    out = bytes_io.BytesIO()
+    image.save(out, "JPEG", quality=85, exif=exif)
+    return out.getvalue()
+
+
+def _pdf(rng: random.Random) -> bytes:
+    """A PDF of about 1 MB: an Info dictionary with an author, and a binary stream."""
+    stream = rng.randbytes(1_000_000)
+    return (b"%PDF-1.4\n1 0 obj << /Author (Service client) /Title (Facture) >> endobj\n"
+            b"2 0 obj << /Length " + str(len(stream)).encode() + b" >> stream\n" + stream
+            + b"\nendstream endobj\ntrailer << /Info 1 0 R >>\n%%EOF\n")
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -122,9 +180,9 @@ def _worker_split(corpus: Path, auditor: Auditor, jobs: int) -> tuple[list[float
     return workers, time.process_time() - cpu, time.perf_counter() - start
 
 
-def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
+def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -> list[str]:
     corpus = folder / "corpus.flow"
-    body_bytes = make_corpus(corpus, count)
+    body_bytes = make_corpus(corpus, count, uploads=uploads)
     auditor = Auditor(load_policy(ROOT / "policies"))
 
     def bare() -> float:
@@ -195,7 +253,10 @@ def bench_replay(folder: Path, count: int, rounds: int) -> list[str]:
     small, big = split["small"], split["big"]
     return [
         f"Corpus: {count} flows cloned from captures/, each with fresh ids, timestamps and a "
-        f"request id; 1 in 100 with a 1-5 MB JSON batch; {mb:.0f} MB of request bodies. "
+        f"request id; 1 in 100 with a 1-5 MB JSON batch; "
+        + (f"1 in {UPLOAD_EVERY} a text upload (a 0.2-1 MB log), 1 in {MEDIA_EVERY} a media "
+           "upload (a 1-3 MB JPEG or a 1 MB PDF); " if uploads else "")
+        + f"{mb:.0f} MB of request bodies. "
         f"Medians of {rounds} alternating rounds.",
         "",
         "| replay | seconds | flows/s | vs bare read |",
@@ -232,6 +293,8 @@ def main() -> None:
     parser.add_argument("--only", default="replay,proxy,registry")
     parser.add_argument("--count", type=int, help="replay: flows in the corpus (default 5000)")
     parser.add_argument("--rounds", type=int, help="replay: rounds (default 5)")
+    parser.add_argument("--uploads", action="store_true",
+                        help="replay: text and media uploads in the corpus too")
     args = parser.parse_args()
     sections = args.only.split(",")
     quick = args.quick
@@ -243,7 +306,8 @@ def main() -> None:
         folder = Path(tmp)
         if "replay" in sections:
             report += ["## Replay", "", *bench_replay(folder, args.count or (500 if quick else 5000),
-                                                      args.rounds or (3 if quick else 5)), ""]
+                                                      args.rounds or (3 if quick else 5),
+                                                      args.uploads), ""]
         if "proxy" in sections:
             report += ["## Live proxy", "", *bench_proxy(folder, 1 if quick else 3, 3 if quick else 10,
                                                          [1, 8] if quick else [1, 8, 32]), ""]
