@@ -47,3 +47,8 @@ def test_a_reset_mail_sent_to_a_mailer_not_declared_for_credentials(policy: Poli
     audit = Auditor(policy).audit(flow)
     assert {f.category for f in audit.findings} >= {"email", "credentials"}
     assert "sensitive-data" in {v.rule for v in audit.violations}
+
+
+def test_a_confirmation_page_url_with_an_email_is_no_token() -> None:
+    page = "https://shop.example/compte/confirmation?email=lea.garnier%40example.com&step=2"
+    assert list(DETECTOR.find(Field("query", "dl", page))) == []

@@ -152,3 +152,17 @@ def test_message_text_makes_no_excess_data(policy: Policy) -> None:
 def test_behavioural_and_purchase_need_an_identifier(policy: Policy, query, expected) -> None:
     flow = make_flow("https://stats.elsewhere.example/matomo.php?" + urlencode(query))
     assert {v.rule for v in Auditor(policy).audit(flow).violations} == expected
+
+
+@pytest.mark.parametrize(("key", "category"), [
+    ("batch[0].properties.product_id", "behavioural"),  # a product viewed
+    ("events[0].event_properties.sku", "behavioural"),
+    ("data.product_id", "behavioural"),
+    ("order.items[0].sku", "purchase"),  # a product bought
+    ("cart.products[2].product_id", "purchase"),
+    ("line_items[0].sku", "purchase"),
+])
+def test_a_product_is_bought_only_in_an_order_or_a_basket(key: str, category: str) -> None:
+    from gdpr_audit.detectors.fieldnames import label_of
+    label = label_of("body", key)
+    assert label is not None and label.category == category

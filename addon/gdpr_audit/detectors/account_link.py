@@ -11,7 +11,8 @@ _LINK = re.compile(
     r"sign-in|verify|verification|confirm|activate|invite|one-time|otp)[^\s\"'<>]*", re.I)
 _RANDOM = re.compile(r"[0-9].*[A-Za-z]|[A-Za-z].*[0-9]")  # a token mixes; words do not
 _FILE = re.compile(r"\.(?:m?js|css|html?|png|jpe?g|gif|svg|webp|ico|woff2?|json|xml|pdf)$", re.I)
-_TOKEN = re.compile(r"(?:[?&#/=])([A-Za-z0-9_.~%-]{16,})(?=$|[&#/?\s\"'<>])")
+# A token is URL-safe as it is (base64url, hex, a JWT's parts): an encoded `%40` is an email.
+_TOKEN = re.compile(r"(?:[?&#/=.])([A-Za-z0-9_~-]{16,})(?=$|[&#/?.\s\"'<>])")
 
 
 class AccountLinkDetector(Detector):

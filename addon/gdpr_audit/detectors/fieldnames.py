@@ -168,6 +168,13 @@ def label_of(location: str, key: str) -> Label | None:
     return Label(category, FIELD_NAME) if category is not None else None
 
 
+# A product's id names what the person looked at, unless it sits in an order or a basket.
+_PRODUCT = frozenset({"productid", "sku", "contentids"})
+_ORDER = frozenset("order orders cart carts basket baskets checkout purchase purchases "
+                   "transaction transactions lineitems orderitems cartitems items products "
+                   "contents".split())
+
+
 @lru_cache(maxsize=4096)
 def _activity_of(key: str, leaf: str, category: str | None) -> str | None:
     """What a behavioural or purchase key (or an event's part) means where it sits: nothing
@@ -183,6 +190,8 @@ def _activity_of(key: str, leaf: str, category: str | None) -> str | None:
         return None
     if leaf in _EVENT_PARTS and category is None:
         return "behavioural" if parents and parents[-1] in _EVENTS else None
+    if leaf in _PRODUCT and _ORDER.isdisjoint(parents):
+        return "behavioural"  # a product viewed or searched for; in an order or basket, bought
     return category
 
 
