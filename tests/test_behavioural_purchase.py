@@ -161,6 +161,7 @@ def test_behavioural_and_purchase_need_an_identifier(policy: Policy, query, expe
     ("order.items[0].sku", "purchase"),  # a product bought
     ("cart.products[2].product_id", "purchase"),
     ("line_items[0].sku", "purchase"),
+    ("properties.cart_items", "purchase"),  # a basket's content
 ])
 def test_a_product_is_bought_only_in_an_order_or_a_basket(key: str, category: str) -> None:
     from gdpr_audit.detectors.fieldnames import label_of

@@ -21,14 +21,14 @@ import score  # noqa: E402
 
 # Measured on 2026-12-07 (commit of this test): (precision, recall); None = nothing fired yet.
 SUBJECTS_FLOOR = (1.0, 1.0)
-CATEGORIES_FLOOR = (0.83, 0.89)
+CATEGORIES_FLOOR = (0.97, 0.94)
 RULE_FLOORS = {
     "clear-text": (1.0, 1.0),
     "erased-subject": (1.0, 1.0),
-    "excess-data": (0.6, 0.857),
+    "excess-data": (1.0, 1.0),
     "missing-consent": (1.0, 1.0),
     "pii-in-url": (1.0, 1.0),
-    "sensitive-data": (None, 0.0),
+    "sensitive-data": (1.0, 1.0),
     "undeclared-recipient": (1.0, 1.0),
     "unlawful-transfer": (1.0, 1.0),
 }

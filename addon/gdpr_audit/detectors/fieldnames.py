@@ -30,7 +30,8 @@ _KEYS = {
                    "customevent",
     "purchase": "orderid transactionid revenue amount totalprice cart basket price items "
                 "productid sku quantity ordertotal subtotal total currency coupon contents "
-                "contentids numitems orderitems lineitems products "
+                "contentids numitems orderitems lineitems products cartitems basketitems "
+                "checkoutitems "
                 "ltv lifetimevalue customerlifetimevalue clv totalspent totalspend amountspent "
                 "totalrevenue lastorderdate lastorderid lastordervalue lastorderamount "
                 "lastordertotal lastorderat lastpurchasedate lastpurchaseamount ordercount "
