@@ -459,6 +459,56 @@ def test_a_large_registry_indexed_by_several_processes_finds_the_same(large):
         assert hits(small, value) == hits(reference, value) != [], value
 
 
+def automata(registry):
+    """Each spelling of both automata with the identifiers it stands for (numbering aside)."""
+    from gdpr_audit.detectors import registry_index as ri
+    found = {}
+    for automaton, values in ((registry.plain, registry._plain_values),
+                              (registry.encoded, registry._encoded_values)):
+        for text, number in automaton.items():
+            packed = values[number] >> ri._LENGTH_BITS
+            found[text] = sorted(registry._shared[packed & ~ri._SHARED]) if packed & ri._SHARED \
+                else [packed]
+    return found
+
+
+@pytest.mark.parametrize("worker", ["works", "dies at once", "dies after one chunk"])
+def test_the_last_worker_spells_the_tail_or_this_process_does(large, monkeypatch, worker):
+    """The last worker makes the spellings of the registry's tail (then hashes); whatever a
+    dead worker did not send is made here: the same index either way."""
+    import subprocess
+    import sys
+    subjects = generated(40)
+    large._LARGE = 10**9
+    reference = KnownSubjects(subjects)  # all in this process
+    large._LARGE = 10
+    if worker != "works":
+        code = {"dies at once": "import sys; sys.stdin.buffer.read()",
+                "dies after one chunk": (
+                    "import pickle, sys; sys.path.insert(0, sys.argv[1]); "
+                    "from gdpr_audit.detectors.registry_index import _worker_parts; "
+                    "job = pickle.load(sys.stdin.buffer); "
+                    "pickle.dump(next(_worker_parts(*job)), sys.stdout.buffer)")}[worker]
+        monkeypatch.setattr(large, "_TAIL_CHUNK", 3)
+        started = large._start_worker
+
+        def start(job):
+            child = subprocess.Popen([sys.executable, "-c", code, str(large.Path(
+                large.__file__).parents[2])], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            with child.stdin:
+                large.pickle.dump(job, child.stdin)
+            return child if len(job) == 6 else started(job)
+
+        monkeypatch.setattr(large, "_start_worker", start)
+    built = KnownSubjects(subjects)
+    assert automata(built) == automata(reference)
+    assert built._owners == reference._owners and built._split == reference._split
+    assert sorted(zip(built._keys.tolist(), built._refs.tolist(), strict=True)) == sorted(
+        zip(reference._keys.tolist(), reference._refs.tolist(), strict=True))
+    for value in probes():
+        assert hits(built, value) == hits(reference, value) != [], value
+
+
 def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_path, monkeypatch):
     subjects = generated(30)
     first = KnownSubjects(subjects)

@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 from array import array
+from collections.abc import Callable, Iterator
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +35,11 @@ _FORMS = ("plain", "url", "keystroke", "birthday", "base64", "part")
 _FORM_INDEX = {form: number for number, form in enumerate(_FORMS)}
 # A value that many subjects share (a city, a zip code) names at most this many of them.
 _MAX_NAMED = 16
+# The share of a large registry whose spellings the last worker makes (after which it hashes
+# its digests): making spellings costs this process more than the vendors' digests cost a
+# worker, 200 against 115 us a subject. With one worker a third balances the two.
+_TAIL_SHARE = {1: 1 / 3}
+_TAIL_CHUNK = 4096  # subjects a worker sends at a time: its spellings never all in memory
 
 
 class Index(NamedTuple):
@@ -73,8 +79,16 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     step = max(1, -(-len(identifiers) // max(workers, 1)))
     jobs = [(identifiers[i:i + step], i, region, salts, research)
             for i in range(0, max(len(identifiers), 1), step)]
+    until = len(identifiers)
+    if large:
+        until = max(jobs[-1][1], until - int(until * _TAIL_SHARE.get(workers, 1 / 2)))
+        jobs[-1] = (*jobs[-1], until)  # where the last worker starts spelling
     children = [_start_worker(job) for job in jobs] if large else [None] * len(jobs)
-    spelled = _spell(identifiers, region)
+
+    def elsewhere() -> Iterator[_Made]:
+        yield from _spelled_by(children[-1], children)
+
+    spelled = _spell(identifiers, region, until, elsewhere)
     writer = sealed.writer() if sealed is not None else None
     for part in spelled if writer is not None else ():
         writer.add(part)  # while the workers still hash
@@ -93,29 +107,59 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     return Index(*spelled, keys, refs)
 
 
-def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str) -> tuple:
+# Per identifier of a subject: key, category, value, canonical, its plain spellings (text,
+# form number) and its base64 prefixes.
+_Made = list[tuple[str, str, str, str, list[tuple[str, int]], list[str]]]
+
+
+def _made(items: tuple[tuple[str, str], ...], region: str) -> _Made:
+    """What a subject's identifiers add to the automata (this process or a worker makes it)."""
+    made = []
+    for position, (key, category, value, canon) in enumerate(
+            _identified(items, region, building=True)):
+        if position >= 1 << _POSITION_BITS:
+            break
+        spellings = [(text, _FORM_INDEX[form])
+                     for text, form in _spellings(category, value, canon, region).items()
+                     if len(text) <= _LENGTH_MASK]
+        prefixes = [b64 for text in {value, value.lower(), canon}
+                    for b64 in _base64_prefixes(text) if len(b64) <= _LENGTH_MASK]
+        made.append((key, category, value, canon, spellings, prefixes))
+    return made
+
+
+def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str,
+           until: int | None = None,
+           elsewhere: Callable[[], Iterator[_Made]] | None = None) -> tuple:
     """The automata of every spelling, built as the spellings are made (no list of millions
-    of them in between)."""
+    of them in between). Subjects from number `until` on are spelled `elsewhere` (a worker),
+    and added here in their order."""
     plain, plain_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
     encoded, encoded_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
     shared: list[list[int]] = []
     split: dict[str, list[tuple[int, str]]] = {}
     owners: dict[str, int | list[int]] = {}
     add = partial(_add, shared=shared)
-    for number, items in enumerate(identifiers):
-        identified = _identified(items, region, building=True)
-        for position, (key, category, value, canon) in enumerate(identified):
-            if position >= 1 << _POSITION_BITS:
-                break
+    until = len(identifiers) if until is None or elsewhere is None else until
+
+    def subjects() -> Iterator[_Made]:
+        yield from (_made(items, region) for items in identifiers[:until])
+        done = until
+        if elsewhere is not None:
+            for made in elsewhere():
+                yield made
+                done += 1
+        yield from (_made(items, region) for items in identifiers[done:])  # what it failed
+
+    base64 = _FORM_INDEX["base64"]
+    for number, made in enumerate(subjects()):
+        for position, (key, category, value, canon, spellings, prefixes) in enumerate(made):
             owned_by(owners, key, category, value, canon, number)
             item = number << (_POSITION_BITS + 3) | position << 3
-            for text, form in _spellings(category, value, canon, region).items():
-                if len(text) <= _LENGTH_MASK:
-                    add(plain, plain_values, text, item | _FORM_INDEX[form])
-            for text in {value, value.lower(), canon}:
-                for b64 in _base64_prefixes(text):
-                    if len(b64) <= _LENGTH_MASK:
-                        add(encoded, encoded_values, b64, item | _FORM_INDEX["base64"])
+            for text, form in spellings:
+                add(plain, plain_values, text, item | form)
+            for b64 in prefixes:
+                add(encoded, encoded_values, b64, item | base64)
             if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
                 split.setdefault(parts[0], []).append((number, parts[-1]))
     for automaton, values in ((plain, plain_values), (encoded, encoded_values)):
@@ -151,9 +195,10 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
     """A fresh interpreter that hashes `job` (not multiprocessing: its spawn re-runs the
     main script, its fork can deadlock in a proxy with threads running)."""
     code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
-            "from gdpr_audit.detectors.registry_index import _digest_chunk; "
-            "job = pickle.load(sys.stdin.buffer); "
-            "pickle.dump(_digest_chunk(*job), sys.stdout.buffer, protocol=5)")
+            "from gdpr_audit.detectors.registry_index import _worker_parts; "
+            "job = pickle.load(sys.stdin.buffer)\n"
+            "for part in _worker_parts(*job):\n"
+            "    pickle.dump(part, sys.stdout.buffer, protocol=5); sys.stdout.buffer.flush()")
     if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
         return None
     try:
@@ -185,7 +230,37 @@ def _worker_result(child: subprocess.Popen[bytes] | None,
             result = None
         if child.wait() == 0 and result is not None:
             return result
-    return _digest_chunk(*job)
+    return _digest_chunk(*job[:5])
+
+
+def _worker_parts(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+                  salts: tuple[str, ...], research: bool = False,
+                  spell_from: int | None = None) -> Iterator[object]:
+    """What a worker sends, in order: the spellings of its subjects from number `spell_from`
+    on, in chunks, then an empty chunk; then its digests (_digest_chunk)."""
+    if spell_from is not None:
+        tail = identifiers[spell_from - start:]
+        for i in range(0, len(tail), _TAIL_CHUNK):
+            yield [_made(items, region) for items in tail[i:i + _TAIL_CHUNK]]
+        yield []
+    yield _digest_chunk(identifiers, start, region, salts, research)
+
+
+def _spelled_by(child: subprocess.Popen[bytes] | None,
+                children: list[subprocess.Popen[bytes] | None]) -> Iterator[_Made]:
+    """The spellings the last worker made, as they come. If it fails midway, it is stopped
+    (its place in `children` emptied, so its digests are made here too) and the caller
+    spells what it did not send."""
+    if child is None or child.stdout is None:
+        return
+    try:
+        while chunk := pickle.load(child.stdout):
+            yield from chunk
+    except (EOFError, pickle.UnpicklingError, OSError):
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        children[-1] = None
 
 
 def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
