@@ -79,10 +79,11 @@ class BodyScreen:
         self._decimal = (known, WHOLE_DIGEST) in hints
         if self._decimal:
             hints[hints.index((known, WHOLE_DIGEST))] = (known, _WHOLE_HEX)
-        self._screen = Screen([*hints, *((_DECODES, hint) for hint in DECODE_HINTS)], literals)
+        self._screen = Screen([*hints, *((_DECODES, hint) for hint in DECODE_HINTS)], literals,
+                              kind="body-screen")
         self._spellings_screened = spellings_screened
         self._keys: dict[str, bool] = {}
-        self._long_tokens = Screen([(_DECODES, _LONG_TOKEN)])
+        self._long_tokens = Screen([(_DECODES, _LONG_TOKEN)], kind="body-tokens")
 
     def quiet(self, text: str) -> bool:
         """True where walking the JSON `text` value by value can find nothing: no value

@@ -118,7 +118,8 @@ class Screen:
     pyahocorasick's automata costs."""
 
     def __init__(self, hints: Iterable[tuple[object, str]],
-                 literals: Iterable[tuple[object, str, bool]] = ()) -> None:
+                 literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen") -> None:
+        self._kind = kind  # the cache keeps one database per kind: one kind per Screen's use
         patterns = [(owner, pattern, 0) for owner, pattern in hints] + [
             (owner, "".join(f"\\x{byte:02x}" for byte in text.encode()),
              hyperscan.HS_FLAG_CASELESS if caseless else 0) for owner, text, caseless in literals]
@@ -126,7 +127,7 @@ class Screen:
 
     def compile(self) -> None:
         """Compile (or load) the database now rather than at the first scan."""
-        _database(self._patterns, self._flags)
+        _database(self._patterns, self._flags, self._kind)
 
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
@@ -135,7 +136,7 @@ class Screen:
         def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
             ends[index].append(end - 1)
 
-        database, scratch = _database(self._patterns, self._flags)
+        database, scratch = _database(self._patterns, self._flags, self._kind)
         with scratch:  # one scratch space per database: one scan at a time
             database.scan(joined.text.encode(), match_event_handler=matched)
         by_owner: dict[object, list[int]] = {owner: [] for owner in self._owners}
@@ -149,7 +150,7 @@ class Screen:
         def matched(index: int, start: int, end: int, flags: int, context: object) -> bool:
             return True  # stops the scan
 
-        database, scratch = _database(self._patterns, self._flags)
+        database, scratch = _database(self._patterns, self._flags, self._kind)
         with scratch:
             try:
                 database.scan(data, match_event_handler=matched)
@@ -159,7 +160,7 @@ class Screen:
 
 
 @lru_cache(maxsize=8)
-def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
+def _database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "screen",
               ) -> tuple[hyperscan.Database, threading.Lock]:
     """Compiled when first needed, as most flows are too small to be screened, and kept on
     disk for the next process: compiling takes about 190 ms (50 us of it per literal),
@@ -167,7 +168,7 @@ def _database(patterns: tuple[str, ...], flags: tuple[int, ...],
     setting = repr((metadata.version("hyperscan"), platform.machine(), flags)).encode()
     folder = cache_folder()
     expressions = [p.encode() for p in patterns]
-    sealed = Sealed(folder, (setting, *expressions), kind="screen") if folder else None
+    sealed = Sealed(folder, (setting, *expressions), kind=kind) if folder else None
     kept = sealed.read() if sealed else None
     try:
         database = hyperscan.loadb(kept[0], hyperscan.HS_MODE_BLOCK) if kept else None
