@@ -87,6 +87,10 @@ HIDDEN = {
     "a name as first and last name": '"a": "Marie", "b": "Dupont"',
     "an email as a key": f'"{EMAIL}": 1',
     "decimal of a digest": f'"w": {int.from_bytes(hashlib.sha256(EMAIL.encode()).digest()[:4], "big")}',
+    # A first name by its key, seen only once the value or the key is decoded.
+    "escaped \\u in a key": '"\\u0066irst_name": "Zorglub"',
+    "base64 of a labelled key": '"w": "' + base64.b64encode(b'{"first_name": "Zorglub"}').decode() + '"',
+    "form data in a string": '"w": "first_name=Zorglub&lang=fr"',
 }
 
 
@@ -105,7 +109,9 @@ def test_a_registry_email_hidden_in_a_big_body_is_found(shape: str) -> None:
         found(result)
 
 
-@pytest.mark.parametrize("shape", ["a first name by its key", "a name inside a customer"])
+@pytest.mark.parametrize("shape", ["a first name by its key", "a name inside a customer",
+                                   "escaped \\u in a key", "base64 of a labelled key",
+                                   "form data in a string"])
 def test_a_key_that_labels_its_value_is_walked(shape: str) -> None:
     result = audit(body_with(HIDDEN[shape]))
     assert any(f.detector == "field_name" and f.category == "name" for f in result.findings)
