@@ -9,15 +9,17 @@ personal data by its key alone, and the audit must find what it finds with the s
 """
 
 import base64
+import dataclasses
 import hashlib
 import json
+import zlib
 
 import pytest
 
 from gdpr_audit import fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.bodyscreen import QUIET_FROM
-from gdpr_audit.policy import load_policy
+from gdpr_audit.policy import Subject, load_policy
 from conftest import make_flow
 from test_fuzz_properties import POLICY_DIR
 
@@ -41,17 +43,17 @@ def body_with(member: str) -> bytes:
     return body.encode()
 
 
-def audit(body: bytes, screened: bool = True):  # type: ignore[no-untyped-def]
+def audit(body: bytes, screened: bool = True, auditor: Auditor = AUDITOR):  # type: ignore[no-untyped-def]
     flow = make_flow("https://collect.example-tracker.com/e", "POST", body,
                      {"content-type": "application/json"})
-    quiet = AUDITOR._quiet  # noqa: SLF001
-    AUDITOR._by_value.clear()  # noqa: SLF001 - an earlier test's memo would hide the screen
+    quiet = auditor._quiet  # noqa: SLF001
+    auditor._by_value.clear()  # noqa: SLF001 - an earlier test's memo would hide the screen
     try:
         if not screened:
-            AUDITOR._quiet = None  # noqa: SLF001
-        return AUDITOR.audit(flow)
+            auditor._quiet = None  # noqa: SLF001
+        return auditor.audit(flow)
     finally:
-        AUDITOR._quiet = quiet  # noqa: SLF001
+        auditor._quiet = quiet  # noqa: SLF001
 
 
 def found(result) -> set[tuple]:  # type: ignore[no-untyped-def]
@@ -131,3 +133,24 @@ def test_what_the_screen_cannot_vouch_for_is_walked(text: str) -> None:
     padding = ", ".join(f'"k{n}": "v"' for n in range(QUIET_FROM // 8))
     body = text.replace('{"a"', f'{{{padding}, "a"', 1)
     assert not AUDITOR._body_screen.quiet(body)  # noqa: SLF001
+
+
+# A fake person whose email's CRC-32 has 6 digits: no pattern's hint sees a number that short
+# (a phone's wants 7 digits), only the lookup of the body's numbers (bodyscreen._decimal_digest).
+SHORT_CRC = next(email for n in range(10 ** 6) if zlib.crc32(
+    (email := f"test.person{n}@example.org").encode()) < 10 ** 6)
+
+
+@pytest.mark.parametrize("email,number", [
+    (EMAIL, zlib.crc32(EMAIL.encode())), (EMAIL, zlib.adler32(EMAIL.encode())),
+    (EMAIL, zlib.crc32(EMAIL.encode()) - (1 << 32)), (SHORT_CRC, zlib.crc32(SHORT_CRC.encode()))])
+def test_a_decimal_checksum_of_the_registry_is_found_with_the_research_hashes(
+        email: str, number: int) -> None:
+    """The research hash set knows 32-bit checksums written in decimal: a number among the
+    thousands of a batch is looked up as one, signed or not."""
+    policy = load_policy(POLICY_DIR)
+    person = Subject("test-crc", (("email", email),), {})
+    research = Auditor(dataclasses.replace(policy, hashes="research",
+                                           subjects=(*policy.subjects, person)))
+    result = audit(body_with(f'"w": {number}'), auditor=research)
+    assert any(f.form.startswith("decimal(") for f in result.findings), found(result)
