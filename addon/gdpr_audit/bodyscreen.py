@@ -98,27 +98,38 @@ class BodyScreen:
         data = text.encode("ascii")
         if self._long_tokens.any_hit(data):  # most often why a body is walked: found first
             return False
-        read = _values_only(data)
-        if read is None:
+        # A batch is alike throughout: what has it walked is most often in its first members,
+        # found for the cost of screening those. A value cut at the end of them can only
+        # make a hint hit where the whole text has none, never hide one.
+        if len(data) > 4 * QUIET_FROM and self._holds_anything(data[:QUIET_FROM]):
             return False
-        screened, key_ends = read
-        if self._screen.any_hit(screened):
-            return False
-        if self._decimal and _decimal_digest(self.known, screened):
-            return False
-        if not self._spellings_screened and next(
-                self.known.automaton_hits(screened.decode("ascii")), None) is not None:
-            return False
-        if self.known._split and _first_name(self.known, screened):
-            return False
-        keys = {text[start + 1:end] for start, end in key_ends.tolist()}
-        if any(self._key_matters(key) for key in keys):
+        if self._holds_anything(data):
             return False
         try:
             orjson.loads(data)  # else read as NDJSON, XML or text: walked, not screened
         except orjson.JSONDecodeError:
             return False
         return True
+
+    def _holds_anything(self, data: bytes) -> bool:
+        """Whether a value or key of the JSON `data` (ASCII, no backslash) could be found or
+        decoded, or a key labels its values: the whole screen but for the check that `data`
+        is JSON."""
+        read = _values_only(data)
+        if read is None:
+            return True
+        screened, key_ends = read
+        if self._screen.any_hit(screened):
+            return True
+        if self._decimal and _decimal_digest(self.known, screened):
+            return True
+        if not self._spellings_screened and next(
+                self.known.automaton_hits(screened.decode("ascii")), None) is not None:
+            return True
+        if self.known._split and _first_name(self.known, screened):
+            return True
+        keys = {data[start + 1:end].decode("ascii") for start, end in key_ends.tolist()}
+        return any(self._key_matters(key) for key in keys)
 
     def _key_matters(self, key: str) -> bool:
         """Whether values under a key named so could be personal data by the key alone
