@@ -855,7 +855,8 @@ def _text_of(text: str | None, strict: bool = False) -> str | None:
         # Deleted in C rather than found one by one: a match object per character of a
         # binary-looking MB cost 5 ms (200 values of base64(gzip(1 MB)) decode to 7 MB).
         printable = len(text.encode("ascii").translate(None, _CONTROL_BYTES))
-        ascii_printable = printable - text.count("\r") - text.count("\n") - text.count("\t")
+        ascii_printable = (printable - text.count("\r") - text.count("\n") - text.count("\t")
+                           if strict else 0)  # three more passes, for strict codecs only
     else:
         sample = text[:_SAMPLE]
         printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in sample)
