@@ -43,7 +43,8 @@ def body_with(member: str) -> bytes:
     return body.encode()
 
 
-def audit(body: bytes, screened: bool = True, auditor: Auditor = AUDITOR):  # type: ignore[no-untyped-def]
+def audit(body: bytes, screened: bool = True,  # type: ignore[no-untyped-def]
+          auditor: Auditor = AUDITOR):
     flow = make_flow("https://collect.example-tracker.com/e", "POST", body,
                      {"content-type": "application/json"})
     quiet = auditor._quiet  # noqa: SLF001
@@ -88,10 +89,11 @@ HIDDEN = {
     "a name inside a customer": '"customer": {"name": "Zorglub"}',
     "a name as first and last name": '"a": "Marie", "b": "Dupont"',
     "an email as a key": f'"{EMAIL}": 1',
-    "decimal of a digest": f'"w": {int.from_bytes(hashlib.sha256(EMAIL.encode()).digest()[:4], "big")}',
+    "decimal of a digest": f'"w": {int.from_bytes(hashlib.sha256(EMAIL.encode()).digest()[:4])}',
     # A first name by its key, seen only once the value or the key is decoded.
     "escaped \\u in a key": '"\\u0066irst_name": "Zorglub"',
-    "base64 of a labelled key": '"w": "' + base64.b64encode(b'{"first_name": "Zorglub"}').decode() + '"',
+    "base64 of a labelled key": '"w": "' + base64.b64encode(
+        b'{"first_name": "Zorglub"}').decode() + '"',
     "form data in a string": '"w": "first_name=Zorglub&lang=fr"',
 }
 
