@@ -44,6 +44,8 @@ with open(files[0], "rb") as handle:  # warm the lazy parts on a small flow
     warm = next(iter(io.FlowReader(handle).stream()))
 warm.request.content = b'{"email": "someone@example.org"}'
 auditor.audit(warm)
+warm.request.content = json.dumps({"warm": ["x"] * 40_000}).encode()  # a big body's screen
+auditor.audit(warm)
 results = {}
 for path in files:
     start = time.process_time()
