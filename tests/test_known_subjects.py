@@ -521,6 +521,8 @@ def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_p
     second = KnownSubjects(subjects)
     assert rebuilt == []   # the whole index came from disk
     assert list(second._keys) == list(first._keys)
+    assert automata(second) == automata(first)  # rebuilt from the spellings kept
+    assert list(second._plain_values) == list(first._plain_values)
     for value in probes():
         assert hits(second, value) == hits(first, value), value
 
