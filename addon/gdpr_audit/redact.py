@@ -24,8 +24,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote_plus
 
-import ahocorasick
-import phonenumbers
 
 from .fields import memoised_if_short, remember
 from .policy import Policy
@@ -55,6 +53,8 @@ def _look_alikes() -> dict[int, str]:
 def skeleton(text: str) -> str:
     """`text` as the registry is compared to it: look-alikes folded, accents stripped,
     casefolded, and everything but letters and digits removed."""
+    if text.isascii():  # no accent, no look-alike: lower-casing is all of the folding
+        return _NOT_ASCII_ALNUM.sub("", text.lower())
     folded = unicodedata.normalize("NFKD", text).translate(_look_alikes()).casefold()
     return "".join(c for c in unicodedata.normalize("NFKD", folded)
                    if c.isalnum() and not unicodedata.combining(c))
@@ -70,12 +70,17 @@ _SEPARATORS = re.compile(r"[^\w]+|_")
 _ADDRESS_WORDS = frozenset(
     "rue avenue av bd boulevard chemin allee place quai impasse route street st road rd lane "
     "way drive dr strasse str via calle piazza apt flat floor de du des la le les the of".split())
+_LONGEST_TOKEN = 32
+"""Longer tokens are cut: a text holding the whole holds its start (and may over-star)."""
 _SHORT = 4
 """Tokens shorter than this are matched as whole words only: as substrings, `li` or `ann`
 would star half the vocabulary, while glued short names are caught by the whole value."""
 
 
-def registry_tokens(identifiers: Iterable[tuple[str, str]], country: str = "FR") -> set[str]:
+_NOT_ASCII_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def registry_tokens(identifiers: Iterable[tuple[str, str]]) -> set[str]:
     """The skeletons whose presence makes a text unsafe to keep: each identifier whole, its
     words, an email's local part (its domain is a provider's), a phone's digits."""
     tokens: set[str] = set()
@@ -86,7 +91,7 @@ def registry_tokens(identifiers: Iterable[tuple[str, str]], country: str = "FR")
         if category == "email" and "@" in value:
             value = value.rpartition("@")[0]
         elif category == "phone":
-            tokens |= _phone_tokens(value, country)
+            tokens |= _phone_tokens(value)
         tokens.add(skeleton(value))
         tokens |= {w for w in _words(value) if w not in _ADDRESS_WORDS}
         if category == "birth_date":
@@ -95,16 +100,18 @@ def registry_tokens(identifiers: Iterable[tuple[str, str]], country: str = "FR")
         tokens.add(skeleton(names["first_name"] + names["last_name"]))
         tokens.add(skeleton(names["last_name"] + names["first_name"]))
     # one letter, or a house number, identifies nobody and would star every text
-    return {t for t in tokens if len(t) > 1 and not (t.isdigit() and len(t) < _SHORT)}
+    tokens = {t[:_LONGEST_TOKEN] for t in tokens
+              if len(t) > 1 and not (t.isdigit() and len(t) < _SHORT)}
+    # a token that holds a shorter one is found through it: kept once, the index is smaller
+    return {t for t in tokens if len(t) < _SHORT or not any(
+        u != t and len(u) >= _SHORT and u in t for u in tokens)}
 
 
-def _phone_tokens(value: str, country: str) -> set[str]:
-    try:
-        number = phonenumbers.parse(value, country)
-    except phonenumbers.NumberParseException:
-        return set()
-    national = str(number.national_number)
-    return {national, f"{number.country_code}{national}", f"0{national}"}
+def _phone_tokens(value: str) -> set[str]:
+    """A phone's last 8 digits: in every spelling of it (`+33 6 12..`, `06 12..`, `336..`),
+    whatever the country's format; 8 digits name nobody else in a log's text."""
+    digits = "".join(c for c in value if c.isdigit())
+    return {digits[-8:]} if len(digits) >= 8 else set()
 
 
 def _date_tokens(value: str) -> set[str]:
@@ -228,11 +235,11 @@ class Redactor:
                  safe_words: Iterable[str] = ()) -> None:
         tokens = set(tokens)
         self.short = frozenset(t for t in tokens if len(t) < _SHORT)
-        self.automaton = ahocorasick.Automaton()
-        for token in tokens - self.short:
-            self.automaton.add_word(token, token)
-        if len(self.automaton):
-            self.automaton.make_automaton()
+        self.tokens = frozenset(tokens - self.short)
+        """Looked up by every slice of a text's skeleton of a length some token has: a word
+        kept is at most _LONGEST_WORD long, and a set of 100,000 people's tokens costs a
+        fraction of an automaton's memory and no build."""
+        self.lengths = sorted({len(t) for t in self.tokens})
         self.vocabulary = API_WORDS | {w.lower() for w in vocabulary}
         self.safe_words = frozenset(w for name in safe_words for w in name.split())
         """The words of our own names that messages quote (subject ids, recipients)."""
@@ -244,7 +251,7 @@ class Redactor:
     def for_policy(cls, policy: Policy) -> "Redactor":
         tokens: set[str] = set()
         for subject in policy.subjects:
-            tokens |= registry_tokens(subject.identifiers, policy.country)
+            tokens |= registry_tokens(subject.identifiers)
         vocabulary = {w for glob in _policy_globs(policy) for w in re.split(r"[^A-Za-z0-9_]+", glob)}
         safe = {s.id for s in policy.subjects} | {r.name for r in policy.recipients}
         return cls(tokens, vocabulary, safe | {policy.organization})
@@ -252,8 +259,12 @@ class Redactor:
     def holds_token(self, text: str) -> bool:
         """Whether `text` holds a registry token, however it is spelled, glued or split."""
         whole = skeleton(text)
-        if len(self.automaton) and next(self.automaton.iter(whole), None) is not None:
-            return True
+        tokens = self.tokens
+        for length in self.lengths:
+            if length > len(whole):
+                break
+            if any(whole[i:i + length] in tokens for i in range(len(whole) - length + 1)):
+                return True
         return bool(self.short) and any(w in self.short for w in _words(text))
 
     def word(self, text: str) -> str:
