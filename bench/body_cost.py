@@ -16,7 +16,6 @@ file and of Auditor.audit, in ms per MB of raw request, and the flow's status.
 import argparse
 import base64
 import gzip
-import io as bytes_io
 import json
 import random
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "addon"), str(ROOT / "tests"), str(ROOT / "bench")]
 
+from perf import jpeg  # noqa: E402
 from sides import side_by_side  # noqa: E402
 
 ONE_ROUND = r"""
@@ -91,7 +91,7 @@ def make_flows(folder: Path) -> dict[str, int]:
         size += len(line) + 1
     flows["2-text-log-3MB"] = _flow("https://logs.example-saas.com/upload",
                                     "\n".join(lines).encode(), "text/plain")
-    flows["3-jpeg-3MB"] = _flow("https://upload.example-photos.com/p", _jpeg(rng), "image/jpeg")
+    flows["3-jpeg-3MB"] = _flow("https://upload.example-photos.com/p", jpeg(rng, side=2000), "image/jpeg")
     text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 20_000)[:MB - 8]
     values = {f"v{n}": base64.b64encode(gzip.compress(f"{text}{n:08d}".encode(), 9)).decode()
               for n in range(200)}
@@ -111,18 +111,6 @@ def make_flows(folder: Path) -> dict[str, int]:
             io.FlowWriter(out).add(flow)
         sizes[name] = len(flow.request.raw_content) + len(bytes(flow.request.data.headers))
     return sizes
-
-
-def _jpeg(rng: random.Random) -> bytes:
-    """A 3 MB photo: noise compresses badly, as a camera's sensor noise does."""
-    from PIL import Image
-    side = 2000
-    image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
-    exif = Image.Exif()
-    exif[0x013B] = "Photographer"  # Artist
-    out = bytes_io.BytesIO()
-    image.save(out, "JPEG", quality=85, exif=exif)
-    return out.getvalue()
 
 
 def main() -> None:

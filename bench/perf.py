@@ -79,7 +79,7 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7,
             elif uploads and index % UPLOAD_EVERY == UPLOAD_EVERY // 2:
                 _upload(flow, rng, "text/plain", _log_text(rng, rng.randint(200_000, 1_000_000)))
             elif uploads and index % MEDIA_EVERY == MEDIA_EVERY // 3:
-                media = _jpeg(rng) if index // MEDIA_EVERY % 2 == 0 else _pdf(rng)
+                media = jpeg(rng) if index // MEDIA_EVERY % 2 == 0 else _pdf(rng)
                 _upload(flow, rng, "image/jpeg" if media[:2] == b"\xff\xd8" else "application/pdf",
                         media)
             size += len(flow.request.raw_content or b"")
@@ -114,12 +114,13 @@ def _log_text(rng: random.Random, size: int) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _jpeg(rng: random.Random) -> bytes:
-    """A photo of 1-3 MB: noise compresses badly, as a camera's sensor noise does."""
+def jpeg(rng: random.Random, side: int | None = None) -> bytes:
+    """A photo of 1-3 MB (3 MB at side 2000): noise compresses badly, as a camera's sensor
+    noise does."""
     import io as bytes_io
 
     from PIL import Image
-    side = rng.randint(1100, 2000)
+    side = side or rng.randint(1100, 2000)
     image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     exif = Image.Exif()
     exif[0x013B] = "Photographer"  # Artist
