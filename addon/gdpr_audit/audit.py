@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import compress
 from operator import attrgetter, itemgetter
-from typing import Any
 
 from mitmproxy import http
 from mitmproxy.net.http import url

@@ -16,21 +16,21 @@ import collections
 import itertools
 import json
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import http
 
 from .audit import Auditor, FlowAudit, settle_collector
-from .offload import OffloadedAudits, Verdict, _failed, audit_state, flow_state, rebuild
+from .offload import (OffloadedAudits, Verdict, _failed, audit_state, batches, flow_state,
+                      rebuild)
 from .rules import RULES
 
 logger = logging.getLogger(__name__)
@@ -254,15 +254,7 @@ def judge_work(inbox: Connection, answers: Connection, config: dict[str, Any]) -
         answers.send(("failed", f"{type(e).__name__}: {e}"))
         return
     answers.send(("ready", 0))
-    parent = multiprocessing.parent_process()
-    watched = [inbox, parent.sentinel] if parent is not None else [inbox]
-    while True:
-        try:
-            if inbox not in wait(watched):
-                raise EOFError
-            items = pickle.loads(inbox.recv_bytes())
-        except (EOFError, OSError):
-            os._exit(0)
+    for items in batches(inbox):
         for item in items:
             if item[0] == "judge":
                 _, token, state, message = item
@@ -270,3 +262,4 @@ def judge_work(inbox: Connection, answers: Connection, config: dict[str, Any]) -
             elif item[0] == "close":
                 answers.send(("closed", []))
                 return
+    os._exit(0)  # the proxy is gone

@@ -22,7 +22,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
@@ -503,6 +503,20 @@ def _undecided(redactor: Redactor, state: tuple[Any, ...], reason: str) -> FlowA
     return _unaudited(redactor, state, reason, method, scheme)
 
 
+def batches(inbox: Connection) -> Iterator[list[Any]]:
+    """What the proxy hands a worker process, batch by batch, until it is gone: end of file
+    on the inbox, or its sentinel, in case another process inherited the inbox's other end."""
+    parent = multiprocessing.parent_process()
+    watched = [inbox, parent.sentinel] if parent is not None else [inbox]
+    while True:
+        try:
+            if inbox not in wait(watched):
+                return
+            yield pickle.loads(inbox.recv_bytes())
+        except (EOFError, OSError):
+            return
+
+
 def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None:
     """The worker process: audit (or take the proxy's audits, in enforce mode), write in
     batches, answer barriers; stop at "close" or at end of file (the proxy is gone)."""
@@ -528,19 +542,9 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
         answers.send(("failed", f"{type(e).__name__}: {e}"))
         return
     answers.send(("ready", writer.run_id))
-    # The proxy's liveness: end of file on the inbox, and its sentinel in case another
-    # process inherited the inbox's other end. Either way: keep what it handed over, leave
-    # the run unfinished (it was interrupted), and exit.
-    parent = multiprocessing.parent_process()
-    watched = [inbox, parent.sentinel] if parent is not None else [inbox]
-    while True:
-        try:
-            if inbox not in wait(watched):
-                raise EOFError
-            items = pickle.loads(inbox.recv_bytes())
-        except (EOFError, OSError):
-            writer.flush()
-            os._exit(0)
+    # The proxy gone: keep what it handed over, leave the run unfinished (it was
+    # interrupted), and exit.
+    for items in batches(inbox):
         verdicts = []
         for item in items:
             if item[0] == "record":
@@ -575,3 +579,5 @@ def work(inbox: Connection, answers: Connection, config: dict[str, Any]) -> None
                 return
         if verdicts:
             answers.send(("verdicts", verdicts))
+    writer.flush()
+    os._exit(0)
