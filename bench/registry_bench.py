@@ -10,12 +10,11 @@ runs' CPU seconds more than their wall time.
 """
 
 import argparse
-import tempfile
-
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

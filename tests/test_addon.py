@@ -10,11 +10,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import make_flow
 from mitmproxy import exceptions, websocket
 from mitmproxy.log import LegacyLogEvents
 from mitmproxy.test import taddons, tflow
 
+from conftest import make_flow
 from gdpr_audit import addon as gdpr_addon
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 

@@ -9,11 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import make_flow
 from mitmproxy import hooks
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
 
+from conftest import make_flow
 from gdpr_audit.addon import GdprAudit
 
 LINE = "no flow is being audited"

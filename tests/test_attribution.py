@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conftest import make_flow, write
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import KnownSubjects
 from gdpr_audit.fields import Field
 from gdpr_audit.policy import Subject, load_policy
 from gdpr_audit.policy_lint import check_policy
-
-from conftest import make_flow, write
 
 POLICY = """
 version: 1

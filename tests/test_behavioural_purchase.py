@@ -16,8 +16,8 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from conftest import make_flow
 
+from conftest import make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import Policy
 

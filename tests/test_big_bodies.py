@@ -16,11 +16,11 @@ import zlib
 
 import pytest
 
+from conftest import make_flow
 from gdpr_audit import fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.bodyscreen import QUIET_FROM
 from gdpr_audit.policy import Subject, load_policy
-from conftest import make_flow
 from test_fuzz_properties import POLICY_DIR
 
 AUDITOR = Auditor(load_policy(POLICY_DIR))

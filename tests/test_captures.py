@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from mitmproxy import io
-from test_cli import ROOT, run
 
 from gdpr_audit.captures import CaptureReader
+from test_cli import ROOT, run
 
 
 def replay(tmp_path: Path, *paths: Path):

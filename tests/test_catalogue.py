@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import POLICY, ROOT, make_flow, write
 
+from conftest import POLICY, ROOT, make_flow, write
 from gdpr_audit.audit import Auditor
 from gdpr_audit.entities import identify
 from gdpr_audit.policy import Policy, PolicyError, load_policy

@@ -4,7 +4,6 @@ and 11): error lines whole, the version, the rules, durations, a missing input.
 Strategy: the console script in a real process with its output piped (not a terminal), and
 the log read back with sqlite3."""
 
-import os
 import sqlite3
 import subprocess
 import sys

@@ -14,10 +14,9 @@ import pytest
 from mitmproxy import io
 
 from conftest import POLICY, make_flow, write
-from test_cli import run
-
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import load_policy
+from test_cli import run
 
 PEOPLE = """
   - id: dana

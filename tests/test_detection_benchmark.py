@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 
 import pytest
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench" / "detection"))

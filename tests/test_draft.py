@@ -5,9 +5,9 @@ import shutil
 from pathlib import Path
 
 import yaml
-from test_cli import ROOT, run
 
 from gdpr_audit.policy import load_policy
+from test_cli import ROOT, run
 
 
 def test_draft_declares_what_the_log_saw(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@
 import json
 
 import pytest
-from conftest import ROOT, make_flow
 
+from conftest import ROOT, make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.entities import identify
 

@@ -24,8 +24,15 @@ from mitmproxy.net.http import multipart
 from mitmproxy.test import tutils
 
 from gdpr_audit import fields
-from gdpr_audit.fields import (MAX_MEMO_CHARS, Extraction, decompress, header, message_fields,
-                               query_parameters, request_fields)
+from gdpr_audit.fields import (
+    MAX_MEMO_CHARS,
+    Extraction,
+    decompress,
+    header,
+    message_fields,
+    query_parameters,
+    request_fields,
+)
 
 try:
     from compression import zstd  # type: ignore[import-not-found]

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_flow
 from mitmproxy.test import taddons
 
+from conftest import make_flow
 from gdpr_audit import addon as gdpr_addon
 from gdpr_audit.addon import GdprAudit
 

@@ -9,8 +9,8 @@ same capture (captures/expected.json, written by hand)."""
 import http.server
 import json
 import shutil
-import ssl
 import sqlite3
+import ssl
 import subprocess
 import threading
 from pathlib import Path

@@ -23,14 +23,21 @@ from mitmproxy import websocket
 from mitmproxy.test import taddons, tflow
 
 from conftest import make_flow
+from gdpr_audit import offload as offload_module
 from gdpr_audit.addon import BARRIER_HOST, GdprAudit
 from gdpr_audit.audit import Auditor
-from gdpr_audit import offload as offload_module
-from gdpr_audit.offload import (WORKER_NICE, OffloadedAudits, audit_state, flow_state, hurry,
-                                rebuild, rebuild_audit)
+from gdpr_audit.offload import (
+    WORKER_NICE,
+    OffloadedAudits,
+    audit_state,
+    flow_state,
+    hurry,
+    rebuild,
+    rebuild_audit,
+)
 from gdpr_audit.policy import load_policy
-from gdpr_audit.store import AuditStore
 from gdpr_audit.pytest_plugin import _free_port, start_proxy
+from gdpr_audit.store import AuditStore
 from test_addon import ALICE, post, rows
 
 ROOT = Path(__file__).resolve().parents[1]

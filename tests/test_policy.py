@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import POLICY, write
 
+from conftest import POLICY, write
 from gdpr_audit.policy import PolicyError, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]

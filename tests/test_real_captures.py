@@ -4,15 +4,14 @@ then compare with the labels: identifiers must be found and named, and requests 
 carrying no personal data must yield no identifying finding."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from real_captures import CATEGORY, REAL, registry_yaml, truth
 
+from conftest import ROOT
 from gdpr_audit.audit import CONTEXTUAL, Auditor
 from gdpr_audit.captures import CaptureReader
 from gdpr_audit.policy import load_policy
+from real_captures import CATEGORY, REAL, registry_yaml, truth
 
 pytestmark = pytest.mark.skipif(not REAL.exists(), reason="../shared/captures-real is not here")
 # What this level of detection claims: identifiers as sent, URL-encoded, compressed, base64,

@@ -14,8 +14,15 @@ import pytest
 from publicsuffixlist import PSLFILE, PublicSuffixList, encode_idn
 
 from gdpr_audit.policy import load_policy
-from gdpr_audit.recipients import (DECLARED, FIRST_PARTY, UNDECLARED, public_suffixes,
-                                   registrable_domain, resolve, transfer_problem)
+from gdpr_audit.recipients import (
+    DECLARED,
+    FIRST_PARTY,
+    UNDECLARED,
+    public_suffixes,
+    registrable_domain,
+    resolve,
+    transfer_problem,
+)
 
 POLICY = """
 version: 1

@@ -9,8 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from conftest import make_flow
 
+from conftest import make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import Policy, Subject
 

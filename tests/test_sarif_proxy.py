@@ -11,8 +11,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
-from conftest import make_flow
 
+from conftest import make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.export import export
 from gdpr_audit.policy import Policy

@@ -13,6 +13,7 @@ import sys
 from urllib.parse import urlsplit
 
 import pytest
+
 from conftest import ROOT
 
 HERE = ROOT / "bench" / "sdk_corpus"

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_flow
 
+from conftest import make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import Policy
 from gdpr_audit.store import AuditStore, LogWriter, mask

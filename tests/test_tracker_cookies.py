@@ -9,8 +9,8 @@ a flag. Then whole flows: the cookie makes an undeclared-recipient violation for
 host, with the vendor named in the evidence, and the shipped data keeps its licence."""
 
 import pytest
-from conftest import ROOT, make_flow
 
+from conftest import ROOT, make_flow
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import PATTERN_DETECTORS
 from gdpr_audit.detectors.cookies import tracker_cookie

@@ -12,9 +12,8 @@ import json
 
 import pytest
 
-from gdpr_audit.audit import Auditor
-
 from conftest import make_flow
+from gdpr_audit.audit import Auditor
 
 
 def basic(user: str, password: str = "") -> str:

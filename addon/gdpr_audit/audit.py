@@ -18,8 +18,18 @@ from .detectors.attribution import identifies_nobody
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .entities import entity_index
-from .fields import (Extraction, Field, decompress, header, is_html, memoised_if_short,
-                     message_fields, remember, remember_all, request_fields)
+from .fields import (
+    Extraction,
+    Field,
+    decompress,
+    header,
+    is_html,
+    memoised_if_short,
+    message_fields,
+    remember,
+    remember_all,
+    request_fields,
+)
 from .policy import Policy
 from .recipients import Destination, public_suffixes, resolve
 from .redact import Redactor

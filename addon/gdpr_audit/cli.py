@@ -32,7 +32,6 @@ from .export import FORMATS, export
 from .listing import tell
 from .parallel import ParallelAudits, default_jobs
 from .policy import Policy, load_policy
-from .rules import RULES
 from .review import (
     Filters,
     Output,
@@ -48,6 +47,7 @@ from .review import (
     show,
     show_map,
 )
+from .rules import RULES
 from .sanitize import safe_text
 from .store import (
     AuditStore,

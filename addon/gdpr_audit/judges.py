@@ -29,8 +29,7 @@ from typing import Any
 from mitmproxy import http
 
 from .audit import Auditor, FlowAudit, settle_collector
-from .offload import (OffloadedAudits, Verdict, _failed, audit_state, batches, flow_state,
-                      rebuild)
+from .offload import OffloadedAudits, Verdict, _failed, audit_state, batches, flow_state, rebuild
 from .rules import RULES
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,15 @@ import jsonschema
 
 from .catalogue import CATALOGUE_FILES, catalogue_file, load_catalogue
 from .categories import CATEGORIES, IDENTIFIER_ALIASES, SENSITIVE
-from .documents import (KeyPath, Origins, PolicyError, format_key, locate, merge_documents,
-                        read_document)
+from .documents import (
+    KeyPath,
+    Origins,
+    PolicyError,
+    format_key,
+    locate,
+    merge_documents,
+    read_document,
+)
 from .entities import Catalogue, entity_index
 
 __all__ = ["Policy", "PolicyError", "Recipient", "Subject", "load_policy"]

@@ -24,7 +24,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote_plus
 
-
 from .fields import memoised_if_short, remember
 from .policy import Policy
 

@@ -18,13 +18,33 @@ import numpy
 
 from ..fields import Field
 from ..policy import Subject
-from .base import SPACE, Finding, canonical, is_word_boundary
-from .hashes import (_CHAIN_BITS, _INPUT_BITS, ALGORITHMS, BASE64_RUN, CHAINS, DECIMAL,
-                     HASH_SCOPES, HEX_RUN, MAX_SUBJECTS, SALTED, WHOLE_DIGEST,
-                     _digest_candidates, _form_name, _key)
 from .attribution import Places, attribute, part_of_match
-from .registry_index import (_FORMS, _LENGTH_BITS, _LENGTH_MASK, _MAX_NAMED, _POSITION_BITS,
-                             _SHARED, _index)
+from .base import SPACE, Finding, canonical, is_word_boundary
+from .hashes import (
+    _CHAIN_BITS,
+    _INPUT_BITS,
+    ALGORITHMS,
+    BASE64_RUN,
+    CHAINS,
+    DECIMAL,
+    HASH_SCOPES,
+    HEX_RUN,
+    MAX_SUBJECTS,
+    SALTED,
+    WHOLE_DIGEST,
+    _digest_candidates,
+    _form_name,
+    _key,
+)
+from .registry_index import (
+    _FORMS,
+    _LENGTH_BITS,
+    _LENGTH_MASK,
+    _MAX_NAMED,
+    _POSITION_BITS,
+    _SHARED,
+    _index,
+)
 from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
 
 __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]

@@ -17,13 +17,19 @@ import numpy
 import phonenumbers
 
 from ..policy import Subject
-from .hashes import (_CHAIN_BITS, _INPUT_BITS, CHAINS, SALTED, _bulk, _chained, _prefix_keys,
-                     continued_by)
-from .sealed import Sealed, Writer, cache_folder
 from .attribution import owned_by
+from .hashes import (
+    _CHAIN_BITS,
+    _INPUT_BITS,
+    CHAINS,
+    SALTED,
+    _bulk,
+    _chained,
+    _prefix_keys,
+    continued_by,
+)
+from .sealed import Sealed, Writer, cache_folder
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
-
-
 
 # From this many subjects the digests are hashed in other processes too, and kept on disk.
 _LARGE = 5_000

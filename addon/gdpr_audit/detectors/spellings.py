@@ -14,8 +14,6 @@ from ..policy import category_of
 from .base import SEPARATOR, canonical, strip_accents
 from .hashes import _EVERY, _INPUT_BITS, _NARROW, _SINGLE
 
-
-
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
 # Shorter spellings match too much of unrelated text (a first name of two letters).
