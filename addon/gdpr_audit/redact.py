@@ -251,7 +251,8 @@ class Redactor:
         tokens: set[str] = set()
         for subject in policy.subjects:
             tokens |= registry_tokens(subject.identifiers)
-        vocabulary = {w for glob in _policy_globs(policy) for w in re.split(r"[^A-Za-z0-9_]+", glob)}
+        vocabulary = {word for glob in _policy_globs(policy)
+                      for word in re.split(r"[^A-Za-z0-9_]+", glob)}
         safe = {s.id for s in policy.subjects} | {r.name for r in policy.recipients}
         return cls(tokens, vocabulary, safe | {policy.organization})
 
