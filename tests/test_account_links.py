@@ -52,3 +52,21 @@ def test_a_reset_mail_sent_to_a_mailer_not_declared_for_credentials(policy: Poli
 def test_a_confirmation_page_url_with_an_email_is_no_token() -> None:
     page = "https://shop.example/compte/confirmation?email=lea.garnier%40example.com&step=2"
     assert list(DETECTOR.find(Field("query", "dl", page))) == []
+
+
+def test_a_file_named_like_a_token_is_none() -> None:
+    text = "https://shop.example/verify/static/logo-v2a1b2c3d4e5f6a7b8.png"
+    assert list(DETECTOR.find(Field("body", "html", text))) == []
+
+
+def test_a_batch_screened_at_once_keeps_every_link_the_detector_finds(policy: Policy) -> None:
+    """From 256 values a request is screened by each detector's hint first: the hint must hit
+    every link find() reports on, whatever its word (`passwordless`, `one-time`)."""
+    links = ["https://id.example.org/passwordless/Q7w8E9r0T1y2U3i4o5",
+             "https://id.example.org/a/one-time/Z9x8C7v6B5n4M3a2s1"]
+    body = {"to": "alice.martin@example.org", "rows": [f"row {n}" for n in range(300)],
+            "links": links}
+    flow = make_flow("https://eu.mailer.test/smtp/send", "POST", json.dumps(body),
+                     {"content-type": "application/json"})
+    found = [f for f in Auditor(policy).audit(flow).findings if f.detector == "account_link"]
+    assert sum(f.count for f in found) == 2  # one finding of the shape `links[*]`
