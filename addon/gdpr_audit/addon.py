@@ -327,15 +327,17 @@ class GdprAudit:
             flow.response = http.Response.make(451, json.dumps(body).encode(),
                                                {"content-type": "application/json"})
 
-    def _undecided(self, flow: http.HTTPFlow, why: str, passed: bool = False) -> bool:
+    def _undecided(self, flow: http.HTTPFlow, why: str) -> bool:
         """A flow no judge decided in time, logged as an audit error with the reason;
         whether to block it."""
-        block = self._timeout_action == "block" and not passed
-        action = "blocked" if block else "passed" if not passed else "had passed"
+        block = self._timeout_action == "block"
+        action = "blocked" if block else "passed"
         reason = (f"the audit {why}: {action} "
                   f"(gdpr_enforce_timeout_action={self._timeout_action})")
         logger.error(f"gdpr: flow {flow.id}: {reason}")
         if self.offload is not None:
+            if not self.offload.alive:
+                self._fall_back()  # a dead worker's pipe drops what is handed to it
             self.offload.undecided(flow, reason)
         return block
 
@@ -394,7 +396,9 @@ class GdprAudit:
 
     def _judged_later(self, flow: http.HTTPFlow, outcome: Judgement | str) -> None:
         if isinstance(outcome, str):
-            self._undecided(flow, outcome, passed=True)
+            # Said, not logged: an audit-error row would replace the request's audit, which
+            # the log already holds for this flow, findings and violations included.
+            logger.error(f"gdpr: flow {flow.id}: the second audit (with the response) {outcome}")
         elif outcome.verdict is not None:
             self._report(outcome.verdict, flow)
 
