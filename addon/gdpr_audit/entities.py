@@ -72,9 +72,6 @@ class Catalogue:
             own.update(dict.fromkeys(entry.hosts, entry))
         return Catalogue(own, self.exact, self.suffixes)
 
-    def companies(self) -> list[Entity]:
-        return list({id(e): e for e in self.own.values()}.values())
-
 
 def _data(name: str) -> dict:  # type: ignore[type-arg]
     return dict(json.loads(resources.files("gdpr_audit").joinpath(f"data/{name}").read_text()))

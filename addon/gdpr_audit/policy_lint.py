@@ -10,12 +10,9 @@ country at all, and hosts of two recipients that overlap where the earlier one w
 A registry's values are personal data: the lints name their key, never the value."""
 
 import fnmatch
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from .catalogue import catalogue_errors, catalogue_file
 from .detectors.spellings import too_common
 from .documents import KeyPath, Origins, PolicyError, format_key, locate, read_document
 from .policy import Policy, _build, _key_name, read_policy
+from .recipients import transfer_rules
 
 ERROR, WARNING = "error", "warning"
 
@@ -109,14 +107,8 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value] if value is not None else []
 
 
-@cache
-def _transfers() -> dict[str, frozenset[str]]:
-    data = json.loads(resources.files("gdpr_audit").joinpath("data/transfers.json").read_text())
-    return {key: frozenset(data[key]) for key in ("eea", "adequacy", "dpf")}
-
-
 def _transfer(index: int, recipient: dict[str, Any]) -> Iterator[tuple[str, KeyPath, str]]:
-    rules = _transfers()
+    rules = transfer_rules()
     country, transfer = recipient.get("country"), recipient.get("transfer")
     if not isinstance(country, str):
         yield (WARNING, ("recipients", index),

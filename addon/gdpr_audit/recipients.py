@@ -109,7 +109,7 @@ def _literal(glob: str) -> int:
 
 
 @cache
-def _transfer_rules() -> dict[str, frozenset[str]]:
+def transfer_rules() -> dict[str, frozenset[str]]:
     text = resources.files("gdpr_audit").joinpath("data/transfers.json").read_text()
     data = json.loads(text)
     return {key: frozenset(data[key]) for key in ("eea", "adequacy", "dpf")}
@@ -117,7 +117,7 @@ def _transfer_rules() -> dict[str, frozenset[str]]:
 
 def transfer_problem(recipient: Recipient) -> str | None:
     """Why sending data to this recipient is an unlawful transfer, or None if it is not."""
-    rules = _transfer_rules()
+    rules = transfer_rules()
     country = recipient.country
     if country is None or country in rules["eea"]:
         return None
@@ -144,7 +144,7 @@ def catalogue_transfer_problem(entity: Entity | None) -> str | None:
     (`transfer: dpf`, which also says the contract relies on it), so it is named, not counted."""
     if entity is None or entity.country is None:
         return None
-    rules = _transfer_rules()
+    rules = transfer_rules()
     country = entity.country
     if country in rules["eea"] or country in rules["adequacy"]:
         return None

@@ -386,7 +386,7 @@ def _cells(row: RegisterRow) -> tuple[str, ...]:
             f"{_joined(row.observed_purposes) or '-'} / {_joined(row.declared_purposes) or '-'}",
             _joined(row.observed_data), _joined(row.declared_data),
             _joined(row.undeclared_data), str(row.flows),
-            (row.who or owner(min(row.hosts))) if row.status == "undeclared" else
+            row.who if row.status == "undeclared" else
             ", ".join(filter(None, (row.role, row.country))))
 
 
