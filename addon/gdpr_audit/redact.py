@@ -307,7 +307,8 @@ class Redactor:
         if _is_ip(host):
             return "{ip}"
         return ".".join(label if _HOST_LABEL.fullmatch(label) and label == self.word(label)
-                        and not self.holds_token(_idn(label)) else STAR
+                        and not (label[:4].lower() == "xn--" and self.holds_token(_idn(label)))
+                        else STAR
                         for label in host.split("."))
 
     def method(self, method: str) -> str:

@@ -22,8 +22,8 @@ _MASKED = re.compile(r"(?<![0-9A-Za-z])\d{0,6}(?:[ -]?[*xX\u2022]){4,12}[ -]?(\d
 _ENDING = re.compile(r"\b(?:card|visa|mastercard|amex|discover|cb)\b[^0-9\n]{0,24}?\bending"
                      r"(?:\s+(?:in|with))?\s*[:#]?\s*(\d{4})\b", re.I)
 
-# What each pattern cannot match without: two mask characters side by side (or one apart), and
-# the word "ending" in any case.
+# What each pattern cannot match without: a `*` or `•`, or two x's side by side (or one apart),
+# and the word "ending" in any case.
 _MASK_PAIRS = ("*", "\u2022", *(a + sep + b for a in "xX" for b in "xX" for sep in ("", " ", "-")))
 _NEEDED = {_MASKED: lambda value: any(pair in value for pair in _MASK_PAIRS),
            _ENDING: lambda value: "ending" in value.lower()}
