@@ -87,3 +87,19 @@ def test_a_few_long_values_are_screened_at_c_speed(auditor: Auditor) -> None:
     assert needs, "not screened: every detector would read 300 KB in Python"
     assert all(not needs[d] for d in auditor._value_readers if d in needs)
     assert not auditor.detect(Extraction(fields=fields))
+
+
+def test_short_values_past_the_budget_are_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short value (a 1.4 KB token that inflates to a MB) is decoded once, and none after
+    the budget is spent: the JSON walk used to decode every short value before asking the
+    budget, and a value it found encoded a second time."""
+    tokens = [base64.b64encode(gzip.compress(f"{'a' * 1_000_000}{n:08d}".encode())).decode()
+              for n in range(50)]
+    assert all(len(token) <= fields.MAX_MEMO_CHARS for token in tokens)
+    calls: list[str] = []
+    decode = fields._decode
+    monkeypatch.setattr(fields, "_decode", lambda value: calls.append(value) or decode(value))
+    body = json.dumps({f"v{n}": token for n, token in enumerate(tokens)}).encode()
+    extraction = request_fields(make_flow(URL, "POST", body, JSON).request, 10 * MB)
+    assert any("decoding stopped" in reason for reason in extraction.limits)
+    assert [value for value in calls if value in tokens] == tokens[:1]

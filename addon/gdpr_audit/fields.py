@@ -405,14 +405,18 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
                 continue
             else:
                 value = str(item)
-            # A long value goes straight to _add_value: decoded once (it is not memoised),
-            # and within the flow's budget.
-            if (undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_MEMO_CHARS
-                    and not _decodings(value)):
-                fields.append(Field(location, path, value))  # what _add_value would do
-            elif not _add_value(out, Field(location, path, value,
-                                           _named(layers, key, path) if layers else layers),
-                                depth):
+            # A long value goes straight to _add_value (it is not memoised); a short one is
+            # decoded here, within the flow's budget, and handed over with what it decodes to.
+            decodings = None
+            if undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_MEMO_CHARS and (
+                    out.may_decode()):
+                decodings = _decodings(value)
+                if not decodings:
+                    fields.append(Field(location, path, value))  # what _add_value would do
+                    continue
+            if not _add_value(out, Field(location, path, value,
+                                         _named(layers, key, path) if layers else layers),
+                              depth, decodings):
                 return
         else:
             stack.pop()
@@ -607,14 +611,17 @@ def _join(prefix: str, key: str) -> str:
     return prefix + key if key.startswith("[") else f"{prefix}.{key}"
 
 
-def _add_value(out: Extraction, item: Field, depth: int) -> bool:
-    """Add a value, then whatever it decodes to (one layer more each time)."""
+def _add_value(out: Extraction, item: Field, depth: int,
+               decodings: tuple[tuple[str, str], ...] | None = None) -> bool:
+    """Add a value, then whatever it decodes to (one layer more each time); `decodings`,
+    where the caller has them already (the flow's budget allowed them)."""
     if not out.add(item):
         return False
     if depth < MAX_DEPTH:
-        if not out.may_decode():
-            return True  # the value itself is kept: only what it decodes to is not read
-        decodings = _decodings(item.value)
+        if decodings is None:
+            if not out.may_decode():
+                return True  # the value itself is kept: only what it decodes to is not read
+            decodings = _decodings(item.value)
         if decodings:
             out.decodings += 1
             out.decoded += sum(len(decoded) for _, decoded in decodings
