@@ -95,6 +95,9 @@ HIDDEN = {
     "base64 of a labelled key": '"w": "' + base64.b64encode(
         b'{"first_name": "Zorglub"}').decode() + '"',
     "form data in a string": '"w": "first_name=Zorglub&lang=fr"',
+    # Labelled by the path, not by the key alone (behavioural under `events`).
+    "an event's category": '"events": [{"category": "v2"}]',
+    "an event's label": '"event": {"label": "v2"}',
 }
 
 
@@ -119,6 +122,13 @@ def test_a_registry_email_hidden_in_a_big_body_is_found(shape: str) -> None:
 def test_a_key_that_labels_its_value_is_walked(shape: str) -> None:
     result = audit(body_with(HIDDEN[shape]))
     assert any(f.detector == "field_name" and f.category == "name" for f in result.findings)
+
+
+@pytest.mark.parametrize("shape", ["an event's category", "an event's label"])
+def test_an_events_part_in_a_big_body_is_walked(shape: str) -> None:
+    result = audit(body_with(HIDDEN[shape]))
+    assert any(f.detector == "field_name" and f.category == "behavioural"
+               for f in result.findings), found(result)
 
 
 def test_a_consent_parameter_in_a_big_body_is_read() -> None:

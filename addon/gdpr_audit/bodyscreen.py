@@ -18,7 +18,7 @@ import orjson
 
 from .consent import _PARAM_FAMILIES
 from .detectors.base import SPACE, Screen
-from .detectors.fieldnames import label_of, leaf_key
+from .detectors.fieldnames import _EVENT_PARTS, _EVENTS, label_of, leaf_key
 from .detectors.hashes import WHOLE_DIGEST
 from .detectors.known import KnownSubjects
 
@@ -129,12 +129,18 @@ class BodyScreen:
         if self.known._split and _first_name(self.known, screened):
             return True
         keys = {data[start + 1:end].decode("ascii") for start, end in key_ends.tolist()}
-        return any(self._key_matters(key) for key in keys)
+        if any(self._key_matters(key) for key in keys):
+            return True
+        # An event's part is labelled by its parent's key (`events[3].category`), which
+        # label_of sees in the path and not in the key alone.
+        leaves = {leaf_key(key) for key in keys}
+        return not leaves.isdisjoint(_EVENT_PARTS) and not leaves.isdisjoint(_EVENTS)
 
     def _key_matters(self, key: str) -> bool:
         """Whether values under a key named so could be personal data by the key alone
         (fieldnames.label_of; a `name` is one inside `customer`), or it is a consent
-        parameter: the walk must see them. A path's label comes from one of its keys."""
+        parameter: the walk must see them. A path's label comes from one of its keys, but
+        for an event's parts (see _holds_anything)."""
         matters = self._keys.get(key)
         if matters is None:
             matters = (label_of("body", key) is not None or leaf_key(key) == "name"
