@@ -93,15 +93,18 @@ class BodyScreen:
         makes the value differ from what the screen sees)."""
         if len(text) < QUIET_FROM or not text.isascii() or "\\" in text:
             return False
-        if not _JSON_START.match(text) or any(mark in text for mark in _WALKED):
+        if not _JSON_START.match(text):
             return False
         data = text.encode("ascii")
-        if self._long_tokens.any_hit(data):  # most often why a body is walked: found first
-            return False
         # A batch is alike throughout: what has it walked is most often in its first members,
-        # found for the cost of screening those. A value cut at the end of them can only
-        # make a hint hit where the whole text has none, never hide one.
+        # found for the cost of screening those, before any pass over the whole text. A value
+        # cut at the end of them can only make a hint hit where the whole text has none,
+        # never hide one.
         if len(data) > 4 * QUIET_FROM and self._holds_anything(data[:QUIET_FROM]):
+            return False
+        if any(mark in text for mark in _WALKED):
+            return False
+        if self._long_tokens.any_hit(data):  # most often why a body is walked: found first
             return False
         if self._holds_anything(data):
             return False
