@@ -99,6 +99,23 @@ def test_phone_region_decides_national_numbers():
     assert found("phone", "020 7946 0958", key="phone", region="GB") == ["+442079460958"]
 
 
+@pytest.mark.parametrize("value", [
+    "+33 1 99 00 12 34", "+33199001234", "+33.1.99.00.12.34", "+44-20-7946-0958",
+    "+33 0000000000", "+33 1 99 00 12 34 56", "+1 2012 0101 12", "+3319900123", "+999 1234567",
+])
+@pytest.mark.parametrize("key", ["phone", "note"])
+def test_a_whole_international_number_is_what_the_matcher_finds(key, value):
+    """A value that is one '+' number is parsed and validated directly (the matcher's cost
+    halved): what it reports, and where, is what PhoneNumberMatcher reports."""
+    import phonenumbers
+    detector = PATTERN_DETECTORS["phone"]()
+    direct = [(f.value, f.canonical) for f in detector.find(Field("body", key, value))]
+    matched = [(m.raw_string, phonenumbers.format_number(m.number, 0)) for m in
+               phonenumbers.PhoneNumberMatcher(value, "FR" if key == "phone" else "ZZ",
+                                               leniency=phonenumbers.Leniency.VALID)]
+    assert direct == matched
+
+
 # --- IBAN -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("value", "expected"), [
