@@ -1,13 +1,18 @@
 """Performance benchmarks, side by side with their baselines in one run (SPEC 4).
 
     .venv/bin/python bench/perf.py [--quick] [--only replay,proxy,registry] [--count N] [--rounds N]
+                                   [--mix batches,issue] [--uploads]
 
 Each section measures the product and its baseline in alternating rounds on the same input
 and reports medians and the ratio; absolute times on a shared 2-core machine mean little.
 Results go to standard output, and a full run of every section to bench/RESULTS.md.
 
 - replay: mitmproxy's FlowReader reading a corpus of realistic marketing flows (bare) against
-  reading + auditing each flow, and against `gdpr-audit replay` end to end (SQLite included).
+  reading + auditing each flow, and against `gdpr-audit replay` end to end (SQLite included),
+  in wall-clock time and in CPU time. Two corpora, each with its own bare read: `batches` (1 in
+  100 flows a 1-5 MB JSON batch; `--uploads` adds text logs and media), and `issue`, the mix
+  issue 19 describes of its own corpus (ISSUE_MIX: per 1,115 flows, 4 JSON batches, a 6 MB
+  JSON import, a 3 MB text log, two 3 MB JPEG photos, the rest small tracker and API calls).
 - proxy: requests per second and latency through mitmdump alone and through mitmdump with
   the addon, from wrk on loopback, the proxy answering itself (nothing leaves the machine).
 - registry: 1k, 10k and 100k subjects: load time, memory, per-flow audit time.
@@ -53,11 +58,12 @@ BIN = Path(sys.executable).parent
 # --- replay ---------------------------------------------------------------------------------
 
 def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7,
-                uploads: bool = False) -> int:
+                uploads: bool = False, mix: str = "batches") -> int:
     """`count` flows cloned from the sample captures (realistic CRM, analytics, ads and
     payment traffic), with fresh ids, and one flow in `big_every` carrying a 1-5 MB body.
     With `uploads`, also one flow in UPLOAD_EVERY a text upload (a 0.2-1 MB log) and one in
-    MEDIA_EVERY a media upload (a 1-3 MB JPEG with EXIF, or a PDF with its author)."""
+    MEDIA_EVERY a media upload (a 1-3 MB JPEG with EXIF, or a PDF with its author).
+    With mix "issue", the proportions of ISSUE_MIX instead."""
     rng = random.Random(seed)
     templates = [flow for flow, _ in CaptureReader([str(ROOT / "captures")]).flows()]
     size = 0
@@ -67,15 +73,10 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7,
             flow = rng.choice(templates).copy()
             flow.id = str(uuid.UUID(int=rng.getrandbits(128)))
             _vary(flow, rng)
-            if index % big_every == big_every - 1:
-                events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}",
-                           "anonymousId": str(uuid.UUID(int=rng.getrandbits(128)))}
-                          for n in range(rng.randint(10_000, 50_000))]
-                flow.request.url = "https://api.segment.io/v1/batch"
-                flow.request.method = "POST"
-                flow.request.headers["content-type"] = "application/json"
-                flow.request.headers.pop("content-encoding", None)
-                flow.request.content = json.dumps({"batch": events}).encode()
+            if mix == "issue":
+                _issue_flow(flow, rng, index)
+            elif index % big_every == big_every - 1:
+                _batch(flow, rng, rng.randint(10_000, 50_000))
             elif uploads and index % UPLOAD_EVERY == UPLOAD_EVERY // 2:
                 _upload(flow, rng, "text/plain", _log_text(rng, rng.randint(200_000, 1_000_000)))
             elif uploads and index % MEDIA_EVERY == MEDIA_EVERY // 3:
@@ -87,6 +88,68 @@ def make_corpus(path: Path, count: int, big_every: int = 100, seed: int = 7,
     return size
 
 
+def _batch(flow: http.HTTPFlow, rng: random.Random, events: int) -> None:
+    """A Segment batch of `events` product views (about 115 bytes each)."""
+    batch = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}",
+              "anonymousId": str(uuid.UUID(int=rng.getrandbits(128)))} for n in range(events)]
+    _post(flow, "https://api.segment.io/v1/batch", "application/json",
+          json.dumps({"batch": batch}).encode())
+
+
+ISSUE_BLOCK = 1115
+"""Mix "issue": what issue 19 describes of its own corpus (1,115 flows, 26 MB: tracker hits,
+CRM and marketing API calls, a few big JSON batches, a 6 MB JSON import, a 3 MB text log and
+two JPEG photos of about 3 MB), repeated every ISSUE_BLOCK flows. Fixed before measuring."""
+ISSUE_MIX = {  # position in the block: what that flow carries
+    100: "batch", 380: "batch", 660: "batch", 940: "batch",  # 1.5-3.5 MB each, ~10 MB in all
+    500: "import",  # a CRM contact import: 6 MB of JSON (names, emails, phones)
+    800: "log",  # a 3 MB text log
+    250: "jpeg", 1050: "jpeg",  # ~3 MB photos with EXIF
+}
+"""...the other 1,107 flows of a block are small ones cloned from captures/ (~0.2 MB in all):
+the 4 batches take the ~10 MB that the 26 MB leaves beside the bodies the issue names."""
+
+
+def _issue_flow(flow: http.HTTPFlow, rng: random.Random, index: int) -> None:
+    kind = ISSUE_MIX.get(index % ISSUE_BLOCK)
+    if kind == "batch":
+        _batch(flow, rng, rng.randint(13_000, 30_000))
+    elif kind == "import":
+        _post(flow, "https://api.hubapi.com/crm/v3/objects/contacts/batch/create",
+              "application/json", _contacts(rng, 6_000_000))
+    elif kind == "log":
+        _upload(flow, rng, "text/plain", _log_text(rng, 3_000_000))
+    elif kind == "jpeg":
+        _upload(flow, rng, "image/jpeg", jpeg(rng, 2000))
+
+
+def _contacts(rng: random.Random, size: int) -> bytes:
+    """A CRM import of about `size` bytes: contacts with a name, an email, a phone, a city."""
+    first = ("Camille", "Louis", "Emma", "Hugo", "Chloé", "Lucas", "Léa", "Jules", "Manon")
+    last = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand")
+    cities = ("Paris", "Lyon", "Marseille", "Toulouse", "Nantes", "Lille", "Rennes")
+    contacts, total = [], 0
+    while total < size:
+        given, family = rng.choice(first), rng.choice(last)
+        contact = {"properties": {
+            "firstname": given, "lastname": family,
+            "email": f"{given.lower()}.{family.lower()}{rng.randint(1, 9999)}@example.fr",
+            "phone": f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} "
+                     f"{rng.randint(10, 99)}",
+            "city": rng.choice(cities), "lifecyclestage": "lead"}}
+        contacts.append(contact)
+        total += len(json.dumps(contact, ensure_ascii=False)) + 2
+    return json.dumps({"inputs": contacts}, ensure_ascii=False).encode()
+
+
+def _post(flow: http.HTTPFlow, url: str, content_type: str, body: bytes) -> None:
+    flow.request.url = url
+    flow.request.method = "POST"
+    flow.request.headers["content-type"] = content_type
+    flow.request.headers.pop("content-encoding", None)
+    flow.request.content = body
+
+
 UPLOAD_EVERY = 250
 """With uploads: one flow in this many is a text upload (a log, 0.2-1 MB)..."""
 MEDIA_EVERY = 500
@@ -94,11 +157,8 @@ MEDIA_EVERY = 500
 
 
 def _upload(flow: http.HTTPFlow, rng: random.Random, content_type: str, body: bytes) -> None:
-    flow.request.url = f"https://upload.example-saas.com/v1/files/{rng.getrandbits(32):08x}"
-    flow.request.method = "POST"
-    flow.request.headers["content-type"] = content_type
-    flow.request.headers.pop("content-encoding", None)
-    flow.request.content = body
+    _post(flow, f"https://upload.example-saas.com/v1/files/{rng.getrandbits(32):08x}",
+          content_type, body)
 
 
 def _log_text(rng: random.Random, size: int) -> bytes:
@@ -181,9 +241,10 @@ def _worker_split(corpus: Path, auditor: Auditor, jobs: int) -> tuple[list[float
     return workers, time.process_time() - cpu, time.perf_counter() - start
 
 
-def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -> list[str]:
+def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False,
+                 mix: str = "batches") -> list[str]:
     corpus = folder / "corpus.flow"
-    body_bytes = make_corpus(corpus, count, uploads=uploads)
+    body_bytes = make_corpus(corpus, count, uploads=uploads, mix=mix)
     auditor = Auditor(load_policy(ROOT / "policies"))
 
     def bare() -> float:
@@ -193,7 +254,7 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -
         assert flows == count
         return time.perf_counter() - start
 
-    split = {"small": [0.0, 0], "big": [0.0, 0]}
+    split: dict[str, list[float]] = {}
 
     def audited() -> float:
         start = time.perf_counter()
@@ -201,7 +262,7 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -
             for flow in io.FlowReader(handle).stream():
                 began = time.perf_counter()
                 auditor.audit(flow)
-                kind = split["big" if len(flow.request.raw_content or b"") > 500_000 else "small"]
+                kind = split.setdefault(_kind_of(flow), [0.0, 0])
                 kind[0] += time.perf_counter() - began
                 kind[1] += 1
         return time.perf_counter() - start
@@ -238,11 +299,16 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -
     def cli_bare() -> float:
         """A process that only reads: Python's and mitmproxy's start-up, not ours (our imports
         and set-up are part of what auditing costs)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([PYTHON, "-c", "import sys\nfrom mitmproxy import io\n"
                         "with open(sys.argv[1], 'rb') as f:\n    n = sum(1 for _ in io.FlowReader(f).stream())",
                         str(corpus)], check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addon")})
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        all_cpu.setdefault(0, []).append(after.ru_utime + after.ru_stime
+                                         - before.ru_utime - before.ru_stime)
+        return elapsed
 
     cores = default_jobs()
     t_bare, t_audit, t_cli_bare, t_one, t_all = median_of(rounds, bare, audited, cli_bare, cli(1),
@@ -251,22 +317,26 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -
     workers, main_cpu, split_wall = _worker_split(corpus, auditor, cores)
     cpu = {jobs: statistics.median(samples) / count * 1000 for jobs, samples in own_cpu.items()}
     total = {jobs: statistics.median(samples) for jobs, samples in all_cpu.items()}
-    small, big = split["small"], split["big"]
+    # On free cores, `--jobs N` would take its CPU time over N (the workers' spread is below),
+    # and the bare read its own: the ratio these say, whatever else the machine runs now.
+    free = {jobs: total[0] / (total[jobs] / jobs) for jobs in (1, cores)}
+    spent = sum(seconds for seconds, _ in split.values())
     return [
         f"Corpus: {count} flows cloned from captures/, each with fresh ids, timestamps and a "
-        f"request id; 1 in 100 with a 1-5 MB JSON batch; "
+        f"request id; "
+        + (ISSUE_TEXT if mix == "issue" else "1 in 100 with a 1-5 MB JSON batch; ")
         + (f"1 in {UPLOAD_EVERY} a text upload (a 0.2-1 MB log), 1 in {MEDIA_EVERY} a media "
-           "upload (a 1-3 MB JPEG or a 1 MB PDF); " if uploads else "")
+           "upload (a 1-3 MB JPEG or a 1 MB PDF); " if uploads and mix != "issue" else "")
         + f"{mb:.0f} MB of request bodies. "
         f"Medians of {rounds} alternating rounds.",
         "",
-        "| replay | seconds | flows/s | vs bare read |",
-        "|---|---|---|---|",
-        f"| FlowReader alone (bare) | {t_bare:.2f} | {count / t_bare:.0f} | 1.00 |",
-        f"| FlowReader + Auditor.audit, one process | {t_audit:.2f} | {count / t_audit:.0f} | {t_bare / t_audit:.2f} |",
-        f"| a process reading with FlowReader (Python and mitmproxy start-up included) | {t_cli_bare:.2f} | {count / t_cli_bare:.0f} | 1.00 |",
-        f"| `gdpr-audit replay --jobs 1` (audit + SQLite log) | {t_one:.2f} | {count / t_one:.0f} | {t_cli_bare / t_one:.2f} |",
-        f"| `gdpr-audit replay --jobs {cores}` | {t_all:.2f} | {count / t_all:.0f} | {t_cli_bare / t_all:.2f} |",
+        "| replay | seconds | flows/s | vs bare read | CPU s | vs bare, by CPU time on free cores |",
+        "|---|---|---|---|---|---|",
+        f"| FlowReader alone (bare) | {t_bare:.2f} | {count / t_bare:.0f} | 1.00 | | |",
+        f"| FlowReader + Auditor.audit, one process | {t_audit:.2f} | {count / t_audit:.0f} | {t_bare / t_audit:.2f} | | |",
+        f"| a process reading with FlowReader (Python and mitmproxy start-up included) | {t_cli_bare:.2f} | {count / t_cli_bare:.0f} | 1.00 | {total[0]:.2f} | 1.00 |",
+        f"| `gdpr-audit replay --jobs 1` (audit + SQLite log) | {t_one:.2f} | {count / t_one:.0f} | {t_cli_bare / t_one:.2f} | {total[1]:.2f} | {free[1]:.2f} |",
+        f"| `gdpr-audit replay --jobs {cores}` | {t_all:.2f} | {count / t_all:.0f} | {t_cli_bare / t_all:.2f} | {total[cores]:.2f} | {free[cores]:.2f} |",
         "",
         f"`--jobs {cores}` is {t_one / t_all:.2f}x as fast as `--jobs 1`. CPU time of the replaying "
         f"process itself (start-up included, workers not): {cpu[1]:.2f} ms per flow with "
@@ -281,10 +351,27 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False) -
         f"process that hands them the chunks, {split_wall:.1f} s wall-clock. With free cores the "
         f"speed-up over one process would be about {sum(workers) / max(workers, default=1):.2f}x.",
         "",
-        f"Where the audit time goes (all rounds): flows under 500 KB {small[0] / max(small[1], 1) * 1000:.2f} ms "
-        f"each ({small[0] / (small[0] + big[0]):.0%} of it); 1-5 MB bodies "
-        f"{big[0] / max(big[1], 1) * 1000:.0f} ms each ({big[0] / (small[0] + big[0]):.0%}).",
+        "Where the audit time goes (all rounds): " + "; ".join(
+            f"{kind} {seconds / flows * 1000:.2f} ms each ({seconds / spent:.0%} of it)"
+            for kind, (seconds, flows) in sorted(split.items())) + ".",
     ]
+
+
+ISSUE_TEXT = ("issue 19's mix: in every 1,115 flows, 4 JSON batches of 1.5-3.5 MB, a 6 MB CRM "
+              "contact import (JSON), a 3 MB text log, two ~3 MB JPEG photos, and 1,107 small "
+              "tracker, CRM and marketing flows; ")
+
+
+def _kind_of(flow: http.HTTPFlow) -> str:
+    """What a corpus flow is, for the split of the audit time."""
+    request = flow.request
+    if len(request.raw_content or b"") <= 500_000:
+        return "small (< 500 KB)"
+    kind = request.headers.get("content-type", "")
+    if kind == "application/json":
+        return "JSON import" if "hubapi" in request.host else "JSON batch"
+    return {"text/plain": "text log", "image/jpeg": "JPEG", "application/pdf": "PDF"}.get(
+        kind, kind)
 
 
 def main() -> None:
@@ -295,7 +382,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, help="replay: flows in the corpus (default 5000)")
     parser.add_argument("--rounds", type=int, help="replay: rounds (default 5)")
     parser.add_argument("--uploads", action="store_true",
-                        help="replay: text and media uploads in the corpus too")
+                        help="replay: text and media uploads in the batches corpus too")
+    parser.add_argument("--mix", default="batches,issue",
+                        help="replay: the corpora, each measured with its own bare read: "
+                             "batches (1 in 100 a 1-5 MB batch), issue (ISSUE_MIX)")
     args = parser.parse_args()
     sections = args.only.split(",")
     quick = args.quick
@@ -305,10 +395,10 @@ def main() -> None:
               f"`{' '.join(['python bench/perf.py', *sys.argv[1:]])}`", ""]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if "replay" in sections:
-            report += ["## Replay", "", *bench_replay(folder, args.count or (500 if quick else 5000),
-                                                      args.rounds or (3 if quick else 5),
-                                                      args.uploads), ""]
+        for mix in args.mix.split(",") if "replay" in sections else ():
+            report += [f"## Replay ({mix} corpus)", "",
+                       *bench_replay(folder, args.count or (500 if quick else 5000),
+                                     args.rounds or (3 if quick else 5), args.uploads, mix), ""]
         if "proxy" in sections:
             report += ["## Live proxy", "", *bench_proxy(folder, 1 if quick else 3, 3 if quick else 10,
                                                          [1, 8] if quick else [1, 8, 32]), ""]
