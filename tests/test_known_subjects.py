@@ -463,9 +463,10 @@ def automata(registry):
     """Each spelling of both automata with the identifiers it stands for (numbering aside)."""
     from gdpr_audit.detectors import registry_index as ri
     found = {}
-    for automaton, values in ((registry.plain, registry._plain_values),
-                              (registry.encoded, registry._encoded_values)):
-        for text, number in automaton.items():
+    for texts, values in zip(registry._texts, (registry._plain_values, registry._encoded_values),
+                             strict=True):
+        assert len(texts) == len(values)
+        for number, text in enumerate(texts):
             packed = values[number] >> ri._LENGTH_BITS
             found[text] = sorted(registry._shared[packed & ~ri._SHARED]) if packed & ri._SHARED \
                 else [packed]
@@ -473,34 +474,37 @@ def automata(registry):
 
 
 @pytest.mark.parametrize("worker", ["works", "dies at once", "dies after one chunk"])
-def test_the_last_worker_spells_the_tail_or_this_process_does(large, monkeypatch, worker):
-    """The last worker makes the spellings of the registry's tail (then hashes); whatever a
-    dead worker did not send is made here: the same index either way."""
+def test_what_a_worker_does_not_send_this_process_makes(large, monkeypatch, worker):
+    """Workers index ranges of the registry, a chunk at a time; whatever a dead worker did not
+    send is made here: the same index either way."""
     import subprocess
     import sys
     subjects = generated(40)
     large._LARGE = 10**9
     reference = KnownSubjects(subjects)  # all in this process
     large._LARGE = 10
+    monkeypatch.setattr(large, "_CHUNK", 3)
     if worker != "works":
         code = {"dies at once": "import sys; sys.stdin.buffer.read()",
                 "dies after one chunk": (
                     "import pickle, sys; sys.path.insert(0, sys.argv[1]); "
-                    "from gdpr_audit.detectors.registry_index import _worker_parts; "
+                    "from gdpr_audit.detectors.registry_index import _worker_chunks; "
                     "job = pickle.load(sys.stdin.buffer); "
-                    "pickle.dump(next(_worker_parts(*job)), sys.stdout.buffer)")}[worker]
-        monkeypatch.setattr(large, "_TAIL_CHUNK", 3)
-        started = large._start_worker
+                    "pickle.dump(next(_worker_chunks(*job)), sys.stdout.buffer)")}[worker]
+        started = []
 
         def start(job):
             child = subprocess.Popen([sys.executable, "-c", code, str(large.Path(
                 large.__file__).parents[2])], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             with child.stdin:
                 large.pickle.dump(job, child.stdin)
-            return child if len(job) == 6 else started(job)
+            started.append(job[1])
+            return child
 
         monkeypatch.setattr(large, "_start_worker", start)
     built = KnownSubjects(subjects)
+    if worker != "works":
+        assert len(started) == 2  # cpu_count() is 3: two workers
     assert automata(built) == automata(reference)
     assert built._owners == reference._owners and built._split == reference._split
     assert sorted(zip(built._keys.tolist(), built._refs.tolist(), strict=True)) == sorted(
@@ -516,8 +520,7 @@ def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_p
     assert cached.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "gdpr-audit").stat().st_mode & 0o777 == 0o700
     rebuilt = []
-    monkeypatch.setattr(large, "_spell", lambda *job: rebuilt.append("spellings"))
-    monkeypatch.setattr(large, "_digest_chunk", lambda *job: rebuilt.append("digests"))
+    monkeypatch.setattr(large, "_chunk", lambda *job: rebuilt.append("chunk"))
     second = KnownSubjects(subjects)
     assert rebuilt == []   # the whole index came from disk
     assert list(second._keys) == list(first._keys)
@@ -613,3 +616,32 @@ def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone)
     from gdpr_audit.detectors.spellings import _identified
     assert _identified((("phone", phone),), "FR", building=True)[0][3] == canonical(
         "phone", phone, "FR")
+
+
+def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_them():
+    """A large registry formats each phone number from the template of its first digits
+    (spellings._phone_formats): for every country's example numbers, with other last digits,
+    the same spellings as phonenumbers makes for the number itself."""
+    import random
+
+    import phonenumbers
+
+    from gdpr_audit.detectors import spellings
+    rng = random.Random(19)
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+                     phonenumbers.PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                numbers += [e164[:-4] + f"{rng.randrange(10_000):04d}" for _ in range(3)]
+    assert len(numbers) > 1500
+    # Short numbers whose last digits choose their format (China's, Liechtenstein's): a
+    # template of fewer first digits would write them wrong.
+    numbers += ["+862012889", "+8635718768", "+8682614076", "+4238002031"]
+    templated = [number for number in numbers if spellings._national_length(number) >= 9]
+    assert len(templated) > 500  # not vacuous: most go through a template
+    for number in numbers:
+        assert spellings._phone_formats(number, "FR") == spellings._formatted.__wrapped__(
+            number, "FR"), number

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
-from gdpr_audit.detectors import base, known
+from gdpr_audit.detectors import base, registry_index
 from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
 from gdpr_audit.policy import load_policy
 from test_fuzz_properties import POLICY_DIR
@@ -82,7 +82,7 @@ def test_hyperscan_and_the_automata_screen_the_registry_spellings_alike(
     identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
     values = [s for v in identifiers for s in spellings(v)] + noise(100)
     assert AUDITOR._spellings_screened  # noqa: SLF001 - a small registry: by Hyperscan
-    monkeypatch.setattr(known, "_SCREENED_SPELLINGS", 0)
+    monkeypatch.setattr(registry_index, "SCREENED_SPELLINGS", 0)
     by_automata = Auditor(load_policy(POLICY_DIR))
     assert not by_automata._spellings_screened  # noqa: SLF001
     upper = [v.upper() for v in identifiers] + noise(100)

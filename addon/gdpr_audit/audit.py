@@ -106,7 +106,7 @@ class Auditor:
             d.hint is not None for d in self._value_readers) else None
         self._labels: dict[str, dict[str, Label | None]] = {}
         self.subjects = {s.id: s for s in policy.subjects}
-        self.redactor = Redactor.for_policy(policy)
+        self.redactor = Redactor.for_policy(policy, self.known.tokens)
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
         self._by_key_class: dict[Detector, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {
             d: {} for d in self.detectors if d.reads_key}

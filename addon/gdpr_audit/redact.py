@@ -247,10 +247,12 @@ class Redactor:
         every flow."""
 
     @classmethod
-    def for_policy(cls, policy: Policy) -> "Redactor":
-        tokens: set[str] = set()
-        for subject in policy.subjects:
-            tokens |= registry_tokens(subject.identifiers)
+    def for_policy(cls, policy: Policy, tokens: set[str] | None = None) -> "Redactor":
+        """`tokens`: the registry's (registry_tokens of every subject), if already made."""
+        if tokens is None:
+            tokens = set()
+            for subject in policy.subjects:
+                tokens |= registry_tokens(subject.identifiers)
         vocabulary = {word for glob in _policy_globs(policy)
                       for word in re.split(r"[^A-Za-z0-9_]+", glob)}
         safe = {s.id for s in policy.subjects} | {r.name for r in policy.recipients}

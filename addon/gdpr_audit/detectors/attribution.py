@@ -7,7 +7,7 @@ postcode). A quasi-identifier (a city, a postcode, a street, a first or last nam
 date) or a value several subjects hold names nobody by itself: it attaches to a subject named
 in the same flow who holds it, or stays a finding of its category with no subject.
 
-Which subjects hold a value is worked out once, when the registry is indexed (`owned_by`):
+Which subjects hold a value is worked out once, when the registry is indexed (`owner_keys`):
 per flow it costs a dictionary look-up per registry finding.
 """
 
@@ -29,23 +29,14 @@ def owner_key(category: str, part: str, canonical: str) -> str:
     return f"{category}\x1f{part}\x1f{canonical}"
 
 
-def owned_by(owners: dict[str, int | list[int]], key: str, category: str, value: str,
-             canon: str, number: int) -> None:
-    """Record that subject `number` holds this identifier and its parts (numbers come in
-    ascending order: a list stays sorted). One subject is kept as an int, several as a list."""
+def owner_keys(key: str, category: str, value: str, canon: str) -> list[str]:
+    """What an identifier is held under: its parts (see spellings._parts), and the whole of it
+    unless it is one part."""
     parts = _parts(key, category, value)
     keys = [owner_key(category, part, text) for part, text in parts]
     if not _whole_is_part(category, parts):
         keys.append(owner_key(category, "", canon))
-    for item in keys:
-        held = owners.get(item)
-        if held is None:
-            owners[item] = number
-        elif isinstance(held, int):
-            if held != number:
-                owners[item] = [held, number]
-        elif held[-1] != number:
-            held.append(number)
+    return keys
 
 
 def part_of_match(key: str, category: str, value: str, canon: str,

@@ -115,7 +115,7 @@ class Screen:
 
     `literals` (owner, text, caseless) are searched as they are: a small registry's
     spellings, which Hyperscan finds with the hints for a twentieth of what a scan of
-    pyahocorasick's automata costs."""
+    the registry's automata costs."""
 
     def __init__(self, hints: Iterable[tuple[object, str]],
                  literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen") -> None:

@@ -8,7 +8,6 @@ again. Keeping prefixes rather than digests is what lets every hash the research
 search (and chains of the ones vendors use) fit in memory for a 100,000-subject registry.
 """
 
-import gc
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +16,7 @@ from typing import NamedTuple
 import numpy
 
 from ..fields import Field
-from ..policy import Subject
+from ..policy import Subject, without_cycle_collection
 from .attribution import Places, attribute, part_of_match
 from .base import SPACE, Finding, canonical, is_word_boundary
 from .hashes import (
@@ -36,15 +35,7 @@ from .hashes import (
     _form_name,
     _key,
 )
-from .registry_index import (
-    _FORMS,
-    _LENGTH_BITS,
-    _LENGTH_MASK,
-    _MAX_NAMED,
-    _POSITION_BITS,
-    _SHARED,
-    _index,
-)
+from .registry_index import _FORMS, _LENGTH_BITS, _MAX_NAMED, _POSITION_BITS, _SHARED, _index
 from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
 
 __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
@@ -64,11 +55,6 @@ class Form(NamedTuple):
     part: str = ""
 
 
-# Hyperscan compiles a literal in 50 us: up to this many spellings (a registry of about 150
-# subjects) are screened with it.
-_SCREENED_SPELLINGS = 4096
-
-
 class KnownSubjects:
     id = "registry"
 
@@ -83,17 +69,11 @@ class KnownSubjects:
         self.size = len(self.subjects)
         if self.size > MAX_SUBJECTS:
             raise ValueError(f"more than {MAX_SUBJECTS} subjects in the registry")
-        # Millions of small objects are made and kept: the cyclic collector would rescan them
-        # all again and again (half the build time), and none of them forms a cycle.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with without_cycle_collection():
             (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
-             self._split, self._owners, self._keys, self._refs) = _index(
+             self._split, self._owners, self._keys, self._refs, self._texts,
+             self.tokens) = _index(
                 self.subjects, region, self.salts, self.research)
-        finally:
-            if collecting:
-                gc.enable()
         self._numbers = {subject.id: number for number, subject in enumerate(self.subjects)}
         self._ids = [subject.id for subject in self.subjects]
 
@@ -135,12 +115,10 @@ class KnownSubjects:
         # Spellings are indexed with single spaces: "Jane   Roe" is still Jane Roe.
         lowered = _SPACES.sub(" ", value.lower())
         spans: list[tuple[int, int, int]] = []
-        if len(self.plain):
-            for end, number in self.plain.iter(lowered):
-                packed = self._plain_values[number]
-                start = end - (packed & _LENGTH_MASK) + 1
-                if _standalone(lowered, start, end + 1):
-                    spans.append((start, end + 1, packed))
+        if self.plain is not None:
+            for number, start, end in self.plain.find_matches_as_indexes(lowered, True):
+                if _standalone(lowered, start, end):
+                    spans.append((start, end, self._plain_values[number]))
         # Longest first, and a match inside a longer one is part of it ("martin" in an email).
         spans.sort(key=lambda s: s[0] - s[1])
         kept: list[tuple[int, int]] = []
@@ -154,12 +132,10 @@ class KnownSubjects:
                 yield Finding(self.id, form.category, field, lowered[start:end], form.canonical,
                               "plain" if form.form == "part" else form.form, form.subject,
                               1, form.part)
-        if len(self.encoded):
-            for end, number in self.encoded.iter(value):
-                packed = self._encoded_values[number]
-                start = end - (packed & _LENGTH_MASK) + 1
-                for form in self._forms(packed):
-                    yield Finding(self.id, form.category, field, value[start:end + 1],
+        if self.encoded is not None:
+            for number, start, end in self.encoded.find_matches_as_indexes(value, True):
+                for form in self._forms(self._encoded_values[number]):
+                    yield Finding(self.id, form.category, field, value[start:end],
                                   form.canonical, form.form, form.subject, 1, form.part)
         if len(self._keys):
             yield from self._find_digests(field)
@@ -169,7 +145,7 @@ class KnownSubjects:
         """What `find` needs to find anything beyond the automata's spellings (which
         automaton_hits finds): whitespace that find() turns into one space, and every token
         shaped like a digest. See Detector.hint."""
-        hints = [_SPACE_RUN] if len(self.plain) else []
+        hints = [_SPACE_RUN] if self.plain is not None else []
         if len(self._keys):
             hints += [HEX_RUN, BASE64_RUN, WHOLE_DIGEST]
         return hints
@@ -177,23 +153,25 @@ class KnownSubjects:
     @property
     def spellings(self) -> list[tuple[str, bool]] | None:
         """The automata's spellings (text, caseless) that ASCII text can hold, for Screen to
-        find instead of automaton_hits; None past _SCREENED_SPELLINGS, whose compilation
-        would cost more than the scans it saves. The plain automaton is searched in lowered
-        text: its ASCII spellings are lowercase, and match whatever the case."""
-        if len(self.plain) + len(self.encoded) > _SCREENED_SPELLINGS:
+        find instead of automaton_hits; None past registry_index.SCREENED_SPELLINGS, whose
+        compilation (Hyperscan compiles a literal in 50 us) would cost more than the scans it
+        saves. The plain automaton is searched in lowered text: its ASCII spellings are
+        lowercase, and match whatever the case."""
+        if self._texts is None:
             return None
-        plain = [(text, True) for text in sorted(self.plain.keys())
-                 if text.isascii() and text == text.lower()]
-        # Sorted: the automata's order varies with the hash seed, and the compiled database is
-        # kept on disk under its patterns, in their order.
-        return plain + [(text, False) for text in sorted(self.encoded.keys())]
+        plain, encoded = self._texts
+        # Sorted: the compiled database is kept on disk under its patterns, in their order.
+        return [(text, True) for text in sorted(plain) if text.isascii() and text == text.lower()
+                ] + [(text, False) for text in sorted(encoded)]
 
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
-        if len(self.plain):
-            yield from (end for end, _ in self.plain.iter(batch.lower()))
-        if len(self.encoded):
-            yield from (end for end, _ in self.encoded.iter(batch))
+        if self.plain is not None:
+            yield from (end - 1 for _, _, end in self.plain.find_matches_as_indexes(
+                batch.lower(), True))
+        if self.encoded is not None:
+            yield from (end - 1 for _, _, end in self.encoded.find_matches_as_indexes(
+                batch, True))
 
     def _find_digests(self, field: Field) -> Iterator[Finding]:
         seen: set[tuple[str, str, str]] = set()

@@ -1,23 +1,31 @@
-"""The registry index: built in bulk, its digests hashed in other processes for a large
-registry, and kept on disk sealed (see sealed.py) for the next load."""
+"""The registry index: every spelling of every identifier in one Aho-Corasick automaton, the
+digests vendors send in one sorted array, and which subjects share a value.
 
+A large registry is indexed by one process per core, each a range of subjects; what they make
+travels as a few large objects (texts joined into one string, numbers in arrays), never as
+millions of small ones, and is kept on disk sealed (see sealed.py) for the next load."""
+
+import ctypes
 import os
 import pickle
 import subprocess
 import sys
+import threading
 from array import array
-from collections.abc import Callable, Iterator
-from functools import partial
-from importlib import metadata
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from itertools import compress
 from pathlib import Path
 from typing import NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 import numpy
 import phonenumbers
+from mmh3 import hash64
 
 from ..policy import Subject
-from .attribution import owned_by
+from ..redact import registry_tokens
+from .attribution import owner_keys
 from .hashes import (
     _CHAIN_BITS,
     _INPUT_BITS,
@@ -28,32 +36,57 @@ from .hashes import (
     _prefix_keys,
     continued_by,
 )
-from .sealed import Sealed, Writer, cache_folder
+from .sealed import Sealed, cache_folder
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
 
-# From this many subjects the digests are hashed in other processes too, and kept on disk.
+# From this many subjects other processes index part of the registry, and the index is kept
+# on disk.
 _LARGE = 5_000
-# A spelling of the automata packs: subject number, identifier position, form, length.
+_CHUNK = 4096  # subjects made at a time, and sent at a time by a worker
+# This process also merges what every process made (about a third of its part's time).
+_OWN_SHARE = 0.5
+# A spelling's origin packs: subject number, identifier position, form; its value in the
+# index adds its length.
 _POSITION_BITS, _LENGTH_BITS = 8, 16
 _LENGTH_MASK = (1 << _LENGTH_BITS) - 1
-_SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in _shared
+_SHARED = 1 << 40  # the spelling of several identifiers: the rest is an index in `shared`
 _FORMS = ("plain", "url", "keystroke", "birthday", "base64", "part")
 _FORM_INDEX = {form: number for number, form in enumerate(_FORMS)}
 # A value that many subjects share (a city, a zip code) names at most this many of them.
 _MAX_NAMED = 16
-# The share of a large registry whose spellings the last worker makes (after which it hashes
-# its digests): making spellings costs this process more than the vendors' digests cost a
-# worker, 200 against 115 us a subject. With one worker a third balances the two.
-_TAIL_SHARE = {1: 1 / 3}
-_TAIL_CHUNK = 4096  # subjects a worker sends at a time: its spellings never all in memory
+# Up to this many spellings (a registry of about 150 subjects), their texts are kept: a
+# Hyperscan screen compiles them (KnownSubjects.spellings).
+SCREENED_SPELLINGS = 4096
+
+
+class Texts(NamedTuple):
+    """Many short texts as one string, their lengths and their hashes: what crosses a pipe,
+    goes to disk or waits to be merged without millions of objects."""
+    joined: str
+    lengths: numpy.ndarray
+    hashes: numpy.ndarray
+    """MurmurHash3 of each: the same in every process (str's hash is not), so the process
+    that merges need not hash them again."""
+
+    def each(self) -> Iterator[str]:
+        joined, at = self.joined, 0
+        for length in self.lengths.tolist():
+            yield joined[at:at + length]
+            at += length
+
+
+def _texts(texts: Iterable[str]) -> Texts:
+    listed = list(texts)
+    return Texts("".join(listed), numpy.fromiter(map(len, listed), numpy.uint32, len(listed)),
+                 numpy.fromiter((hash64(text)[0] for text in listed), numpy.int64, len(listed)))
 
 
 class Index(NamedTuple):
-    plain: ahocorasick.Automaton
-    """Every plain spelling; its value is a number in plain_values."""
+    plain: ahocorasick_rs.AhoCorasick | None
+    """Every plain spelling; a match's pattern number is a position in plain_values."""
     plain_values: array
     """Per spelling: where it comes from packed (see _POSITION_BITS), then its length."""
-    encoded: ahocorasick.Automaton
+    encoded: ahocorasick_rs.AhoCorasick | None
     """The base64 prefixes, likewise."""
     encoded_values: array
     shared: list[list[int]]
@@ -67,14 +100,36 @@ class Index(NamedTuple):
     """8-byte prefixes of every digest, sorted."""
     refs: numpy.ndarray
     """Where each digest comes from: subject number, input position, chain."""
+    texts: tuple[list[str], list[str]] | None
+    """The plain and encoded spellings of a small registry (SCREENED_SPELLINGS), else None."""
+    tokens: set[str]
+    """What makes a text unsafe to keep in the log (redact.registry_tokens of every
+    subject): made here, where the registry is already read subject by subject."""
+
+
+class _Chunk(NamedTuple):
+    """What a range of subjects adds to the index."""
+    start: int
+    count: int
+    plain: Texts
+    plain_packs: numpy.ndarray
+    encoded: Texts
+    encoded_packs: numpy.ndarray
+    owned: Texts
+    """attribution.owner_keys of every identifier..."""
+    owned_by: numpy.ndarray
+    """...and the subject number of each."""
+    split: list[tuple[str, int, str]]
+    """(first name, subject number, last name) of each full name."""
+    keys: numpy.ndarray
+    refs: numpy.ndarray
+    tokens: list[str]
 
 
 def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
            research: bool = False) -> Index:
-    """Everything KnownSubjects searches. For a large registry, other processes hash the
-    digests (one per core but this one) while this one makes the spellings and automata, and
-    the whole index is kept on disk, encrypted, for the next load. `research`: the whole
-    research hash set, not only the hashes vendors use (hashes.HASH_SCOPES)."""
+    """Everything KnownSubjects searches. `research`: the whole research hash set, not only
+    the hashes vendors use (hashes.HASH_SCOPES)."""
     large = len(subjects) >= _LARGE
     sealed = _sealed(subjects, region, salts, research) if large else None
     cached = _opened(sealed.read()) if sealed is not None else None
@@ -82,266 +137,97 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
         return cached
     identifiers = [subject.identifiers for subject in subjects]
     workers = max(1, min(os.cpu_count() or 1, 8) - 1) if large else 0
-    step = max(1, -(-len(identifiers) // max(workers, 1)))
-    jobs = [(identifiers[i:i + step], i, region, salts, research)
-            for i in range(0, max(len(identifiers), 1), step)]
-    until = len(identifiers)
-    if large:
-        until = max(jobs[-1][1], until - int(until * _TAIL_SHARE.get(workers, 1 / 2)))
-        jobs[-1] = (*jobs[-1], until)  # where the last worker starts spelling
-    children = [_start_worker(job) for job in jobs] if large else [None] * len(jobs)
-
-    def elsewhere() -> Iterator[_Made]:
-        yield from _spelled_by(children[-1], children)
-
-    spelled = _spell(identifiers, region, until, elsewhere)
-    writer = sealed.writer() if sealed is not None else None
-    for part in spelled if writer is not None else ():  # while the workers still hash
-        if isinstance(part, ahocorasick.Automaton):
-            _write_automaton(writer, part)
-        else:
-            writer.add(part)
-    parts = [_worker_result(child, job) for child, job in zip(children, jobs, strict=True)]
-    keys, refs = parts[0]
-    if len(parts) > 1:
-        keys = numpy.concatenate([keys for keys, _ in parts])
-        refs = numpy.concatenate([refs for _, refs in parts])
-        parts.clear()
-        order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-        keys, refs = keys[order], refs[order]
-    if writer is not None:
-        writer.add(keys)
-        writer.add(refs)
-        writer.close()
-    return Index(*spelled, keys, refs)
+    own = len(identifiers) if not workers else int(len(identifiers) * _OWN_SHARE / workers)
+    step = -(-(len(identifiers) - own) // max(workers, 1))
+    ranges = [(start, min(start + step, len(identifiers)))
+              for start in range(own, len(identifiers), step)] if workers else []
+    children = [_Worker(identifiers, start, end, region, salts, research)
+                for start, end in ranges]
+    chunks = _chunks(identifiers, 0, own, region, salts, research)
+    for child, (start, end) in zip(children, ranges, strict=True):
+        received = child.result()
+        done = start + sum(chunk.count for chunk in received)
+        chunks += received + _chunks(identifiers, done, end, region, salts, research)
+    index, spelled = _built(chunks)
+    if sealed is not None:
+        _write(sealed, index, spelled)
+    del spelled
+    _give_back()
+    return index
 
 
-# Spellings per part of an automaton on disk.
-_CACHED_CHUNK = 65536
-
-
-def _write_automaton(writer: Writer, automaton: ahocorasick.Automaton) -> None:
-    """An automaton on disk as its spellings and their numbers, in chunks, then None. Its
-    pickle is made whole in memory, as large as the automaton (a third of the peak memory
-    of a 100,000-subject build); the spellings are a fifth of it, and rebuilding the
-    automaton from them costs a warm load about a microsecond a spelling."""
-    texts: list[str] = []
-    numbers = array("Q")
-    for text, number in automaton.items():
-        texts.append(text)
-        numbers.append(number)
-        if len(texts) == _CACHED_CHUNK:
-            writer.add(("".join(texts), array("Q", map(len, texts)), numbers))
-            texts, numbers = [], array("Q")
-    if texts:
-        writer.add(("".join(texts), array("Q", map(len, texts)), numbers))
-    writer.add(None)
-
-
-def _read_automaton(parts: Iterator[object]) -> ahocorasick.Automaton:
-    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-    while (part := next(parts)) is not None:
-        joined, lengths, numbers = part  # type: ignore[misc]
-        start = 0
-        for length, number in zip(lengths, numbers, strict=True):
-            automaton.add_word(joined[start:start + length], number)
-            start += length
-    if len(automaton):
-        automaton.make_automaton()
-    return automaton
-
-
-def _opened(parts: list[object] | None) -> Index | None:
-    """The index kept on disk (see _write_automaton), or None if there is none or it is not
-    one this code wrote."""
-    if parts is None:
-        return None
-    stream = iter(parts)
+def _give_back() -> None:
+    """Hands the memory that building freed back to the system: glibc keeps it mapped (some
+    hundreds of MB for a large registry), where other processes could use it."""
     try:
-        plain, plain_values = _read_automaton(stream), next(stream)
-        encoded, encoded_values = _read_automaton(stream), next(stream)
-        rest = list(stream)
-    except (StopIteration, TypeError, ValueError):
-        return None
-    if len(rest) != len(Index._fields) - 4:
-        return None
-    return Index(plain, plain_values, encoded, encoded_values, *rest)  # type: ignore[arg-type]
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
-# Per identifier of a subject: key, category, value, canonical, its plain spellings (text,
-# form number) and its base64 prefixes.
-_Made = list[tuple[str, str, str, str, list[tuple[str, int]], list[str]]]
+def _chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int, region: str,
+            salts: tuple[str, ...], research: bool) -> list[_Chunk]:
+    return [_chunk(identifiers[at:min(at + _CHUNK, end)], at, region, salts, research)
+            for at in range(start, end, _CHUNK)]
 
 
-def _made(items: tuple[tuple[str, str], ...], region: str) -> _Made:
-    """What a subject's identifiers add to the automata (this process or a worker makes it)."""
-    made = []
-    for position, (key, category, value, canon) in enumerate(
-            _identified(items, region, building=True)):
-        if position >= 1 << _POSITION_BITS:
-            break
-        spellings = [(text, _FORM_INDEX[form])
-                     for text, form in _spellings(category, value, canon, region).items()
-                     if len(text) <= _LENGTH_MASK]
-        prefixes = [b64 for text in {value, value.lower(), canon}
-                    for b64 in _base64_prefixes(text) if len(b64) <= _LENGTH_MASK]
-        made.append((key, category, value, canon, spellings, prefixes))
-    return made
+class _Collected:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.packs = array("Q")
+
+    def add(self, text: str, packed: int) -> None:
+        self.texts.append(text)
+        self.packs.append(packed)
+
+    def done(self) -> tuple[Texts, numpy.ndarray]:
+        return _texts(self.texts), numpy.frombuffer(self.packs, numpy.uint64)
 
 
-def _spell(identifiers: list[tuple[tuple[str, str], ...]], region: str,
-           until: int | None = None,
-           elsewhere: Callable[[], Iterator[_Made]] | None = None) -> tuple:
-    """The automata of every spelling, built as the spellings are made (no list of millions
-    of them in between). Subjects from number `until` on are spelled `elsewhere` (a worker),
-    and added here in their order."""
-    plain, plain_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
-    encoded, encoded_values = ahocorasick.Automaton(ahocorasick.STORE_INTS), array("Q")
-    shared: list[list[int]] = []
-    split: dict[str, list[tuple[int, str]]] = {}
-    owners: dict[str, int | list[int]] = {}
-    add = partial(_add, shared=shared)
-    until = len(identifiers) if until is None or elsewhere is None else until
-
-    def subjects() -> Iterator[_Made]:
-        yield from (_made(items, region) for items in identifiers[:until])
-        done = until
-        if elsewhere is not None:
-            for made in elsewhere():
-                yield made
-                done += 1
-        yield from (_made(items, region) for items in identifiers[done:])  # what it failed
-
+def _chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+           salts: tuple[str, ...], research: bool) -> _Chunk:
+    """What subjects number start, start + 1... add to the index. Each subject's identifiers
+    are worked out once, for their spellings and the inputs of their digests alike."""
+    plain, encoded, owned = _Collected(), _Collected(), _Collected()
+    split: list[tuple[str, int, str]] = []
+    hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
+    tokens: set[str] = set()
     base64 = _FORM_INDEX["base64"]
-    for number, made in enumerate(subjects()):
-        for position, (key, category, value, canon, spellings, prefixes) in enumerate(made):
-            owned_by(owners, key, category, value, canon, number)
-            item = number << (_POSITION_BITS + 3) | position << 3
-            for text, form in spellings:
-                add(plain, plain_values, text, item | form)
-            for b64 in prefixes:
-                add(encoded, encoded_values, b64, item | base64)
-            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
-                split.setdefault(parts[0], []).append((number, parts[-1]))
-    for automaton, values in ((plain, plain_values), (encoded, encoded_values)):
-        if len(values):
-            automaton.make_automaton()
-    shared_values = {value: tuple(held) for value, held in owners.items()
-                     if isinstance(held, list)}
-    return plain, plain_values, encoded, encoded_values, shared, split, shared_values
-
-
-def _add(automaton: ahocorasick.Automaton, values: array, text: str, packed: int,
-         shared: list[list[int]]) -> None:
-    """The automaton holds a spelling's number (its integers have 32 bits only), and the
-    array at that number packs its length and where it comes from (see _POSITION_BITS); a
-    spelling of several identifiers points into `shared` instead."""
-    number = automaton.get(text, -1)
-    if number == -1:
-        automaton.add_word(text, len(values))
-        values.append(packed << _LENGTH_BITS | len(text))
-        return
-    first = values[number] >> _LENGTH_BITS
-    if first & _SHARED:
-        packs = shared[first & ~_SHARED]
-    else:
-        packs = [first]
-        values[number] = (_SHARED | len(shared)) << _LENGTH_BITS | len(text)
-        shared.append(packs)
-    if packed not in packs and len(packs) < _MAX_NAMED:
-        packs.append(packed)
-
-
-def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
-    """A fresh interpreter that hashes `job` (not multiprocessing: its spawn re-runs the
-    main script, its fork can deadlock in a proxy with threads running)."""
-    code = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
-            "from gdpr_audit.detectors.registry_index import _worker_parts; "
-            "job = pickle.load(sys.stdin.buffer)\n"
-            "for part in _worker_parts(*job):\n"
-            "    pickle.dump(part, sys.stdout.buffer, protocol=5); sys.stdout.buffer.flush()")
-    if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
-        return None
-    try:
-        # No stderr: a worker's error could quote an identifier; the job is then done here.
-        child = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).parents[2])],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL)
-    except OSError:  # no interpreter to start: this process does it all
-        return None
-    try:
-        with child.stdin:  # type: ignore[union-attr]
-            pickle.dump(job, child.stdin, protocol=5)
-    except OSError:  # it died at once
-        child.kill()
-        child.wait()
-        return None
-    return child
-
-
-def _worker_result(child: subprocess.Popen[bytes] | None,
-                   job: tuple) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """What the worker hashed, or the same hashed here if it failed."""
-    if child is not None:
-        assert child.stdout is not None
-        try:
-            with child.stdout:  # read as a stream: hundreds of MB are not held twice
-                result = pickle.load(child.stdout)
-        except (EOFError, pickle.UnpicklingError, OSError):  # it died midway
-            result = None
-        if child.wait() == 0 and result is not None:
-            return result
-    return _digest_chunk(*job[:5])
-
-
-def _worker_parts(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                  salts: tuple[str, ...], research: bool = False,
-                  spell_from: int | None = None) -> Iterator[object]:
-    """What a worker sends, in order: the spellings of its subjects from number `spell_from`
-    on, in chunks, then an empty chunk; then its digests (_digest_chunk)."""
-    if spell_from is not None:
-        tail = identifiers[spell_from - start:]
-        for i in range(0, len(tail), _TAIL_CHUNK):
-            yield [_made(items, region) for items in tail[i:i + _TAIL_CHUNK]]
-        yield []
-    yield _digest_chunk(identifiers, start, region, salts, research)
-
-
-def _spelled_by(child: subprocess.Popen[bytes] | None,
-                children: list[subprocess.Popen[bytes] | None]) -> Iterator[_Made]:
-    """The spellings the last worker made, as they come. If it fails midway, it is stopped
-    (its place in `children` emptied, so its digests are made here too) and the caller
-    spells what it did not send."""
-    if child is None or child.stdout is None:
-        return
-    try:
-        while chunk := pickle.load(child.stdout):
-            yield from chunk
-    except (EOFError, pickle.UnpicklingError, OSError):
-        child.kill()
-        child.wait()
-        child.stdout.close()
-        children[-1] = None
-
-
-def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                  salts: tuple[str, ...],
-                  research: bool = False) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """The sorted digest prefixes of subjects number start, start + 1..., and their refs.
-
-    Inputs that go through the same chains are hashed together, one algorithm at a time,
-    so the loop over millions of digests runs in C (map) rather than in Python."""
-    groups: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
     for number, items in enumerate(identifiers, start):
-        base = number << (_CHAIN_BITS + _INPUT_BITS)
+        tokens |= registry_tokens(items)
         identified = _identified(items, region, building=True)
-        for position, hashed in enumerate(_hash_inputs(identified, region, research)):
-            texts, bases = groups.setdefault(hashed.chains, ([], []))
-            texts.append(hashed.text.encode())
+        for position, (key, category, value, canon) in enumerate(
+                identified[:1 << _POSITION_BITS]):
+            item = (number << _POSITION_BITS | position) << 3
+            for text, form in _spellings(category, value, canon, region).items():
+                if len(text) <= _LENGTH_MASK:
+                    plain.add(text, item | _FORM_INDEX[form])
+            for text in {value, value.lower(), canon}:
+                for b64 in _base64_prefixes(text):
+                    if len(b64) <= _LENGTH_MASK:
+                        encoded.add(b64, item | base64)
+            for owner in owner_keys(key, category, value, canon):
+                owned.add(owner, number)
+            if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
+                split.append((parts[0], number, parts[-1]))
+        base = number << (_CHAIN_BITS + _INPUT_BITS)
+        for position, inputs in enumerate(_hash_inputs(identified, region, research)):
+            texts, bases = hashed.setdefault(inputs.chains, ([], []))
+            texts.append(inputs.text.encode())
             bases.append(base | position << _CHAIN_BITS)
+    owned_texts, owned_by = owned.done()
+    return _Chunk(start, len(identifiers), *plain.done(), *encoded.done(), owned_texts,
+                  owned_by.astype(numpy.uint32), split, *_digested(hashed, salts), list(tokens))
+
+
+def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
+              salts: tuple[str, ...]) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The sorted digest prefixes of the inputs, and their refs. Inputs that go through the
+    same chains are hashed together, one algorithm at a time, so the loop over millions of
+    digests runs in C (map) rather than in Python."""
     keys: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint64)]
     refs: list[numpy.ndarray] = [numpy.zeros(0, numpy.uint32)]
-    for chains, (texts, bases) in groups.items():
+    for chains, (texts, bases) in hashed.items():
         base_array = numpy.array(bases, dtype=numpy.uint32)
         hexed: dict[tuple[str, ...], list[bytes]] = {(): texts}  # sha256(md5(x)) reuses md5(x)
         continued = continued_by(chains)
@@ -359,6 +245,237 @@ def _digest_chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, re
     return all_keys[order], numpy.concatenate(refs)[order]
 
 
+# --- merging what each process made -----------------------------------------------------------
+
+def _built(chunks: list[_Chunk]) -> tuple[Index, list[list[Texts]]]:
+    """The index of the chunks (which it empties as it goes: each part is let go once
+    merged), and the spellings of each automaton."""
+    split: dict[str, list[tuple[int, str]]] = {}
+    for chunk in chunks:
+        for first, number, last in chunk.split:
+            split.setdefault(first, []).append((number, last))
+    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
+    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
+    order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+    keys, refs = keys[order], refs[order]
+    owners = _owners([chunk.owned for chunk in chunks], [chunk.owned_by for chunk in chunks])
+    tokens = {token for chunk in chunks for token in chunk.tokens}
+    kinds = [([chunk.plain for chunk in chunks], [chunk.plain_packs for chunk in chunks]),
+             ([chunk.encoded for chunk in chunks], [chunk.encoded_packs for chunk in chunks])]
+    chunks.clear()
+    shared: list[list[int]] = []
+    automata, spelled = [], []
+    while kinds:
+        unique, values = _deduplicated(*kinds.pop(0), shared)
+        automata += [_automaton(unique), values]
+        spelled.append(unique)
+    return Index(*automata, shared, split, owners, keys, refs, _small(spelled), tokens), spelled
+
+
+def _small(spelled: list[list[Texts]]) -> tuple[list[str], list[str]] | None:
+    if sum(len(part.lengths) for parts in spelled for part in parts) > SCREENED_SPELLINGS:
+        return None
+    plain, encoded = ([text for part in parts for text in part.each()] for parts in spelled)
+    return plain, encoded
+
+
+def _automaton(parts: list[Texts]) -> ahocorasick_rs.AhoCorasick | None:
+    """Its pattern numbers are the texts' order. A contiguous NFA: a third of the memory of
+    the trie pyahocorasick built for 2 million spellings, built in Rust in 2 s."""
+    if not any(len(part.lengths) for part in parts):
+        return None
+    return ahocorasick_rs.AhoCorasick((text for part in parts for text in part.each()),
+                                      implementation=ahocorasick_rs.Implementation.ContiguousNFA,
+                                      store_patterns=False)
+
+
+def _firsts(parts: list[Texts]) -> numpy.ndarray:
+    """For each text of the parts, in order, the position of the first text equal to it.
+    Texts are grouped by their hash in C; two texts that only share a hash (about one pair in
+    ten million at a million texts) each stay their own."""
+    total = sum(len(part.lengths) for part in parts)
+    hashes = numpy.concatenate([numpy.zeros(0, numpy.int64), *(part.hashes for part in parts)])
+    order = numpy.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    starts = numpy.ones(total, bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    firsts = numpy.empty(total, numpy.int64)
+    firsts[order] = order[starts][numpy.cumsum(starts) - 1]
+    repeated = numpy.flatnonzero(firsts != numpy.arange(total)).tolist()
+    if repeated:
+        text_at = _TextAt(parts)
+        for position in repeated:
+            if text_at(position) != text_at(int(firsts[position])):
+                firsts[position] = position
+    return firsts
+
+
+class _TextAt:
+    """The text at a position of the parts, in order."""
+
+    def __init__(self, parts: list[Texts]) -> None:
+        self.parts = parts
+        self.starts = numpy.cumsum([0] + [len(part.lengths) for part in parts]).tolist()
+        self.offsets = [numpy.concatenate(([0], numpy.cumsum(part.lengths, dtype=numpy.int64)))
+                        for part in parts]
+
+    def __call__(self, position: int) -> str:
+        which = bisect_right(self.starts, position) - 1
+        at = position - self.starts[which]
+        offsets = self.offsets[which]
+        return self.parts[which].joined[int(offsets[at]):int(offsets[at + 1])]
+
+
+def _deduplicated(parts: list[Texts], packs: list[numpy.ndarray],
+                  shared: list[list[int]]) -> tuple[list[Texts], array]:
+    """Each text once, and its value (see Index.plain_values): a text that several
+    identifiers spell points into `shared`, which lists their origins."""
+    firsts = _firsts(parts)
+    unique = firsts == numpy.arange(len(firsts))
+    packed = numpy.concatenate([numpy.zeros(0, numpy.uint64), *packs])
+    lengths = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(p.lengths for p in parts)])
+    pattern = (numpy.cumsum(unique) - 1)[firsts]  # each text's pattern number
+    values = packed[unique] << numpy.uint64(_LENGTH_BITS) | lengths[unique]
+    repeated = numpy.flatnonzero(numpy.bincount(pattern, minlength=1)[pattern] > 1)
+    origins: dict[int, list[int]] = {}
+    for number, origin in zip(pattern[repeated].tolist(), packed[repeated].tolist(),
+                              strict=True):
+        held = origins.setdefault(number, [])
+        if origin not in held and len(held) < _MAX_NAMED:
+            held.append(origin)
+    for number, held in origins.items():
+        if len(held) > 1:
+            length = int(values[number]) & _LENGTH_MASK
+            values[number] = (_SHARED | len(shared)) << _LENGTH_BITS | length
+            shared.append(held)
+    kept = []
+    at = 0
+    for part in parts:
+        mask = unique[at:at + len(part.lengths)]
+        at += len(part.lengths)
+        kept.append(Texts("".join(compress(part.each(), mask.tolist())), part.lengths[mask],
+                          part.hashes[mask]))
+    return kept, array("Q", values.tobytes())
+
+
+def _owners(parts: list[Texts], numbers: list[numpy.ndarray]) -> dict[str, tuple[int, ...]]:
+    """The values that several subjects hold, and their numbers (ascending: the parts come in
+    the subjects' order)."""
+    firsts = _firsts(parts)
+    number_of = numpy.concatenate([numpy.zeros(0, numpy.uint32), *numbers])
+    repeated = numpy.flatnonzero(numpy.bincount(firsts, minlength=1)[firsts] > 1)
+    held: dict[int, list[int]] = {}
+    for first, number in zip(firsts[repeated].tolist(), number_of[repeated].tolist(),
+                             strict=True):
+        holders = held.setdefault(first, [])
+        if not holders or holders[-1] != number:
+            holders.append(number)
+    text_at = _TextAt(parts)
+    return {text_at(first): tuple(holders) for first, holders in held.items()
+            if len(holders) > 1}
+
+
+# --- other processes ---------------------------------------------------------------------------
+
+class _Worker:
+    """A fresh interpreter that makes the chunks of subjects start to end (not
+    multiprocessing: its spawn re-runs the main script, its fork can deadlock in a proxy with
+    threads running), and a thread here that reads them as they come."""
+
+    def __init__(self, identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int,
+                 region: str, salts: tuple[str, ...], research: bool) -> None:
+        self.received: list[_Chunk] = []
+        self.child = _start_worker((identifiers[start:end], start, region, salts, research))
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        if self.child is None or self.child.stdout is None:
+            return
+        try:
+            with self.child.stdout:  # read as a stream: a pipe holds 64 KB
+                while (chunk := pickle.load(self.child.stdout)) is not None:
+                    self.received.append(chunk)
+        except Exception:  # it died midway, or sent what is no chunk: the rest is done here
+            self.child.kill()
+        self.child.wait()
+
+    def result(self) -> list[_Chunk]:
+        """The chunks it made, in order: all of them, or those it sent before it failed."""
+        self.thread.join()
+        return self.received
+
+
+_WORKER_CODE = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
+                "from gdpr_audit.detectors.registry_index import _worker_chunks; "
+                "job = pickle.load(sys.stdin.buffer)\n"
+                "for chunk in _worker_chunks(*job):\n"
+                "    pickle.dump(chunk, sys.stdout.buffer, protocol=5); sys.stdout.buffer.flush()")
+
+
+def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
+    if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
+        return None
+    try:
+        # No stderr: a worker's error could quote an identifier; the job is then done here.
+        child = subprocess.Popen([sys.executable, "-c", _WORKER_CODE,
+                                  str(Path(__file__).parents[2])],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+    except OSError:  # no interpreter to start: this process does it all
+        return None
+    try:
+        with child.stdin:  # type: ignore[union-attr]
+            pickle.dump(job, child.stdin, protocol=5)
+    except OSError:  # it died at once
+        child.kill()
+        child.wait()
+        return None
+    return child
+
+
+def _worker_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+                   salts: tuple[str, ...], research: bool) -> Iterator[_Chunk | None]:
+    """What a worker sends: its chunks, one at a time, then None."""
+    for at in range(0, len(identifiers), _CHUNK):
+        yield _chunk(identifiers[at:at + _CHUNK], start + at, region, salts, research)
+    yield None
+
+
+# --- on disk -----------------------------------------------------------------------------------
+
+def _write(sealed: Sealed, index: Index, spelled: list[list[Texts]]) -> None:
+    """The index without its automata, which are rebuilt from their spellings (a second or
+    two for a million) rather than kept as Rust's memory."""
+    writer = sealed.writer()
+    for parts in spelled:
+        for part in parts:
+            writer.add(part)
+        writer.add(None)
+    for part in (index.plain_values, index.encoded_values, index.shared, index.split,
+                 index.owners, index.keys, index.refs, index.tokens):
+        writer.add(part)
+    writer.close()
+
+
+def _opened(parts: list[object] | None) -> Index | None:
+    """The index kept on disk (see _write), or None if there is none or it is not one this
+    code wrote."""
+    if parts is None:
+        return None
+    stream = iter(parts)
+    try:
+        spelled = [list(iter(lambda: next(stream), None)) for _ in range(2)]
+        rest = list(stream)
+        if len(rest) != 8 or not all(isinstance(part, Texts) for p in spelled for part in p):
+            return None
+        plain_values, encoded_values, shared, split, owners, keys, refs, tokens = rest
+        return Index(_automaton(spelled[0]), plain_values, _automaton(spelled[1]),  # type: ignore[arg-type]
+                     encoded_values, shared, split, owners, keys, refs, _small(spelled), tokens)
+    except (StopIteration, TypeError, ValueError):
+        return None
+
+
 def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...],
             research: bool = False) -> Sealed | None:
     """Where the index of exactly this registry, region, salts, hash scope and code is kept,
@@ -367,7 +484,6 @@ def _sealed(subjects: list[Subject], region: str, salts: tuple[str, ...],
     if folder is None:
         return None
     code = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]
-    setting = repr((phonenumbers.__version__, metadata.version("pyahocorasick"), region, salts,
-                    research))
+    setting = repr((phonenumbers.__version__, region, salts, research))
     return Sealed(folder, (*code, setting.encode(), *(
         repr(subject.identifiers).encode() for subject in subjects)))
