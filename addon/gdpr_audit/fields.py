@@ -565,7 +565,11 @@ def _local(tag: str) -> str:
 def _walk_beacon_batch(out: Extraction, location: str, text: str, depth: int,
                        layers: tuple[str, ...]) -> bool:
     """GA4's batched hits: one query string of parameters per line."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    stripped = text.strip()
+    head = stripped[:4096].splitlines()
+    if len(head) > 1 and not _FORM.fullmatch(head[0].strip()):
+        return False  # its whole first line is no hit: a text log is not split line by line
+    lines = [line for line in stripped.splitlines() if line.strip()]
     if len(lines) < 2 or not all(_FORM.fullmatch(line.strip()) for line in lines):
         return False
     for index, line in enumerate(lines):
