@@ -53,6 +53,8 @@ _CLI_WITH_CPU = ("import atexit, sys, time\n"
                  "atexit.register(lambda: print(time.process_time(), file=sys.stderr))\n"
                  "from gdpr_audit.__main__ import run\nsys.argv[0] = 'gdpr-audit'\nrun()")
 BIN = Path(sys.executable).parent
+_PATH = os.pathsep.join([str(ROOT / "addon"), *filter(None, [os.environ.get("PYTHONPATH")])])
+"""The processes measured import this tree first, and what PYTHONPATH held besides."""
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -284,7 +286,7 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False,
             result = subprocess.run([PYTHON, "-c", _CLI_WITH_CPU, "replay", str(corpus), "--policy",
                                      str(ROOT / "policies"), "--db", str(db), "--jobs", str(jobs)],
                                     capture_output=True, cwd=folder,
-                                    env={**os.environ, "CI": "1", "PYTHONPATH": str(ROOT / "addon")})
+                                    env={**os.environ, "CI": "1", "PYTHONPATH": _PATH})
             assert result.returncode in (0, 1), result.stderr
             elapsed = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers included
@@ -303,7 +305,7 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False,
         start = time.perf_counter()
         subprocess.run([PYTHON, "-c", "import sys\nfrom mitmproxy import io\n"
                         "with open(sys.argv[1], 'rb') as f:\n    n = sum(1 for _ in io.FlowReader(f).stream())",
-                        str(corpus)], check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addon")})
+                        str(corpus)], check=True, env={**os.environ, "PYTHONPATH": _PATH})
         elapsed = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         all_cpu.setdefault(0, []).append(after.ru_utime + after.ru_stime
