@@ -36,7 +36,7 @@ from .hashes import (
     _prefix_keys,
     continued_by,
 )
-from .sealed import Sealed, cache_folder
+from .sealed import Sealed, Writer, cache_folder
 from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
 
 # From this many subjects other processes index part of the registry, and the index is kept
@@ -148,10 +148,7 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
         received = child.result()
         done = start + sum(chunk.count for chunk in received)
         chunks += received + _chunks(identifiers, done, end, region, salts, research)
-    index, spelled = _built(chunks)
-    if sealed is not None:
-        _write(sealed, index, spelled)
-    del spelled
+    index = _built(chunks, sealed.writer() if sealed is not None else None)
     _give_back()
     return index
 
@@ -247,36 +244,47 @@ def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
 
 # --- merging what each process made -----------------------------------------------------------
 
-def _built(chunks: list[_Chunk]) -> tuple[Index, list[list[Texts]]]:
-    """The index of the chunks (which it empties as it goes: each part is let go once
-    merged), and the spellings of each automaton."""
+def _built(chunks: list[_Chunk], writer: Writer | None = None) -> Index:
+    """The index of the chunks, which it empties: each part is let go once merged, and the
+    memory it held handed back before the next (an automaton's build holds three times what
+    it keeps). `writer`: where the index goes on disk, as it is made."""
     split: dict[str, list[tuple[int, str]]] = {}
     for chunk in chunks:
         for first, number, last in chunk.split:
             split.setdefault(first, []).append((number, last))
-    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
-    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
-    order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-    keys, refs = keys[order], refs[order]
     owners = _owners([chunk.owned for chunk in chunks], [chunk.owned_by for chunk in chunks])
     tokens = {token for chunk in chunks for token in chunk.tokens}
+    digests = [chunk.keys for chunk in chunks], [chunk.refs for chunk in chunks]
     kinds = [([chunk.plain for chunk in chunks], [chunk.plain_packs for chunk in chunks]),
              ([chunk.encoded for chunk in chunks], [chunk.encoded_packs for chunk in chunks])]
     chunks.clear()
     shared: list[list[int]] = []
-    automata, spelled = [], []
+    automata, texts = [], []
     while kinds:
         unique, values = _deduplicated(*kinds.pop(0), shared)
+        _give_back()
+        for part in [*unique, None] if writer is not None else ():
+            writer.add(part)  # type: ignore[union-attr]
+        texts.append([text for part in unique for text in part.each()]
+                     if sum(len(part.lengths) for part in unique) <= SCREENED_SPELLINGS else None)
         automata += [_automaton(unique), values]
-        spelled.append(unique)
-    return Index(*automata, shared, split, owners, keys, refs, _small(spelled), tokens), spelled
-
-
-def _small(spelled: list[list[Texts]]) -> tuple[list[str], list[str]] | None:
-    if sum(len(part.lengths) for parts in spelled for part in parts) > SCREENED_SPELLINGS:
-        return None
-    plain, encoded = ([text for part in parts for text in part.each()] for parts in spelled)
-    return plain, encoded
+        del unique
+        _give_back()
+    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *digests[0]])
+    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *digests[1]])
+    del digests
+    order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+    keys, refs = keys[order], refs[order]
+    small = None
+    if None not in texts and sum(map(len, texts)) <= SCREENED_SPELLINGS:
+        small = (texts[0], texts[1])
+    index = Index(*automata, shared, split, owners, keys, refs, small, tokens)
+    if writer is not None:
+        for part in (index.plain_values, index.encoded_values, index.shared, index.split,
+                     index.owners, index.keys, index.refs, index.tokens):
+            writer.add(part)
+        writer.close()
+    return index
 
 
 def _automaton(parts: list[Texts]) -> ahocorasick_rs.AhoCorasick | None:
@@ -444,23 +452,10 @@ def _worker_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, r
 
 # --- on disk -----------------------------------------------------------------------------------
 
-def _write(sealed: Sealed, index: Index, spelled: list[list[Texts]]) -> None:
-    """The index without its automata, which are rebuilt from their spellings (a second or
-    two for a million) rather than kept as Rust's memory."""
-    writer = sealed.writer()
-    for parts in spelled:
-        for part in parts:
-            writer.add(part)
-        writer.add(None)
-    for part in (index.plain_values, index.encoded_values, index.shared, index.split,
-                 index.owners, index.keys, index.refs, index.tokens):
-        writer.add(part)
-    writer.close()
-
-
 def _opened(parts: list[object] | None) -> Index | None:
-    """The index kept on disk (see _write), or None if there is none or it is not one this
-    code wrote."""
+    """The index kept on disk (see _built: its automata are kept as their spellings, and
+    rebuilt, a second or two for a million, rather than as Rust's memory), or None if there
+    is none or it is not one this code wrote."""
     if parts is None:
         return None
     stream = iter(parts)
@@ -470,8 +465,11 @@ def _opened(parts: list[object] | None) -> Index | None:
         if len(rest) != 8 or not all(isinstance(part, Texts) for p in spelled for part in p):
             return None
         plain_values, encoded_values, shared, split, owners, keys, refs, tokens = rest
+        small = [[text for part in parts for text in part.each()] for parts in spelled]
         return Index(_automaton(spelled[0]), plain_values, _automaton(spelled[1]),  # type: ignore[arg-type]
-                     encoded_values, shared, split, owners, keys, refs, _small(spelled), tokens)
+                     encoded_values, shared, split, owners, keys, refs,
+                     tuple(small) if sum(map(len, small)) <= SCREENED_SPELLINGS else None,  # type: ignore[arg-type]
+                     tokens)
     except (StopIteration, TypeError, ValueError):
         return None
 
