@@ -92,15 +92,12 @@ class Auditor:
         self._value_readers = [d for d in self.detectors if not d.reads_key]
         self._field_names = next(d for d in self.detectors if isinstance(d, FieldNameDetector))
         spellings = self.known.spellings
-        self._hints = Screen([(self.known, hint) for hint in self.known.hints] + [
-            (d, d.hint) for d in self.detectors if d.hint is not None],
-            [(self.known, text, caseless) for text, caseless in spellings or ()])
+        hints = [(self.known, hint) for hint in self.known.hints] + [
+            (d, d.hint) for d in self.detectors if d.hint is not None]
+        literals = [(self.known, text, caseless) for text, caseless in spellings or ()]
+        self._hints = Screen(hints, literals)
         self._spellings_screened = spellings is not None
-        self._body_screen = BodyScreen(
-            self.known, [(self.known, hint) for hint in self.known.hints] + [
-                (d, d.hint) for d in self.detectors if d.hint is not None],
-            [(self.known, text, caseless) for text, caseless in spellings or ()],
-            self._spellings_screened)
+        self._body_screen = BodyScreen(self.known, hints, literals, self._spellings_screened)
         # A detector that reads values without a hint could find anything in any body.
         self._quiet = self._body_screen.quiet if all(
             d.hint is not None for d in self._value_readers) else None
