@@ -11,6 +11,7 @@ import base64
 import gzip
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import threading
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = ("-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy")
 EMAIL = "marie.dupont@example.fr"  # cust-001 in policies/subjects.yaml
 _VALUE = base64.b64encode(gzip.compress(b"a" * 1_000_000, 9)).decode()
-HOSTILE = json.dumps({f"v{n}": _VALUE for n in range(400)}).encode()  # about 2.5 s to judge
+HOSTILE = json.dumps({f"v{n}": _VALUE for n in range(400)}).encode()  # under 1 s to judge
 HOSTILE_URL = "https://collect.adnetwork-example.com/v1/batch"
 
 
@@ -66,8 +67,13 @@ def test_small_requests_keep_their_latency_while_a_hostile_one_is_judged(tmp_pat
             warm.get("https://api.example-shop.test/ping", proxies=proxy.proxies,
                      verify=str(proxy.ca_path), timeout=30)
         outcome: list[requests.Response] = []
-        hostile = threading.Thread(target=lambda: outcome.append(post_hostile(proxy)))
         started = time.monotonic()
+
+        def hostile_ones() -> None:  # back to back: one alone is judged in under a second
+            while time.monotonic() < started + 2:
+                outcome.append(post_hostile(proxy))
+
+        hostile = threading.Thread(target=hostile_ones)
         hostile.start()
         latencies = []
         while hostile.is_alive() or len(latencies) < 5:
@@ -82,10 +88,10 @@ def test_small_requests_keep_their_latency_while_a_hostile_one_is_judged(tmp_pat
         judged = time.monotonic() - started
     finally:
         proxy.stop()
-    assert outcome and outcome[0].status_code in (200, 451)
-    assert judged > 1, "the hostile request was judged too fast to tell anything"
-    print(f"hostile request answered in {judged:.1f} s; {len(latencies)} small requests, "
-          f"worst {max(latencies):.3f} s")
+    # (judged back to back for 2 s, whatever one costs: a judge was busy all along)
+    assert outcome and all(answer.status_code in (200, 451) for answer in outcome)
+    print(f"{len(outcome)} hostile requests answered in {judged:.1f} s; {len(latencies)} small "
+          f"requests, worst {max(latencies):.3f} s")
     assert max(latencies) < 1.0, sorted(latencies)[-5:]
 
 
@@ -142,3 +148,37 @@ def test_a_killed_judge_is_restarted_and_nothing_is_audited_inline(tmp_path: Pat
     text = log.read_text()
     assert "a judge stopped" in text and "proxy's own process" not in text
     assert "marie" not in text.lower()
+
+
+def test_a_judge_that_cannot_start_again_waits_longer_each_time(tmp_path: Path) -> None:
+    """Its policy no longer loads: started again at once, each attempt cost a core the
+    imports, over and over. Back-off instead, doubling; once the policy loads, it is back."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    proxy = start_proxy(tmp_path, str(policies), tmp_path / "audit.db", "--enforce", *OFFLINE)
+    log = tmp_path / "proxy.log"
+    good = (policies / "policy.yaml").read_text()
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 120
+        while text not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+
+    try:
+        requests.get("https://api.example-shop.test/ping", proxies=proxy.proxies,
+                     verify=str(proxy.ca_path), timeout=30)  # started and judging
+        (policies / "policy.yaml").write_text("recipients: [unclosed\n")
+        for pid in [pid for pid in children(proxy.process.pid) if comm(pid) == "gdpr-judge"]:
+            os.kill(pid, signal.SIGKILL)
+        wait_for("starting a judge again in 2 s")  # failed twice in a row: 1 s, then 2 s
+        (policies / "policy.yaml").write_text(good)
+        wait_for("judge restarted")
+        answer = requests.post("https://collect.adnetwork-example.com/v1/events",
+                               json={"email": EMAIL}, proxies=proxy.proxies,
+                               verify=str(proxy.ca_path), timeout=30)
+    finally:
+        proxy.stop()
+    assert answer.status_code == 451
+    text = log.read_text()
+    assert "a judge did not start" in text and "starting a judge again in 1 s" in text

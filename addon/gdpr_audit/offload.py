@@ -7,9 +7,9 @@ The hand-off is a pipe. The loop batches what one of its iterations produced and
 without ever blocking (what the pipe cannot take yet waits in a buffer until it can), and
 reads the worker's answers (verdicts, barrier acknowledgements) from another pipe when the
 loop says it is readable. No thread: a reader thread cost the loop the GIL, a wake-up call
-and a few more system calls for each answer. The worker reads until the pipe's end of file, so it stops by itself when the proxy
-dies, even by SIGKILL: it commits what it already received and leaves the run unfinished,
-as an interrupted run."""
+and a few more system calls for each answer. The worker reads until the pipe's end of file,
+so it stops by itself when the proxy dies, even by SIGKILL: it commits what it already
+received and leaves the run unfinished, as an interrupted run."""
 
 import asyncio
 import copy
@@ -284,9 +284,16 @@ class OffloadedAudits:
         if self.alive and self._answers.poll(timeout):
             self._receive()
 
-    def ask(self, item: tuple[Any, ...]) -> None:
-        """Hand `item` over on the loop's next iteration (a judge waits for it)."""
-        self._put(item, now=True)
+    def ask(self, items: list[tuple[Any, ...]]) -> None:
+        """Hand `items` over now, in one write (a judge waits for them)."""
+        self._pending += items
+        try:
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                self._attach(loop)
+        except RuntimeError:  # no loop (the stop)
+            pass
+        self._send()
 
     async def barrier(self) -> None:
         """Returns once the log holds everything submitted before."""
