@@ -12,6 +12,7 @@ latency of small clean requests while a hostile one is judged (SPEC 4's 1 s boun
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import sqlite3
@@ -90,10 +91,13 @@ def _start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(
         ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
          "--latency", "-s", str(script), f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # (wrk's: the one child waited for)
+    wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     count = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Socket errors: (.*)", output)
@@ -106,7 +110,8 @@ def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, f
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "requests": count}
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "requests": count,
+            "wrk_ms": wrk_cpu * 1000 / count}
 
 
 def _waited_seconds(pid: int) -> float:
@@ -118,6 +123,13 @@ def _waited_seconds(pid: int) -> float:
 def _children(pid: int) -> list[int]:
     return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
             for child in (task / "children").read_text().split()]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -152,14 +164,20 @@ def _run(folder: Path, kind: str, connections: int, seconds: int,
         if kind != "bare":
             _worker_ready(db)
         warm = _wrk(port, connections, 1, script)
-        children = _children(process.pid)  # the audit worker (and multiprocessing's tracker)
+        # the audit worker, enforce's judges (and multiprocessing's tracker)
+        children = _children(process.pid)
+        judges = [child for child in children if _comm(child) == "gdpr-judge"]
         cpu, waited = _cpu_seconds(process.pid), _waited_seconds(process.pid)
-        worker = sum(_cpu_seconds(child) for child in children)
+        before = {child: _cpu_seconds(child) for child in children}
         result = _wrk(port, connections, seconds, script)
         result["cpu_ms"] = (_cpu_seconds(process.pid) - cpu) * 1000 / result["requests"]
         result["wait_ms"] = (_waited_seconds(process.pid) - waited) * 1000 / result["requests"]
-        result["worker_ms"] = ((sum(_cpu_seconds(child) for child in children) - worker) * 1000
+        spent = {child: _cpu_seconds(child) - before[child] for child in children}
+        result["judge_ms"] = sum(spent[c] for c in judges) * 1000 / result["requests"]
+        result["worker_ms"] = (sum(spent[c] for c in children if c not in judges) * 1000
                                / result["requests"])
+        result["all_ms"] = (result["cpu_ms"] + result["worker_ms"] + result["judge_ms"]
+                            + result["wrk_ms"])
         stopping = time.monotonic()
     finally:
         process.terminate()  # SIGTERM: the addon drains the log on its way out
@@ -227,7 +245,8 @@ def handoff_cost(flows: int = 3000) -> tuple[float, float, float]:
     return handoff, inline, (time.perf_counter() - start) / 300 * 1e6
 
 
-def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int]) -> list[str]:
+def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int],
+                kinds: tuple[str, ...] = KINDS) -> list[str]:
     if not shutil.which("wrk"):
         return ["wrk is not installed (apt-get install wrk): proxy benchmark skipped."]
     handoff, inline, record = handoff_cost()
@@ -242,12 +261,18 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "to third parties, so nearly every one is a violation (in enforce mode, answered 451 "
              "by the proxy). 'logged' = flows in the log after a clean stop / requests wrk "
              "completed (>= 1.00: nothing lost; above 1 by the requests in flight at wrk's end). "
-             "'CPU ms/req' is the proxy process's own CPU time per request (the worker's "
-             "excluded: it audits and writes in log-only mode, writes in enforce mode): bare CPU / addon CPU is the throughput ratio to expect once the worker "
-             "has a core of its own, whatever else loads the machine. 'wait ms/req' is the "
-             "time the proxy was ready to run but waited for a CPU (/proc schedstat), a "
-             "request's share: what other processes on the machine cost it. 'worker ms/req' is "
-             "the log-only worker's CPU time (at idle priority it may run later, at the stop). "
+             "'CPU ms/req' is the proxy process's own CPU time per request (its child "
+             "processes excluded): bare CPU / addon CPU is the throughput ratio to expect once "
+             "the children have a core of their own, whatever else loads the machine. 'wait "
+             "ms/req' is the time the proxy was ready to run but waited for a CPU (/proc "
+             "schedstat), a request's share: what other processes on the machine cost it. "
+             "'worker ms/req' is the worker's CPU time (log-only: it audits and writes, at idle "
+             "priority, so it may run later, at the stop; enforce: it only writes), 'judges "
+             "ms/req' enforce's judge processes' (they audit each request while it waits). "
+             "'all CPU' adds the proxy's, its children's and wrk's: bare's / the addon's is the "
+             "throughput ratio to expect when the machine has no CPU to spare (two cores, "
+             "other work on them), an upper bound for log-only (its worker may run at the "
+             "stop). "
              "'stop s' is the time from "
              "SIGTERM to exit: how long the log took to catch up. Load average at the start: "
              f"{os.getloadavg()[0]:.1f}.",
@@ -257,36 +282,51 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "inline (a JSON POST like wrk's). In enforce mode, handing the inline audit to "
              f"the worker that writes it: {record:.1f} us.",
              "",
-             "| connections | bare req/s | log-only req/s | ratio | mitmdump -s req/s | ratio "
-             "| enforce req/s | ratio "
-             "| p50 ms (bare / log-only / -s / enforce) | p99 ms (bare / log-only / -s / enforce) "
-             "| CPU ms/req (bare / log-only / -s / enforce) | CPU ratio log-only "
-             "| wait ms/req (bare / log-only / -s / enforce) | worker ms/req | stop s (log-only) "
-             "| logged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             *_header(kinds)]
     for connections in concurrencies:
-        results: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for _ in range(rounds):
-            for kind in KINDS:
+            for kind in kinds:
                 results[kind].append(_run(folder, kind, connections, seconds, script))
         med = {k: {m: statistics.median(r[m] for r in v)
-                   for m in ("rps", "p50", "p99", "cpu_ms", "wait_ms", "worker_ms", "stop_s")}
+                   for m in ("rps", "p50", "p99", "cpu_ms", "wait_ms", "worker_ms", "judge_ms",
+                             "wrk_ms", "all_ms", "stop_s")}
                for k, v in results.items()}
-        logged = min(r["logged"] / r["sent"] for k in KINDS[1:] for r in results[k])
-        bare = med["bare"]["rps"]
+        logged = min((r["logged"] / r["sent"] for k in kinds[1:] for r in results[k]),
+                     default=1.0)
+        bare, addon = med["bare"], [k for k in kinds if k != "bare"]
+
+        def each(metric: str, fmt: str, among: tuple[str, ...] | list[str] = kinds,
+                 med: dict[str, dict[str, float]] = med) -> str:
+            return " / ".join(format(med[k][metric], fmt) for k in among)
+
         lines.append(
-            f"| {connections} | {bare:.0f} | {med['log-only']['rps']:.0f} | "
-            f"{med['log-only']['rps'] / bare:.2f} | {med['mitmdump -s']['rps']:.0f} | "
-            f"{med['mitmdump -s']['rps'] / bare:.2f} | {med['enforce']['rps']:.0f} | "
-            f"{med['enforce']['rps'] / bare:.2f} | "
-            + " / ".join(f"{med[k]['p50']:.1f}" for k in KINDS) + " | "
-            + " / ".join(f"{med[k]['p99']:.1f}" for k in KINDS) + " | "
-            + " / ".join(f"{med[k]['cpu_ms']:.2f}" for k in KINDS)
-            + f" | {med['bare']['cpu_ms'] / med['log-only']['cpu_ms']:.2f} | "
-            + " / ".join(f"{med[k]['wait_ms']:.2f}" for k in KINDS)
-            + f" | {med['log-only']['worker_ms']:.2f}"
-            + f" | {med['log-only']['stop_s']:.1f} | {logged:.2f} |")
+            f"| {connections} | {bare['rps']:.0f} | "
+            + "".join(f"{med[k]['rps']:.0f} | {med[k]['rps'] / bare['rps']:.2f} | "
+                      for k in addon)
+            + f"{each('p50', '.1f')} | {each('p99', '.1f')} | {each('cpu_ms', '.2f')} | "
+            + "".join(f"{bare['cpu_ms'] / med[k]['cpu_ms']:.2f} | " for k in addon)
+            + f"{each('wait_ms', '.2f')} | {each('worker_ms', '.2f', addon)} | "
+            + (f"{med['enforce']['judge_ms']:.2f} | " if "enforce" in kinds else "")
+            + f"{each('wrk_ms', '.2f')} | {each('all_ms', '.2f')} | "
+            + "".join(f"{bare['all_ms'] / med[k]['all_ms']:.2f} | " for k in addon)
+            + f"{each('stop_s', '.1f', addon)} | {logged:.2f} |")
     return lines
+
+
+def _header(kinds: tuple[str, ...]) -> list[str]:
+    """The table's header for these kinds (bare first: every ratio is to it)."""
+    addon = [k for k in kinds if k != "bare"]
+    every, some = " / ".join(kinds), " / ".join(addon)
+    columns = (["connections", "bare req/s"] + [c for k in addon for c in (f"{k} req/s", "ratio")]
+               + [f"p50 ms ({every})", f"p99 ms ({every})", f"CPU ms/req ({every})"]
+               + [f"CPU ratio {k}" for k in addon]
+               + [f"wait ms/req ({every})", f"worker ms/req ({some})"]
+               + (["judges ms/req (enforce)"] if "enforce" in kinds else [])
+               + [f"wrk ms/req ({every})", f"all CPU ms/req ({every})"]
+               + [f"all CPU ratio {k}" for k in addon]
+               + [f"stop s ({some})", "logged"])
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
 def _audit_forever(priority: str) -> None:
@@ -500,7 +540,12 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true",
                         help="measure instead the latency of small clean requests while a "
                              "hostile one is judged (bare and --enforce)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"which proxies to run side by side, bare first ({','.join(KINDS)})")
     args = parser.parse_args()
+    kinds = tuple(args.kinds.split(","))
+    if kinds[0] != "bare" or not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: bare first, then some of {', '.join(KINDS[1:])}")
     if args.audit_forever:
         _audit_forever(args.audit_forever)
     import tempfile
@@ -517,7 +562,7 @@ def main() -> None:
             print("\n".join(bench_hostile(Path(tmp), args.rounds, args.seconds)))
             return
         print("\n".join(bench_proxy(Path(tmp), args.rounds, args.seconds,
-                                    [int(c) for c in args.connections.split(",")])))
+                                    [int(c) for c in args.connections.split(",")], kinds)))
 
 
 if __name__ == "__main__":
