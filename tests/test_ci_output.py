@@ -228,3 +228,31 @@ def test_annotations_stop_at_githubs_cap_with_a_notice(plain_run, monkeypatch) -
     assert len(lines) == 6 and all(line.startswith(("::error ", "::warning ")) for line in lines[:5])
     assert lines[5] == (f"::notice title=gdpr-audit::{total - 5} more violations, not annotated: "
                         "the job summary lists them")
+
+
+def test_the_job_summary_reports_this_run_only(plain_run, tmp_path) -> None:
+    """A log kept across CI runs holds earlier runs: the summary is the new run's, read as
+    that run (not the whole log loaded and filtered)."""
+    import shutil
+
+    import sqlite_utils
+
+    from gdpr_audit import listing
+    work, _ = plain_run
+    for name in ("audit.db", "audit.db.key"):
+        shutil.copy(work / name, tmp_path / name)
+    one = sorted((ROOT / "captures").glob("*.har"))[0]
+    (tmp_path / "some").mkdir()
+    shutil.copy(one, tmp_path / "some" / one.name)
+    again = subprocess.run(
+        [*CLI, "replay", str(tmp_path / "some"), "--policy", str(ROOT / "policies"),
+         "--db", str(tmp_path / "audit.db")], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300, env={"PYTHONPATH": str(ROOT / "addon"), "PATH": "/usr/bin:/bin"})
+    assert again.returncode == 1, again.stderr  # a second run into the same log
+    db = sqlite_utils.Database(tmp_path / "audit.db")
+    counts = dict(db.execute("select run_id, count(*) from violations group by run_id"))
+    assert counts[1] > 0 and counts[2] > 0 and counts[1] != counts[2]
+    for run, count in counts.items():
+        summary = tmp_path / f"summary-{run}.md"
+        listing.step_summary(db, run, str(summary))
+        assert f"**{count} violations**" in summary.read_text(), summary.read_text()

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import sqlite_utils
 from rich.console import Console
 
-from .exports.log import AuditLog, load, plain
+from .exports.log import load, plain
 from .exports.markdown import write_markdown
 from .sanitize import safe_text
 
@@ -119,13 +119,8 @@ def annotate(console: Console, db: sqlite_utils.Database, run_id: int,
 
 def step_summary(db: sqlite_utils.Database, run_id: int, path: str) -> None:
     """Append the run's Markdown report (the `md` export) to $GITHUB_STEP_SUMMARY."""
-    log = load(db)
-    run = AuditLog([r for r in log.runs if r["id"] == run_id],
-                   [f for f in log.flows if f["run_id"] == run_id],
-                   [v for v in log.violations if v["run_id"] == run_id],
-                   [f for f in log.findings if f["run_id"] == run_id])
     with Path(path).open("a", encoding="utf-8") as out:
-        write_markdown(run, out)
+        write_markdown(load(db, run_id), out)
         out.write("\n")
 
 

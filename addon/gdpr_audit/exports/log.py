@@ -14,17 +14,17 @@ VIOLATIONS = """
 select v.id, v.run_id, v.flow_id, v.rule, v.severity, v.host, v.recipient, v.category,
        v.categories, v.subject, v.subjects, v.location, v.field, v.evidence, v.message,
        v.policy_entry, v.fingerprint, v.timestamp, f.method, f.scheme, f.path, f.source
-from violations v join flows f on f.id = v.flow_id order by v.id"""
+from violations v join flows f on f.id = v.flow_id {where} order by v.id"""
 FINDINGS = """
 select x.id, f.run_id, x.flow_id, f.host, f.recipient, x.detector, x.category, x.subject,
        x.location, x.field, x.form, x.evidence, x.fingerprint, x.count, f.timestamp
-from findings x join flows f on f.id = x.flow_id order by x.id"""
-FLOWS = "select * from flows order by timestamp, source, id"
-RUNS = "select * from runs order by id"
+from findings x join flows f on f.id = x.flow_id {where} order by x.id"""
+FLOWS = "select * from flows {where} order by timestamp, source, id"
+RUNS = "select * from runs {where} order by id"
 
 
-def rows(db: sqlite_utils.Database, sql: str) -> list[dict[str, Any]]:
-    cursor = db.execute(sql)
+def rows(db: sqlite_utils.Database, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cursor = db.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -43,8 +43,14 @@ class AuditLog:
         return grouped
 
 
-def load(db: sqlite_utils.Database) -> AuditLog:
-    return AuditLog(rows(db, RUNS), rows(db, FLOWS), rows(db, VIOLATIONS), rows(db, FINDINGS))
+def load(db: sqlite_utils.Database, run_id: int | None = None) -> AuditLog:
+    """The whole log, or one run of it (read as that run, not filtered after reading all)."""
+    if run_id is None:
+        return AuditLog(*(rows(db, sql.format(where="")) for sql in (RUNS, FLOWS, VIOLATIONS,
+                                                                       FINDINGS)))
+    return AuditLog(*(rows(db, sql.format(where=where), (run_id,)) for sql, where in (
+        (RUNS, "where id = ?"), (FLOWS, "where run_id = ?"), (VIOLATIONS, "where v.run_id = ?"),
+        (FINDINGS, "where f.run_id = ?"))))
 
 
 @dataclass(frozen=True)
