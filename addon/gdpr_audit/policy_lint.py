@@ -10,7 +10,6 @@ country at all, and hosts of two recipients that overlap where the earlier one w
 A registry's values are personal data: the lints name their key, never the value."""
 
 import fnmatch
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import phonenumbers
 
 from .catalogue import catalogue_errors, catalogue_file
+from .detectors.email import EMAIL
 from .detectors.spellings import too_common
 from .documents import KeyPath, Origins, PolicyError, format_key, locate, read_document
 from .policy import Policy, _build, _key_name, read_policy
@@ -205,9 +205,6 @@ def _purpose_references(doc: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
             yield ("subjects", i, "consents", _key_name(str(name))), str(name)
 
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)*\.[A-Za-z]{2,}")
-
-
 def _identifiers(doc: dict[str, Any], region: str) -> Iterator[tuple[KeyPath, str]]:
     """Registry emails and phones that are not one: the detectors would never see them."""
     for i, subject in enumerate(_list(doc.get("subjects"))):
@@ -220,7 +217,7 @@ def _identifiers(doc: dict[str, Any], region: str) -> Iterator[tuple[KeyPath, st
             for j, value in enumerate(_list(values)):
                 path: KeyPath = ("subjects", i, "identifiers", key, *((j,) if many else ()))
                 text = str(value).strip()
-                if key == "email" and not _EMAIL.fullmatch(text):
+                if key == "email" and not EMAIL.fullmatch(text):  # as the detector reads it
                     yield path, "not a valid email address (expected name@domain.tld)"
                 elif key == "phone" and not _valid_phone(text, region):
                     yield path, ("not a valid phone number (expected E.164, e.g. +33612345678, "
