@@ -223,3 +223,14 @@ def test_a_reader_that_leaves_within_the_wait_is_waited_for(db: Path, reader: Re
     out, err = purge.communicate(timeout=30)
     assert purge.returncode == 0, out + err
     assert found(db, values) == set()
+
+
+def test_erasing_runs_to_its_end_whatever_the_review_budget(db: Path) -> None:
+    """GDPR_AUDIT_QUERY_SECONDS stops a review's statement (a crafted log's costly schema); an
+    erasure stopped midway would be rolled back and keep the data, so the deletion and the
+    VACUUM are not stopped."""
+    tiny = {"GDPR_AUDIT_QUERY_SECONDS": "0.000001"}
+    purged = gdpr("purge", "--older-than", "30d", "--db", str(db), cwd=db.parent, env=tiny)
+    assert purged.returncode == 0, purged.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from flows").fetchone() == (2,)

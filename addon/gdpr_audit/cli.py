@@ -57,6 +57,7 @@ from .store import (
     flow_rows,
     forget,
     has_key,
+    lift_query_limit,
     limit_queries,
     merge,
     open_existing,
@@ -552,7 +553,9 @@ def cmd_subject(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_forget(args: argparse.Namespace, console: Console) -> int:
     store = _existing_store(args.db)
+    limit_queries(store.db.conn)  # finding the person is a review, like `subject`
     person = find_person(store, _identifier(args), _optional_policy(args))
+    lift_query_limit(store.db.conn)
     removed = forget(store, person.fingerprints, person.subjects)
     residue = compact(store.db, args.wait)
     who = ", ".join(sorted(person.subjects)) or "the given identifier"
@@ -572,6 +575,7 @@ def cmd_purge(args: argparse.Namespace, console: Console) -> int:
     age = parse_duration(args.older_than, "--older-than")
     refuse_link(args.db)
     db = open_existing(args.db)
+    lift_query_limit(db.conn)
     cutoff = datetime.now(UTC) - age
     counts = purge(db, cutoff)
     residue = compact(db, args.wait)

@@ -426,6 +426,13 @@ def limit_queries(conn: sqlite3.Connection) -> None:
     conn.set_progress_handler(over, 1000)
 
 
+def lift_query_limit(conn: sqlite3.Connection) -> None:
+    """Erasing runs to its end: a deletion or VACUUM stopped midway is rolled back, and the
+    person's data stays."""
+    conn.set_trace_callback(None)
+    conn.set_progress_handler(None, 0)
+
+
 def query_timeout(error: BaseException) -> str | None:
     """The message for a statement stopped by limit_queries; None for any other error."""
     if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted" and _timed_out:
