@@ -1,10 +1,12 @@
 """The live-proxy section of bench/perf.py: mitmdump alone against mitmdump with the addon in
-log-only mode (the worker process audits and writes) and in enforce mode (audits inline, the
-worker writes), under load from wrk on loopback, in alternating runs. Every addon run also
+log-only mode (the worker process audits and writes) and in enforce mode (judge processes
+audit each request while it waits, the worker writes), under load from wrk on loopback, in
+alternating runs. Every addon run also
 checks that each request wrk completed reached the log: a fast proxy that drops audits is
 not a win.
 
-Alone: `python bench/proxy_bench.py [--rounds 3] [--seconds 10] [-c 1,8,32]`, and
+Alone: `python bench/proxy_bench.py [--rounds 3] [--seconds 10] [-c 1,8,32] [--kinds
+bare,enforce]`, and
 `--profile DIR` to record py-spy profiles of the proxy under load instead, `--contention` to
 measure what a busy low-priority process on the other core costs bare mitmdump, `--hostile` the
 latency of small clean requests while a hostile one is judged (SPEC 4's 1 s bound)."""
@@ -213,7 +215,7 @@ def _worker_ready(db: Path, timeout: float = 120.0) -> None:
 def handoff_cost(flows: int = 3000) -> tuple[float, float, float]:
     """Microseconds a flow on the event loop: the log-only hand-off (copy out what the audit
     reads, pickle it, as the loop does for a batch) against the inline audit it replaces, and
-    enforce's hand-off of the inline audit to the writer."""
+    what a judge spends handing its audit over to be written."""
     import pickle
 
     from mitmproxy.test import tflow, tutils
@@ -279,7 +281,7 @@ def bench_proxy(folder: Path, rounds: int, seconds: int, concurrencies: list[int
              "",
              f"Hand-off on the event loop in log-only mode: {handoff:.1f} us a flow (copy out "
              f"what the audit reads and pickle it), instead of {inline:.0f} us for auditing it "
-             "inline (a JSON POST like wrk's). In enforce mode, handing the inline audit to "
+             "inline (a JSON POST like wrk's). In enforce mode, a judge handing its audit to "
              f"the worker that writes it: {record:.1f} us.",
              "",
              *_header(kinds)]
@@ -508,7 +510,8 @@ def bench_hostile(folder: Path, rounds: int, seconds: int) -> list[str]:
              "| hostile requests/round | hostile answer p50 ms | hostile max ms | statuses |",
              "|---|---|---|---|---|---|---|---|---|"]
     for kind, results in runs.items():
-        def per_round(key: str, pick: Callable[[list[float]], float]) -> float:
+        def per_round(key: str, pick: Callable[[list[float]], float],
+                      results: list[dict[str, list[float]]] = results) -> float:
             return statistics.median(pick(r[key]) for r in results if r[key])
 
         def quantile(q: float) -> Callable[[list[float]], float]:
