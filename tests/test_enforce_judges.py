@@ -7,6 +7,7 @@ base64(gzip(1 MB))) takes seconds to audit; small clean requests are sent on oth
 connections meanwhile and each latency is measured. The bound (1 s) is behavioural, not a
 micro-timing: audited on the event loop, they all waited for the hostile one."""
 
+import asyncio
 import base64
 import gzip
 import json
@@ -20,8 +21,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from mitmproxy.test import taddons
 
+from gdpr_audit.addon import GdprAudit
+from gdpr_audit.judges import BATCH_BYTES
+from gdpr_audit.offload import OffloadedAudits
 from gdpr_audit.pytest_plugin import AuditingProxy, start_proxy
+from test_addon import post, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = ("-s", str(ROOT / "tests" / "responder.py"), "--set", "connection_strategy=lazy")
@@ -182,3 +188,28 @@ def test_a_judge_that_cannot_start_again_waits_longer_each_time(tmp_path: Path) 
     assert answer.status_code == 451
     text = log.read_text()
     assert "a judge did not start" in text and "starting a judge again in 1 s" in text
+
+
+async def test_requests_that_wait_together_are_judged_together(policy_file: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """One hand-off (a write, a wake-up, an answer) for what waits, not one per request; a
+    request over BATCH_BYTES goes alone, to the other judge, and each gets its own verdict."""
+    batches: list[int] = []
+    ask = OffloadedAudits.ask
+    monkeypatch.setattr(OffloadedAudits, "ask",
+                        lambda self, items: (batches.append(len(items)), ask(self, items)))
+    addon = GdprAudit()
+    db = tmp_path / "audit.db"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, gdpr_policy=str(policy_file), gdpr_db=str(db), gdpr_enforce=True)
+        small = [post(f"http://collect.adnetwork.test/e?n={n}") for n in range(5)]
+        big = post("http://collect.adnetwork.test/upload",
+                   json.dumps({"email": "alice.martin@example.org", "pad": "x" * BATCH_BYTES}))
+        flows = [*small, big]
+        for flow in flows:
+            flow.response = None
+        await asyncio.gather(*(addon.request(flow) for flow in flows))  # in one loop iteration
+        addon.done()
+    assert batches == [5, 1]
+    assert [flow.response.status_code for flow in flows] == [451] * 6  # type: ignore[union-attr]
+    assert len(rows(db, "select id from flows")) == 6

@@ -44,7 +44,8 @@ alone): one write, one wake-up of the judge and one answer for the batch, not fo
 connections (bench/proxy_bench.py, bare mitmdump beside it: 1.01 and 1.05), the proxy's CPU
 went from 1.37 to 1.16 ms a request, and all CPU (proxy, judges, writer, wrk) from 2.16 to
 1.69. A batch of small requests holds its judge milliseconds (the audit's budget bounds a
-flow's cost by its size)."""
+flow's cost by its size); were one of them to overrun the deadline all the same, its batch
+would be decided with it (gdpr_enforce_timeout_action)."""
 RESTART_DELAY = (1.0, 60.0)
 """Seconds before starting again a judge that stopped before it was ready (its policy no
 longer loads, say), doubling from the first to the second at each failure in a row: started
