@@ -645,3 +645,15 @@ def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_th
     for number in numbers:
         assert spellings._phone_formats(number, "FR") == spellings._formatted.__wrapped__(
             number, "FR"), number
+
+
+def test_a_body_that_was_not_utf8_is_still_searched(registry):
+    """Invalid UTF-8 reaches the detectors as lone surrogates (surrogateescape), which the
+    Rust automaton cannot read: they stand as one character each, so what follows is found
+    where it is."""
+    value = "\udcff\udcfe " + JANE_EMAIL + " \udc80" + b64(JANE_EMAIL)
+    found = {(f.form, f.value) for f in registry.find(Field("body", "", value))}
+    assert ("plain", JANE_EMAIL) in found
+    assert any(form == "base64" and text and text in value for form, text in found)
+    batch = "x\x00\udcff" + JANE_EMAIL
+    assert list(registry.automaton_hits(batch))  # the screen of a batch too

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy
+from ahocorasick_rs import AhoCorasick
 
 from ..fields import Field
 from ..policy import Subject, without_cycle_collection
@@ -116,7 +117,7 @@ class KnownSubjects:
         lowered = _SPACES.sub(" ", value.lower())
         spans: list[tuple[int, int, int]] = []
         if self.plain is not None:
-            for number, start, end in self.plain.find_matches_as_indexes(lowered, True):
+            for number, start, end in _matches(self.plain, lowered):
                 if _standalone(lowered, start, end):
                     spans.append((start, end, self._plain_values[number]))
         # Longest first, and a match inside a longer one is part of it ("martin" in an email).
@@ -133,7 +134,7 @@ class KnownSubjects:
                               "plain" if form.form == "part" else form.form, form.subject,
                               1, form.part)
         if self.encoded is not None:
-            for number, start, end in self.encoded.find_matches_as_indexes(value, True):
+            for number, start, end in _matches(self.encoded, value):
                 for form in self._forms(self._encoded_values[number]):
                     yield Finding(self.id, form.category, field, value[start:end],
                                   form.canonical, form.form, form.subject, 1, form.part)
@@ -167,11 +168,9 @@ class KnownSubjects:
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
         if self.plain is not None:
-            yield from (end - 1 for _, _, end in self.plain.find_matches_as_indexes(
-                batch.lower(), True))
+            yield from (end - 1 for _, _, end in _matches(self.plain, batch.lower()))
         if self.encoded is not None:
-            yield from (end - 1 for _, _, end in self.encoded.find_matches_as_indexes(
-                batch, True))
+            yield from (end - 1 for _, _, end in _matches(self.encoded, batch))
 
     def _find_digests(self, field: Field) -> Iterator[Finding]:
         seen: set[tuple[str, str, str]] = set()
@@ -220,6 +219,19 @@ class KnownSubjects:
                     name = dict(_with_full_names(subject.identifiers)).get("name", "")
                     yield Finding(self.id, "name", item, item.value,
                                   canonical("name", name, self.region), "split name", subject.id)
+
+
+def _matches(automaton: AhoCorasick, text: str) -> list[tuple[int, int, int]]:
+    """(pattern number, start, end) of every match, overlapping. Rust reads UTF-8 only: a
+    body that was not valid UTF-8 holds lone surrogates (surrogateescape), which become
+    U+FFFD, one character for one, so that positions stay the same."""
+    try:
+        return automaton.find_matches_as_indexes(text, True)
+    except UnicodeEncodeError:
+        return automaton.find_matches_as_indexes(text.translate(_NO_SURROGATES), True)
+
+
+_NO_SURROGATES = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
 
 
 # A word inside an address or a dotted id (`jean.martin@`, `martin_shop`) is not a name.
