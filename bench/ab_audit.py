@@ -26,20 +26,11 @@ ONE_ROUND = r"""
 import json, sys, time
 tree, corpus, mix = sys.argv[1:4]
 every = mix == "issue"
-sys.path.insert(0, tree + "/addon")
+sys.path[:0] = [tree + "/addon", __BENCH__]
+from timing import kind_of
 from mitmproxy import io
 from gdpr_audit.audit import Auditor
 from gdpr_audit.policy import load_policy
-
-
-def kind_of(flow):  # perf._kind_of, without importing perf (and the product) before the tree
-    request = flow.request
-    if len(request.raw_content or b"") <= 500_000:
-        return "small (< 500 KB)"
-    kind = request.headers.get("content-type", "")
-    if kind == "application/json":
-        return "JSON import" if "hubapi" in request.host else "JSON batch"
-    return {"text/plain": "text log", "image/jpeg": "JPEG"}.get(kind, kind)
 
 
 with open(corpus, "rb") as handle:
@@ -73,7 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.flow"
         make_corpus(corpus, args.flows, mix=args.mix)
-        times = side_by_side(args.base, args.rounds, ONE_ROUND, str(corpus), args.mix)
+        script = ONE_ROUND.replace("__BENCH__", repr(str(ROOT / "bench")))
+        times = side_by_side(args.base, args.rounds, script, str(corpus), args.mix)
     print(f"CPU ms per flow, medians of {args.rounds} alternating rounds:")
     print(f"| kind | {args.base} | this tree | ratio |\n|---|---|---|---|")
     for kind in times[args.base][0]:

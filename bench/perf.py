@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from mitmproxy import http, io  # noqa: E402
 from proxy_bench import bench_proxy  # noqa: E402
 from registry_bench import bench_registry  # noqa: E402
-from timing import median_of  # noqa: E402
+from timing import kind_of, median_of  # noqa: E402
 
 from gdpr_audit.audit import Auditor  # noqa: E402
 from gdpr_audit.captures import CaptureReader  # noqa: E402
@@ -264,7 +264,7 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False,
             for flow in io.FlowReader(handle).stream():
                 began = time.perf_counter()
                 auditor.audit(flow)
-                kind = split.setdefault(_kind_of(flow), [0.0, 0])
+                kind = split.setdefault(kind_of(flow), [0.0, 0])
                 kind[0] += time.perf_counter() - began
                 kind[1] += 1
         return time.perf_counter() - start
@@ -362,18 +362,6 @@ def bench_replay(folder: Path, count: int, rounds: int, uploads: bool = False,
 ISSUE_TEXT = ("issue 19's mix: in every 1,115 flows, 4 JSON batches of 1.5-3.5 MB, a 6 MB CRM "
               "contact import (JSON), a 3 MB text log, two ~3 MB JPEG photos, and 1,107 small "
               "tracker, CRM and marketing flows; ")
-
-
-def _kind_of(flow: http.HTTPFlow) -> str:
-    """What a corpus flow is, for the split of the audit time."""
-    request = flow.request
-    if len(request.raw_content or b"") <= 500_000:
-        return "small (< 500 KB)"
-    kind = request.headers.get("content-type", "")
-    if kind == "application/json":
-        return "JSON import" if "hubapi" in request.host else "JSON batch"
-    return {"text/plain": "text log", "image/jpeg": "JPEG", "application/pdf": "PDF"}.get(
-        kind, kind)
 
 
 def main() -> None:

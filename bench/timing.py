@@ -1,4 +1,6 @@
-"""What every benchmark here shares: alternating rounds, reported as medians."""
+"""What every benchmark here shares: alternating rounds, reported as medians, and the kinds
+of flow a corpus holds. It imports nothing of the product: a script that measures another
+revision's tree can import it first."""
 
 import statistics
 from collections.abc import Callable
@@ -12,3 +14,15 @@ def median_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
         for index, run in enumerate(runs):
             samples[index].append(run())
     return [statistics.median(s) for s in samples]
+
+
+def kind_of(flow) -> str:  # an HTTPFlow
+    """What a bench/perf.py corpus flow is, for the split of the audit time."""
+    request = flow.request
+    if len(request.raw_content or b"") <= 500_000:
+        return "small (< 500 KB)"
+    kind = request.headers.get("content-type", "")
+    if kind == "application/json":
+        return "JSON import" if "hubapi" in request.host else "JSON batch"
+    return {"text/plain": "text log", "image/jpeg": "JPEG", "application/pdf": "PDF"}.get(
+        kind, kind)
