@@ -133,7 +133,7 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     the hashes vendors use (hashes.HASH_SCOPES)."""
     large = len(subjects) >= _LARGE
     sealed = _sealed(subjects, region, salts, research) if large else None
-    cached = _opened(sealed.read()) if sealed is not None else None
+    cached = _opened(sealed) if sealed is not None else None
     if cached is not None:
         return cached
     identifiers = [subject.identifiers for subject in subjects]
@@ -266,8 +266,7 @@ def _built(chunks: list[_Chunk], writer: Writer | None = None) -> Index:
         _give_back()
         for part in [*unique, None] if writer is not None else ():
             writer.add(part)  # type: ignore[union-attr]
-        texts.append([text for part in unique for text in part.each()]
-                     if sum(len(part.lengths) for part in unique) <= SCREENED_SPELLINGS else None)
+        texts.append(_kept_texts(unique))
         automata += [_automaton(unique), values]
         del unique
         _give_back()
@@ -276,16 +275,27 @@ def _built(chunks: list[_Chunk], writer: Writer | None = None) -> Index:
     del digests
     order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
     keys, refs = keys[order], refs[order]
-    small = None
-    if None not in texts and sum(map(len, texts)) <= SCREENED_SPELLINGS:
-        small = (texts[0], texts[1])
-    index = Index(*automata, shared, split, owners, keys, refs, small, tokens)
+    index = Index(*automata, shared, split, owners, keys, refs, _screened(texts), tokens)
     if writer is not None:
         for part in (index.plain_values, index.encoded_values, index.shared, index.split,
                      index.owners, index.keys, index.refs, index.tokens):
             writer.add(part)
         writer.close()
     return index
+
+
+def _kept_texts(parts: list[Texts]) -> list[str] | None:
+    """An automaton's spellings, if the registry is small enough for a Hyperscan screen."""
+    if sum(len(part.lengths) for part in parts) > SCREENED_SPELLINGS:
+        return None
+    return [text for part in parts for text in part.each()]
+
+
+def _screened(kept: list[list[str] | None]) -> tuple[list[str], list[str]] | None:
+    """Index.texts: both automata's spellings, if they are SCREENED_SPELLINGS at most."""
+    if kept[0] is None or kept[1] is None or len(kept[0]) + len(kept[1]) > SCREENED_SPELLINGS:
+        return None
+    return kept[0], kept[1]
 
 
 def _automaton(parts: list[Texts]) -> ahocorasick_rs.AhoCorasick | None:
@@ -459,24 +469,28 @@ def _worker_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, r
 
 # --- on disk -----------------------------------------------------------------------------------
 
-def _opened(parts: list[object] | None) -> Index | None:
+def _opened(sealed: Sealed) -> Index | None:
     """The index kept on disk (see _built: its automata are kept as their spellings, and
     rebuilt, a second or two for a million, rather than as Rust's memory), or None if there
-    is none or it is not one this code wrote."""
-    if parts is None:
-        return None
-    stream = iter(parts)
+    is none or it is not one this code wrote. Each automaton is built as soon as its
+    spellings are read, and they are let go before the rest is read."""
+    stream = sealed.parts()
     try:
-        spelled = [list(iter(lambda: next(stream), None)) for _ in range(2)]
-        rest = list(stream)
-        if len(rest) != 8 or not all(isinstance(part, Texts) for p in spelled for part in p):
+        automata, small = [], []
+        for _ in range(2):
+            spelled = list(iter(lambda: next(stream), None))
+            if not all(isinstance(part, Texts) for part in spelled):
+                return None
+            small.append(_kept_texts(spelled))
+            automata.append(_automaton(spelled))
+            del spelled
+            _give_back()
+        rest = list(stream)  # to the end: only then is the file known whole
+        if len(rest) != 8:
             return None
         plain_values, encoded_values, shared, split, owners, keys, refs, tokens = rest
-        small = [[text for part in parts for text in part.each()] for parts in spelled]
-        return Index(_automaton(spelled[0]), plain_values, _automaton(spelled[1]),  # type: ignore[arg-type]
-                     encoded_values, shared, split, owners, keys, refs,
-                     tuple(small) if sum(map(len, small)) <= SCREENED_SPELLINGS else None,  # type: ignore[arg-type]
-                     tokens)
+        return Index(automata[0], plain_values, automata[1], encoded_values,  # type: ignore[arg-type]
+                     shared, split, owners, keys, refs, _screened(small), tokens)  # type: ignore[arg-type]
     except (StopIteration, TypeError, ValueError):
         return None
 

@@ -18,7 +18,7 @@ import hmac
 import io
 import os
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +58,28 @@ class Sealed:
         """The parts written, or None when there is none for this registry or it does not
         open."""
         try:
+            return list(self.parts())
+        except ValueError:
+            return None
+
+    def parts(self) -> Iterator[Any]:
+        """The parts written, one at a time, so that a reader can let each go before the
+        next (an index of 100,000 subjects: hundreds of MB). Raises ValueError when there is
+        none for this registry or it does not open, maybe after some parts (each was
+        authenticated as it was read): only a reader that reached the end may keep what it
+        made of them."""
+        try:
             with open(self.path, "rb") as file:
                 if file.read(len(_MAGIC)) != _MAGIC:
-                    return None
+                    raise ValueError("not an index file")
                 opened = _Opening(file, self._cipher(file.read(16)))
                 with io.BufferedReader(opened, _CHUNK) as stream:
-                    parts = []
                     while pickle.load(stream) is True:
-                        parts.append(pickle.load(stream))
+                        yield pickle.load(stream)
                     if stream.read(1) or not opened.done:
-                        return None
-                    return parts
-        except (OSError, ValueError, EOFError, InvalidTag, pickle.UnpicklingError):
-            return None
+                        raise ValueError("more after the last part")
+        except (OSError, EOFError, InvalidTag, pickle.UnpicklingError) as e:
+            raise ValueError(f"the index file does not open: {type(e).__name__}") from e
 
     def writer(self) -> "Writer":
         """A new index file for this registry, written part by part (the caller can write
