@@ -199,3 +199,18 @@ def test_the_sample_policy_checks_with_its_one_warning(tmp_path: Path) -> None:
     assert result.stderr == ""
     [warning] = [line for line in result.stdout.splitlines() if line.startswith("Warning")]
     assert "IN is outside the EEA" in warning and "(1 warning)" in result.stdout
+
+
+def test_the_summary_of_a_policy_at_a_long_path_is_whole(tmp_path: Path) -> None:
+    """A clone at a long path (a CI runner's workspace): the paths, then the counts, whole.
+    The summary was cut at 200 characters, after the paths, with an ellipsis."""
+    import shutil
+
+    from test_cli import ROOT
+    folder = tmp_path / ("a long folder name " * 5).strip() / ("and another one " * 5).strip()
+    shutil.copytree(ROOT / "policies", folder / "policies")
+    result = run("policy", "check", "--policy", str(folder / "policies"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [summary] = [line for line in result.stdout.splitlines() if line.startswith("OK: ")]
+    assert len(summary) > 200 and "…" not in summary
+    assert summary.endswith("10 recipients, 6 purposes, 10 subjects (1 warning)"), summary

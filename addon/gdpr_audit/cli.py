@@ -303,10 +303,11 @@ def cmd_policy_check(args: argparse.Namespace, console: Console) -> int:
         failed = len(problems) - warnings
         console.print(safe_text(f"{failed} error{'s' if failed != 1 else ''}, {counted}"))
         return EXIT_ERROR
+    # Paths of any length, whole: the counts come after them.
     console.print(safe_text(
         f"OK: {', '.join(policy.sources)}: {len(policy.recipients)} recipients, "
         f"{len(policy.purposes)} purposes, {len(policy.subjects)} subjects"
-        + (f" ({counted})" if warnings else "")))
+        + (f" ({counted})" if warnings else ""), 2000), soft_wrap=True)
     return EXIT_OK
 
 
@@ -711,7 +712,8 @@ def print_summary(console: Console, summary: RunSummary, policy: Policy, db: str
     for audit in summary.unaudited:
         console.print(safe_text(f"{audit.status}: flow {audit.flow_id} ({audit.host}): "
                                 f"{audit.detail}", limit=500, style="yellow"))
-    console.print(safe_text(f"Audit log: {db}  (gdpr-audit export --db {db} --format json)"))
+    console.print(safe_text(f"Audit log: {db}  (gdpr-audit export --db {db} --format json)",
+                            2000), soft_wrap=True)
 
 
 if __name__ == "__main__":
