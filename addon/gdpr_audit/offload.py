@@ -287,12 +287,7 @@ class OffloadedAudits:
     def ask(self, items: list[tuple[Any, ...]]) -> None:
         """Hand `items` over now, in one write (a judge waits for them)."""
         self._pending += items
-        try:
-            loop = asyncio.get_running_loop()
-            if loop is not self._loop:
-                self._attach(loop)
-        except RuntimeError:  # no loop (the stop)
-            pass
+        self._running_loop()
         self._send()
 
     async def barrier(self) -> None:
@@ -331,17 +326,24 @@ class OffloadedAudits:
 
     def _put(self, item: tuple[Any, ...], now: bool = False) -> None:
         self._pending.append(item)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (hooks called directly): write now
+        loop = self._running_loop()
+        if loop is None:  # no loop (hooks called directly, the stop): write now
             self._send()
             return
-        if loop is not self._loop:
-            self._attach(loop)
         if now:
             loop.call_soon(self._send)
         elif len(self._pending) == 1:  # one write per COALESCE seconds, however many flows
             loop.call_later(COALESCE, self._send)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this runs on, whose reader reads the answers; None off a loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if loop is not self._loop:
+            self._attach(loop)
+        return loop
 
     def _send(self) -> None:
         items, self._pending = self._pending, []
