@@ -176,8 +176,7 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
             spellings.add(_quote(text, _QUOTE).lower())
             if " " in text:  # else quote_plus quotes it as quote does
                 spellings.add(_quote(text, _QUOTE_PLUS).lower())
-    # At least _MIN_PLAIN long, and no common token (the length check first: most are long).
-    return {s for s in spellings if len(s) > _LONGEST_COMMON or too_common(s) is None}
+    return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
 
 
 def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
@@ -191,7 +190,7 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
     every, single = (_EVERY, _SINGLE) if research else (_NARROW, _NARROW)
 
     def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
-        if not text or len(text) <= _LONGEST_COMMON and too_common(text) is not None:
+        if not text or too_common(text) is not None:
             return
         if text not in inputs or len(chains) > len(inputs[text].chains):
             part, canon = _part_of(key, category, value, canon, text)
