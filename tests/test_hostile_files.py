@@ -191,8 +191,10 @@ def _writers(work: Path, target: str) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("command", ["export", "replay --output", "replay --write-baseline",
-                                     "policy draft", "map"])
+OUTPUT_COMMANDS = ["export", "replay --output", "replay --write-baseline", "policy draft", "map"]
+
+
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
 def test_outputs_refuse_a_symlink_and_leave_its_target_alone(tmp_path: Path, command: str) -> None:
     new_log(tmp_path / "audit.db")
     capture(tmp_path / "one.flow")
@@ -206,8 +208,7 @@ def test_outputs_refuse_a_symlink_and_leave_its_target_alone(tmp_path: Path, com
     assert victim.read_text() == "precious\n"
 
 
-@pytest.mark.parametrize("command", ["export", "replay --output", "replay --write-baseline",
-                                     "policy draft", "map"])
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
 def test_outputs_are_created_owner_only_whatever_the_umask(tmp_path: Path, command: str) -> None:
     new_log(tmp_path / "audit.db")
     capture(tmp_path / "one.flow")
