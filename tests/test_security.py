@@ -80,16 +80,19 @@ def leaks(haystacks: dict[str, bytes]) -> list[tuple[str, str]]:
         text = data.decode("latin-1").lower()  # bytes as they are, whatever their encoding
         found |= {(name, FORMS[number])
                   for number, start, end in SEARCH.find_matches_as_indexes(text, True)
-                  if not _inside_a_digest(text, start, end, FORMS[number])}
+                  if not _by_chance(text, start, end, FORMS[number])}
     return sorted(found)
 
 
-def _inside_a_digest(text: str, start: int, end: int, form: str) -> bool:
-    """A run of digits (a postcode, `06000`) inside a long hex token: the log's own keyed
-    fingerprints are random hex, and one in a few thousand holds any five given digits.
+def _by_chance(text: str, start: int, end: int, form: str) -> bool:
+    """A run of digits (a postcode, `06000`) that is part of a longer number or of a long hex
+    token is not that identifier: the log's timestamps carry microseconds (`.060004`), and its
+    keyed fingerprints are random hex where one in a few thousand holds any five given digits.
     A digest of an identifier is a form of its own, searched whole."""
     if not form.isdigit():
         return False
+    if text[start - 1:start].isdigit() or text[end:end + 1].isdigit():
+        return True
     while start > 0 and text[start - 1] in _HEX:
         start -= 1
     while end < len(text) and text[end] in _HEX:
@@ -221,6 +224,13 @@ def test_the_search_finds_identifiers_where_they_are() -> None:
     assert len(FORMS) > 3000
     assert EMAIL in {form for _, form in found}
     assert len(found) > 20
+
+
+def test_a_postcode_counts_alone_but_not_inside_a_longer_number() -> None:
+    assert "06000" in FORMS  # cust-001's postcode in Nice
+    assert leaks({"text": b"zip=06000&city=nice"}) == [("text", "06000")]
+    assert leaks({"timestamp": b"2026-12-07T05:38:12.060004+00:00",
+                  "fingerprint": b"9f2c06000b7e41d0a3c5e8f1"}) == []
 
 
 def test_no_identifier_in_the_log_files(replayed: dict[str, bytes]) -> None:
