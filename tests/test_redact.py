@@ -109,3 +109,42 @@ def test_short_and_common_tokens_do_not_star_everything() -> None:
     redactor = Redactor(tokens)
     assert redactor.word("linkedin") == "linkedin"  # `li` only as a whole word
     assert redactor.word("li") == "*"
+
+
+def _reference_tokens(identifiers: list[tuple[str, str]]) -> set[str]:
+    """registry_tokens as first written, every step through skeleton: the fast paths for
+    ASCII values and the sorted containment test must give exactly its tokens."""
+    from gdpr_audit.redact import _ADDRESS_WORDS, _LONGEST_TOKEN, _SHORT, _date_tokens, _words
+    tokens: set[str] = set()
+    names = {}
+    for category, value in identifiers:
+        if category in ("first_name", "last_name"):
+            names[category] = value
+        if category == "email" and "@" in value:
+            value = value.rpartition("@")[0]
+        elif category == "phone":
+            digits = "".join(c for c in value if c.isdigit())
+            tokens |= {digits[-8:]} if len(digits) >= 8 else set()
+        tokens.add(skeleton(value))
+        tokens |= {w for w in _words(value) if w not in _ADDRESS_WORDS}
+        if category == "birth_date":
+            tokens |= _date_tokens(value)
+    if len(names) == 2:
+        tokens.add(skeleton(names["first_name"] + names["last_name"]))
+        tokens.add(skeleton(names["last_name"] + names["first_name"]))
+    tokens = {t[:_LONGEST_TOKEN] for t in tokens
+              if len(t) > 1 and not (t.isdigit() and len(t) < _SHORT)}
+    return {t for t in tokens if len(t) < _SHORT or not any(
+        u != t and len(u) >= _SHORT and u in t for u in tokens)}
+
+
+@pytest.mark.parametrize("identifiers", [
+    [("email", "Jean.Martin-Dupont@example.fr"), ("phone", "+33 6 12 34 56 78"),
+     ("name", "Jean Martin"), ("customer_id", "C_1001-x")],
+    [("first_name", "Zoë"), ("last_name", "D\u0425pont"), ("email", "zoe@ex.org")],
+    [("postal_address", "12 rue de la Paix, 75002 Paris"), ("birth_date", "1990-04-01")],
+    [("name", "Anna Annabel Bell"), ("customer_id", "annabelle"), ("device_id", "a" * 40)],
+    [("phone", "０６１２３４５６７８"), ("name", "Ａｎｎｅ Ｍａｒｉｅ"), ("email", "nope")],
+])
+def test_registry_tokens_are_the_reference_ones(identifiers: list[tuple[str, str]]) -> None:
+    assert registry_tokens(identifiers) == _reference_tokens(identifiers)
