@@ -619,9 +619,9 @@ def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone)
 
 
 def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_them():
-    """A large registry formats each phone number from the template of its first digits
-    (spellings._phone_formats): for every country's example numbers, with other last digits,
-    the same spellings as phonenumbers makes for the number itself."""
+    """A large registry formats and spells each phone number from the template of its first
+    digits (spellings._phone_formats, _phone_spellings): for every country's example numbers,
+    with other last digits, the same spellings as phonenumbers makes for the number itself."""
     import random
 
     import phonenumbers
@@ -643,8 +643,11 @@ def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_th
     templated = [number for number in numbers if spellings._national_length(number) >= 9]
     assert len(templated) > 500  # not vacuous: most go through a template
     for number in numbers:
-        assert spellings._phone_formats(number, "FR") == spellings._formatted.__wrapped__(
-            number, "FR"), number
+        formats = spellings._formatted.__wrapped__(number, "FR")
+        assert spellings._phone_formats(number, "FR") == formats, number
+        # Its spellings, URL-encoded ones included, are made from the template's too.
+        assert spellings._phone_spellings(number, "FR") == (
+            spellings._spelled_phone(formats) if formats else set()), number
 
 
 def test_a_body_that_was_not_utf8_is_still_searched(registry):

@@ -209,7 +209,8 @@ def _chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: s
             if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
                 split.append((parts[0], number, parts[-1]))
         base = number << (_CHAIN_BITS + _INPUT_BITS)
-        for position, inputs in enumerate(_hash_inputs(identified, region, research)):
+        hash_inputs = _hash_inputs(identified, region, research, building=True)
+        for position, inputs in enumerate(hash_inputs):
             texts, bases = hashed.setdefault(inputs.chains, ([], []))
             texts.append(inputs.text.encode())
             bases.append(base | position << _CHAIN_BITS)

@@ -160,9 +160,7 @@ def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, 
 
 def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[str]:
     spellings = {value.lower(), canon.lower(), strip_accents(value).lower()}
-    if category == "phone":
-        spellings |= _phone_spellings(canon, region)
-    elif category == "postal_address" and "," in value:
+    if category == "postal_address" and "," in value:
         spellings.add(value.split(",")[0].strip().lower())  # the street line alone
     elif category in ("iban", "payment_card"):
         spellings.add(" ".join(canon[i:i + 4] for i in range(0, len(canon), 4)).lower())
@@ -171,21 +169,30 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
         spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"}
     elif category == "email":
         spellings.add(_gmail(canon))
+    spellings = _with_url_encodings(spellings)
+    if category == "phone":
+        spellings |= _phone_spellings(canon, region)  # URL-encoded too
+    return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
+
+
+def _with_url_encodings(spellings: set[str]) -> set[str]:
+    """The spellings, and each URL-encoded (lowercase) as quote and quote_plus write it."""
     for text in list(spellings):
         if not _UNRESERVED.fullmatch(text):  # else quoting leaves it as it is
             spellings.add(_quote(text, _QUOTE).lower())
             if " " in text:  # else quote_plus quotes it as quote does
                 spellings.add(_quote(text, _QUOTE_PLUS).lower())
-    return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
+    return spellings
 
 
 def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
-                 research: bool = False) -> list[HashInput]:
+                 research: bool = False, building: bool = False) -> list[HashInput]:
     """What vendors hash, in a fixed order (a reference stores the position; the same in
     both scopes): the normalisations that Meta CAPI, Google enhanced conversions and GA4
     user-provided data, TikTok, Snap and LinkedIn document, each through the hashes vendors
     use. With the research set (hashes.HASH_SCOPES), the primary email also gets every hash
-    and chain, phones every hash."""
+    and chain, phones every hash. `building`: the index, which reads only each input's text
+    and chains, so its part is not worked out (a tenth of the index's build)."""
     inputs: dict[str, HashInput] = {}
     every, single = (_EVERY, _SINGLE) if research else (_NARROW, _NARROW)
 
@@ -193,7 +200,7 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
         if not text or too_common(text) is not None:
             return
         if text not in inputs or len(chains) > len(inputs[text].chains):
-            part, canon = _part_of(key, category, value, canon, text)
+            part, canon = ("", canon) if building else _part_of(key, category, value, canon, text)
             inputs[text] = HashInput(category, canon, text, chains, part)
 
     for key, category, value, canon in identified:
@@ -294,13 +301,18 @@ def _national_length(e164: str) -> int:
 
 def _phone_formats(number: str, region: str) -> tuple[str, str, str] | None:
     """(E.164, national, international) of a number, or None if it does not parse."""
-    if not number.startswith("+") or not number[1:].isdigit() or _national_length(number) < 9:
+    if not _templated(number):
         return _formatted(number, region)
     template = _phone_template(number[:-_TAIL_DIGITS], region)
     if template is None:
         return None
     tail = number[-_TAIL_DIGITS:]
     return tuple(text.format(*tail) for text in template)  # type: ignore[return-value]
+
+
+def _templated(number: str) -> bool:
+    """Whether _phone_formats formats `number` from a template."""
+    return number.startswith("+") and number[1:].isdigit() and _national_length(number) >= 9
 
 
 @lru_cache(maxsize=65536)
@@ -331,13 +343,42 @@ def _formatted(number: str, region: str) -> tuple[str, str, str] | None:
 
 
 def _phone_spellings(e164: str, region: str) -> set[str]:
-    formats = _phone_formats(e164, region)
-    if formats is None:
-        return set()
-    _, national, international = formats
-    national_digits = _NOT_DIGIT.sub("", national)
-    return {e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
-            international, national.replace(" ", "."), national.replace(" ", "-")}
+    """A number's formats (see _phone_formats), each also URL-encoded. A number that
+    _phone_formats formats from a template is spelled from the template's own spellings,
+    made once: quoting them was a tenth of a large registry's indexing."""
+    if not _templated(e164):
+        formats = _phone_formats(e164, region)
+        return set() if formats is None else _spelled_phone(formats)
+    templates = _phone_spelling_templates(e164[:-_TAIL_DIGITS], region)
+    tail = e164[-_TAIL_DIGITS:]
+    return {template.format(*tail) for template in templates}
+
+
+def _spelled_phone(formats: tuple[str, str, str]) -> set[str]:
+    e164, national, international = formats
+    national_digits = _NOT_DIGIT_OR_STAND_IN.sub("", national)
+    return _with_url_encodings({
+        e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
+        international, national.replace(" ", "."), national.replace(" ", "-")})
+
+
+# Letters no phone format holds, which quoting and lowercasing leave as they are: they
+# stand for the last digits while a template's spellings are made.
+_TAIL_STAND_INS = "wxyz"
+_NOT_DIGIT_OR_STAND_IN = re.compile(r"[^0-9wxyz]")
+_STAND_IN_FIELDS = {ord(letter): f"{{{n}}}" for n, letter in enumerate(_TAIL_STAND_INS)}
+
+
+@lru_cache(maxsize=65536)
+def _phone_spelling_templates(head: str, region: str) -> tuple[str, ...]:
+    """_phone_spellings of every number that starts with `head`, for str.format of its last
+    _TAIL_DIGITS digits."""
+    template = _phone_template(head, region)
+    if template is None:
+        return ()
+    formats = tuple(text.format(*_TAIL_STAND_INS) for text in template)
+    return tuple(text.translate(_STAND_IN_FIELDS)
+                 for text in _spelled_phone(formats))  # type: ignore[arg-type]
 
 
 # quote(text, safe="") and quote_plus(text, safe="") of ASCII text, twice as fast.
