@@ -116,6 +116,56 @@ def test_a_whole_international_number_is_what_the_matcher_finds(key, value):
     assert direct == matched
 
 
+def test_whole_international_numbers_are_judged_as_phonenumbers_judges_them(monkeypatch):
+    """Most '+' numbers are judged from phonenumbers' metadata without parse() and
+    is_valid_number() (phone._whole_international): for every region's example number of
+    every type, with digits changed, added or dropped and separators put in, the E.164 form
+    (or None, for an invalid number) is the one phonenumbers gives."""
+    import random
+
+    import phonenumbers
+
+    from gdpr_audit.detectors import phone
+    rng = random.Random(19)
+    examples = [phonenumbers.example_number_for_type(region, kind)
+                for region in sorted(phonenumbers.SUPPORTED_REGIONS) for kind in range(12)]
+    examples += map(phonenumbers.example_number_for_non_geo_entity,
+                    sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS))
+    values = []
+    for example in filter(None, examples):
+        for _ in range(6):
+            digits = list(phonenumbers.format_number(example, 0)[1:])
+            for _ in range(rng.choice((0, 1, 2))):
+                digits[rng.randrange(1, len(digits))] = str(rng.randrange(10))
+            change = rng.random()
+            if change < 0.1:
+                digits.append(str(rng.randrange(10)))
+            elif change < 0.2:
+                digits.pop(rng.randrange(1, len(digits)))
+            elif change < 0.3:  # a national prefix after the country code: '+33 0 1...'
+                digits.insert(rng.randrange(1, 4), "0")
+            values.append("+" + "".join(d + rng.choice(("", "", " ", ".", "-"))
+                                        for d in digits[:17]).rstrip(" .-"))
+    values = [v for v in values if phone._WHOLE_INTERNATIONAL.fullmatch(v)]
+
+    def judged(value, region):
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            return None
+        if not phonenumbers.is_valid_number(number):
+            return None
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    expected = [judged(value, "FR") for value in values]
+    assert sum(e is not None for e in expected) > 4000  # not vacuous: valid and invalid ones
+    assert sum(e is None for e in expected) > 2000
+    parse, parsed = phonenumbers.parse, []
+    monkeypatch.setattr(phonenumbers, "parse", lambda *args: parsed.append(args) or parse(*args))
+    for value, e164 in zip(values, expected, strict=True):
+        assert phone._whole_international(value, "FR") == e164, value
+    assert len(parsed) < len(values) / 3  # most were judged from the metadata
+
+
 # --- IBAN -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("value", "expected"), [
