@@ -13,6 +13,7 @@ import zlib
 from urllib.parse import quote, quote_plus
 
 import mmh3
+import numpy
 import pytest
 import whirlpool
 from Crypto.Hash import MD2, MD4
@@ -660,3 +661,18 @@ def test_a_body_that_was_not_utf8_is_still_searched(registry):
     assert any(form == "base64" and text and text in value for form, text in found)
     batch = "x\x00\udcff" + JANE_EMAIL
     assert list(registry.automaton_hits(batch))  # the screen of a batch too
+
+
+@pytest.mark.parametrize("texts", [
+    ["ann5 lee5", "person003@example.org", "ann5 lee5", "+33199000012"],
+    ["zoë", "müller", "zoë", "𝐚b", "müller", "x"],  # wider than ASCII
+])
+def test_the_spellings_kept_once_are_the_texts_themselves(texts):
+    """Deduplicating selects each kept text's characters in numpy (registry_index._selected):
+    the texts come out whole, in order, whatever their characters."""
+    from gdpr_audit.detectors import registry_index as ri
+    part = ri._texts(texts)
+    mask = numpy.array([text not in texts[:at] for at, text in enumerate(texts)])
+    kept = ri._selected(part, mask)
+    assert list(kept.each()) == list(dict.fromkeys(texts))
+    assert kept.hashes.tolist() == part.hashes[mask].tolist()

@@ -15,7 +15,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from itertools import compress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -371,11 +370,19 @@ def _deduplicated(parts: list[Texts], packs: list[numpy.ndarray],
     kept = []
     at = 0
     for part in parts:
-        mask = unique[at:at + len(part.lengths)]
+        kept.append(_selected(part, unique[at:at + len(part.lengths)]))
         at += len(part.lengths)
-        kept.append(Texts("".join(compress(part.each(), mask.tolist())), part.lengths[mask],
-                          part.hashes[mask]))
     return kept, array("Q", values.tobytes())
+
+
+def _selected(part: Texts, mask: numpy.ndarray) -> Texts:
+    """The texts of `part` where `mask` is True. Their characters are selected in numpy, not
+    sliced out one text at a time (2 million texts: half a second)."""
+    encoding, width = ("ascii", numpy.uint8) if part.joined.isascii() else (
+        "utf-32-le", numpy.uint32)  # one code unit per character
+    characters = numpy.frombuffer(part.joined.encode(encoding), width)
+    joined = characters[numpy.repeat(mask, part.lengths)].tobytes().decode(encoding)
+    return Texts(joined, part.lengths[mask], part.hashes[mask])
 
 
 def _owners(parts: list[Texts], numbers: list[numpy.ndarray]) -> dict[str, tuple[int, ...]]:
