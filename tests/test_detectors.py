@@ -166,6 +166,60 @@ def test_whole_international_numbers_are_judged_as_phonenumbers_judges_them(monk
     assert len(parsed) < len(values) / 3  # most were judged from the metadata
 
 
+def test_no_short_part_of_a_number_is_a_valid_number_in_any_region():
+    """What phone._may_hold_a_number rests on, for every region: no text of one or two
+    digits (a separator between the two or not) is a valid number, nor '+' and 1 to 3 digits."""
+    import itertools
+
+    import phonenumbers
+
+    def valid(text, region):
+        try:
+            return phonenumbers.is_valid_number(phonenumbers.parse(text, region))
+        except phonenumbers.NumberParseException:
+            return False
+    digits = "0123456789"
+    short = [*digits, *(a + separator + b for a in digits for b in digits
+                        for separator in ("", " ", ".", "-"))]
+    plus = ["+" + "".join(d) for size in (1, 2, 3) for d in itertools.product(digits, repeat=size)]
+    for region in [*sorted(phonenumbers.SUPPORTED_REGIONS), "ZZ"]:
+        assert not [text for text in short if valid(text, region)], region
+    assert not [text for text in plus for region in ("ZZ", "FR", "NU") if valid(text, region)]
+
+
+@pytest.mark.parametrize("region", ["FR", "NU", "SH", "GB"])
+def test_an_invalid_international_number_is_left_to_the_matcher_where_a_part_may_be_one(region):
+    """A value that is one '+' number, but no valid one, in parts of 1 to 5 digits: the
+    detector reports what PhoneNumberMatcher reports (numbers of Niue and Saint Helena are
+    4 or 5 digits long: parts that long are looked at), and skips it only where the matcher
+    finds nothing."""
+    import random
+
+    import phonenumbers
+
+    from gdpr_audit.detectors import phone
+    rng = random.Random(19)
+    detector = PATTERN_DETECTORS["phone"](region=region)
+    skipped = 0
+    for _ in range(1500):
+        parts = ["+" + str(rng.choice([33, 44, 683, 290, 1, 7, 999]))]
+        while sum(map(len, parts)) < rng.randint(8, 16):
+            size = rng.choice((1, 2, 2, 2, 2, 3, 4, 5))
+            parts.append("".join(str(rng.randrange(10)) for _ in range(size)))
+        separators = rng.choice((" ", ".", "-", " .-"))  # mostly one kind, as people write
+        value = "".join(part + rng.choice(separators) for part in parts)[:-1]
+        if not phone._WHOLE_INTERNATIONAL.fullmatch(value):
+            continue
+        key = rng.choice(("phone", "note"))
+        found = [(f.value, f.canonical) for f in detector.find(Field("body", key, value))]
+        matched = [(m.raw_string, phonenumbers.format_number(m.number, 0)) for m in
+                   phonenumbers.PhoneNumberMatcher(value, region if key == "phone" else "ZZ",
+                                                   leniency=phonenumbers.Leniency.VALID)]
+        assert found == matched, value
+        skipped += not phone._may_hold_a_number(value)
+    assert skipped > 100  # not vacuous: many were skipped
+
+
 # --- IBAN -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("value", "expected"), [
