@@ -11,6 +11,7 @@ import asyncio
 import base64
 import gzip
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -24,8 +25,9 @@ import requests
 from mitmproxy.test import taddons
 
 from gdpr_audit.addon import GdprAudit
+from gdpr_audit import judges
 from gdpr_audit.judges import BATCH_BYTES
-from gdpr_audit.offload import OffloadedAudits
+from gdpr_audit.offload import OffloadedAudits, flow_state
 from gdpr_audit.pytest_plugin import AuditingProxy, start_proxy
 from test_addon import post, rows
 
@@ -213,3 +215,31 @@ async def test_requests_that_wait_together_are_judged_together(policy_file: Path
     assert batches == [5, 1]
     assert [flow.response.status_code for flow in flows] == [451] * 6  # type: ignore[union-attr]
     assert len(rows(db, "select id from flows")) == 6
+
+
+@pytest.mark.parametrize(("every", "answers"), [(0.0, [1, 1, 1]), (float("inf"), [3])])
+def test_a_judge_answers_what_it_has_judged_each_answer_every(policy_file: Path, monkeypatch,
+                                                              every: float,
+                                                              answers: list[int]) -> None:
+    """A judge answers its batch as it goes (ANSWER_EVERY), so the proxy is not left idle
+    until a long batch ends. (A forked process: it keeps this test's ANSWER_EVERY.)"""
+    monkeypatch.setattr(judges, "ANSWER_EVERY", every)
+    context = multiprocessing.get_context("fork")
+    inbox, to_judge = context.Pipe(duplex=False)
+    from_judge, outbox = context.Pipe(duplex=False)
+    config = {"policy": str(policy_file), "subjects": None, "max_body": 1 << 20}
+    process = context.Process(target=judges.judge_work, args=(inbox, outbox, config))
+    process.start()
+    try:
+        assert from_judge.recv()[0] == "ready"
+        batch = [("judge", n, flow_state(post(f"http://collect.adnetwork.test/e?n={n}")), None)
+                 for n in range(3)]
+        to_judge.send(batch + [("close",)])
+        said = []
+        while (answer := from_judge.recv())[0] != "closed":
+            said.append(answer)
+    finally:
+        process.join(30)
+    assert [kind for kind, _ in said] == ["judged"] * len(answers)
+    assert [len(judged) for _, judged in said] == answers
+    assert [token for _, judged in said for token, *_ in judged] == [0, 1, 2]
