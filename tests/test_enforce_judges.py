@@ -24,8 +24,8 @@ import pytest
 import requests
 from mitmproxy.test import taddons
 
-from gdpr_audit.addon import GdprAudit
 from gdpr_audit import judges
+from gdpr_audit.addon import GdprAudit
 from gdpr_audit.judges import BATCH_BYTES
 from gdpr_audit.offload import OffloadedAudits, flow_state
 from gdpr_audit.pytest_plugin import AuditingProxy, start_proxy
