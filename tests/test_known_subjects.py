@@ -474,10 +474,11 @@ def automata(registry):
     return found
 
 
-@pytest.mark.parametrize("worker", ["works", "dies at once", "dies after one chunk"])
+@pytest.mark.parametrize("worker", ["works", "dies at once", "dies after one chunk",
+                                    "dies after one hashed chunk"])
 def test_what_a_worker_does_not_send_this_process_makes(large, monkeypatch, worker):
-    """Workers index ranges of the registry, a chunk at a time; whatever a dead worker did not
-    send is made here: the same index either way."""
+    """Workers spell a range of the registry and hash another, a chunk at a time; whatever a
+    dead worker did not send is made here: the same index either way."""
     import subprocess
     import sys
     subjects = generated(40)
@@ -491,7 +492,14 @@ def test_what_a_worker_does_not_send_this_process_makes(large, monkeypatch, work
                     "import pickle, sys; sys.path.insert(0, sys.argv[1]); "
                     "from gdpr_audit.detectors.registry_index import _worker_chunks; "
                     "job = pickle.load(sys.stdin.buffer); "
-                    "pickle.dump(next(_worker_chunks(*job)), sys.stdout.buffer)")}[worker]
+                    "pickle.dump(next(_worker_chunks(*job)), sys.stdout.buffer)"),
+                "dies after one hashed chunk": (
+                    "import pickle, sys; sys.path.insert(0, sys.argv[1]); "
+                    "from gdpr_audit.detectors.registry_index import _Hashed, _worker_chunks; "
+                    "job = pickle.load(sys.stdin.buffer)\n"
+                    "for chunk in _worker_chunks(*job):\n"
+                    "    pickle.dump(chunk, sys.stdout.buffer)\n"
+                    "    if isinstance(chunk, _Hashed): break")}[worker]
         started = []
 
         def start(job):
@@ -521,7 +529,8 @@ def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_p
     assert cached.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "gdpr-audit").stat().st_mode & 0o777 == 0o700
     rebuilt = []
-    monkeypatch.setattr(large, "_chunk", lambda *job: rebuilt.append("chunk"))
+    monkeypatch.setattr(large, "_spelled", lambda *job: rebuilt.append("spelled"))
+    monkeypatch.setattr(large, "_hashed", lambda *job: rebuilt.append("hashed"))
     second = KnownSubjects(subjects)
     assert rebuilt == []   # the whole index came from disk
     assert list(second._keys) == list(first._keys)

@@ -13,7 +13,7 @@ import sys
 import threading
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
@@ -43,8 +43,6 @@ from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts,
 # on disk.
 _LARGE = 5_000
 _CHUNK = 4096  # subjects made at a time, and sent at a time by a worker
-# This process also merges what every process made (about a third of its part's time).
-_OWN_SHARE = 0.5
 # A spelling's origin packs: subject number, identifier position, form; its value in the
 # index adds its length.
 _POSITION_BITS, _LENGTH_BITS = 8, 16
@@ -107,8 +105,8 @@ class Index(NamedTuple):
     subject): made here, where the registry is already read subject by subject."""
 
 
-class _Chunk(NamedTuple):
-    """What a range of subjects adds to the index."""
+class _Spelled(NamedTuple):
+    """What a range of subjects adds to the automata, and who holds what."""
     start: int
     count: int
     plain: Texts
@@ -121,6 +119,12 @@ class _Chunk(NamedTuple):
     """...and the subject number of each."""
     split: list[tuple[str, int, str]]
     """(first name, subject number, last name) of each full name."""
+
+
+class _Hashed(NamedTuple):
+    """What a range of subjects adds to the rest of the index."""
+    start: int
+    count: int
     keys: numpy.ndarray
     refs: numpy.ndarray
     tokens: list[str]
@@ -129,28 +133,62 @@ class _Chunk(NamedTuple):
 def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
            research: bool = False) -> Index:
     """Everything KnownSubjects searches. `research`: the whole research hash set, not only
-    the hashes vendors use (hashes.HASH_SCOPES)."""
+    the hashes vendors use (hashes.HASH_SCOPES).
+
+    A large registry is indexed by several processes, and its plain automaton (the longest
+    step, in Rust, holding this process's GIL) is built while the other processes still
+    work: this one spells most subjects (plain spellings and base64 prefixes), the others
+    the rest of them first, then the digests and tokens of all subjects."""
     large = len(subjects) >= _LARGE
     sealed = _sealed(subjects, region, salts, research) if large else None
     cached = _opened(sealed) if sealed is not None else None
     if cached is not None:
         return cached
     identifiers = [subject.identifiers for subject in subjects]
+    count = len(identifiers)
     workers = max(1, min(os.cpu_count() or 1, 8) - 1) if large else 0
-    own = len(identifiers) if not workers else int(len(identifiers) * _OWN_SHARE / workers)
-    step = -(-(len(identifiers) - own) // max(workers, 1))
-    ranges = [(start, min(start + step, len(identifiers)))
-              for start in range(own, len(identifiers), step)] if workers else []
-    children = [_Worker(identifiers, start, end, region, salts, research)
-                for start, end in ranges]
-    chunks = _chunks(identifiers, 0, own, region, salts, research)
-    for child, (start, end) in zip(children, ranges, strict=True):
-        received = child.result()
+    own = count if not workers else int(count * _own_share(workers))
+    spell_ranges, hash_ranges = _ranges(own, count, workers), _ranges(0, count, workers)
+    children = [_Worker(identifiers, spelling, hashing, region, salts, research)
+                for spelling, hashing in zip(spell_ranges, hash_ranges, strict=True)]
+    spelled = _spelled_chunks(identifiers, 0, own, region)
+    for child, (start, end) in zip(children, spell_ranges, strict=True):
+        received = child.spelled()
         done = start + sum(chunk.count for chunk in received)
-        chunks += received + _chunks(identifiers, done, end, region, salts, research)
-    index = _built(chunks, sealed.writer() if sealed is not None else None)
+        spelled += received + _spelled_chunks(identifiers, done, end, region)
+
+    def hashed() -> list[_Hashed]:
+        if not workers:
+            return _hashed_chunks(identifiers, 0, count, region, salts, research)
+        chunks = []
+        for child, (start, end) in zip(children, hash_ranges, strict=True):
+            received = child.hashed()
+            done = start + sum(chunk.count for chunk in received)
+            chunks += received + _hashed_chunks(identifiers, done, end, region, salts, research)
+        return chunks
+
+    index = _built(spelled, hashed, sealed.writer() if sealed is not None else None)
     _give_back()
     return index
+
+
+# Of one subject's indexing, the share of its spellings (the rest is its digests and
+# tokens), and of building the automata from them.
+_SPELLING_SHARE, _AUTOMATON_SHARE = 0.45, 0.3
+
+
+def _own_share(workers: int) -> float:
+    """The share of the subjects this process spells: the automata it builds then are done
+    as the workers end (2 cores: 80%)."""
+    share = (1 / workers - _AUTOMATON_SHARE) / (_SPELLING_SHARE * (1 + 1 / workers))
+    return min(1.0, max(0.0, share))
+
+
+def _ranges(start: int, end: int, parts: int) -> list[tuple[int, int]]:
+    """start to end cut into `parts` ranges (empty ones at the end)."""
+    step = -(-(end - start) // max(parts, 1))
+    return [(min(start + n * step, end), min(start + (n + 1) * step, end))
+            for n in range(parts)]
 
 
 def _give_back() -> None:
@@ -162,9 +200,15 @@ def _give_back() -> None:
         pass
 
 
-def _chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int, region: str,
-            salts: tuple[str, ...], research: bool) -> list[_Chunk]:
-    return [_chunk(identifiers[at:min(at + _CHUNK, end)], at, region, salts, research)
+def _spelled_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int,
+                    region: str) -> list[_Spelled]:
+    return [_spelled(identifiers[at:min(at + _CHUNK, end)], at, region)
+            for at in range(start, end, _CHUNK)]
+
+
+def _hashed_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int,
+                   region: str, salts: tuple[str, ...], research: bool) -> list[_Hashed]:
+    return [_hashed(identifiers[at:min(at + _CHUNK, end)], at, region, salts, research)
             for at in range(start, end, _CHUNK)]
 
 
@@ -181,17 +225,14 @@ class _Collected:
         return _texts(self.texts), numpy.frombuffer(self.packs, numpy.uint64)
 
 
-def _chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-           salts: tuple[str, ...], research: bool) -> _Chunk:
-    """What subjects number start, start + 1... add to the index. Each subject's identifiers
-    are worked out once, for their spellings and the inputs of their digests alike."""
+def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
+             region: str) -> _Spelled:
+    """What subjects number start, start + 1... add to the automata, and the values they
+    hold."""
     plain, encoded, owned = _Collected(), _Collected(), _Collected()
     split: list[tuple[str, int, str]] = []
-    hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
-    tokens: set[str] = set()
     base64 = _FORM_INDEX["base64"]
     for number, items in enumerate(identifiers, start):
-        tokens |= registry_tokens(items)
         identified = _identified(items, region, building=True)
         for position, (key, category, value, canon) in enumerate(
                 identified[:1 << _POSITION_BITS]):
@@ -207,15 +248,26 @@ def _chunk(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: s
                 owned.add(owner, number)
             if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
                 split.append((parts[0], number, parts[-1]))
+    owned_texts, owned_by = owned.done()
+    return _Spelled(start, len(identifiers), *plain.done(), *encoded.done(), owned_texts,
+                    owned_by.astype(numpy.uint32), split)
+
+
+def _hashed(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
+            salts: tuple[str, ...], research: bool) -> _Hashed:
+    """The digests and tokens of subjects number start, start + 1..."""
+    hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]] = {}
+    tokens: set[str] = set()
+    for number, items in enumerate(identifiers, start):
+        tokens |= registry_tokens(items)
+        identified = _identified(items, region, building=True)
         base = number << (_CHAIN_BITS + _INPUT_BITS)
         hash_inputs = _hash_inputs(identified, region, research, building=True)
         for position, inputs in enumerate(hash_inputs):
             texts, bases = hashed.setdefault(inputs.chains, ([], []))
             texts.append(inputs.text.encode())
             bases.append(base | position << _CHAIN_BITS)
-    owned_texts, owned_by = owned.done()
-    return _Chunk(start, len(identifiers), *plain.done(), *encoded.done(), owned_texts,
-                  owned_by.astype(numpy.uint32), split, *_digested(hashed, salts), list(tokens))
+    return _Hashed(start, len(identifiers), *_digested(hashed, salts), list(tokens))
 
 
 def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
@@ -245,43 +297,55 @@ def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
 
 # --- merging what each process made -----------------------------------------------------------
 
-def _built(chunks: list[_Chunk], writer: Writer | None = None) -> Index:
+def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
+           writer: Writer | None = None) -> Index:
     """The index of the chunks, which it empties: each part is let go once merged, and the
     memory it held handed back before the next (an automaton's build holds three times what
-    it keeps). `writer`: where the index goes on disk, as it is made."""
+    it keeps). `hashed` is asked for its chunks once the automata are built (other processes
+    make them meanwhile). `writer`: where the index goes on disk, as it is made."""
     split: dict[str, list[tuple[int, str]]] = {}
-    for chunk in chunks:
+    for chunk in spelled:
         for first, number, last in chunk.split:
             split.setdefault(first, []).append((number, last))
-    owners = _owners([chunk.owned for chunk in chunks], [chunk.owned_by for chunk in chunks])
-    tokens = {token for chunk in chunks for token in chunk.tokens}
-    digests = [chunk.keys for chunk in chunks], [chunk.refs for chunk in chunks]
-    kinds = [([chunk.plain for chunk in chunks], [chunk.plain_packs for chunk in chunks]),
-             ([chunk.encoded for chunk in chunks], [chunk.encoded_packs for chunk in chunks])]
-    chunks.clear()
+    owners = _owners([chunk.owned for chunk in spelled], [chunk.owned_by for chunk in spelled])
+    kinds = [([chunk.plain for chunk in spelled], [chunk.plain_packs for chunk in spelled]),
+             ([chunk.encoded for chunk in spelled], [chunk.encoded_packs for chunk in spelled])]
+    spelled.clear()
     shared: list[list[int]] = []
-    automata, texts = [], []
-    while kinds:
-        unique, values = _deduplicated(*kinds.pop(0), shared)
-        _give_back()
-        for part in [*unique, None] if writer is not None else ():
-            writer.add(part)  # type: ignore[union-attr]
-        texts.append(_kept_texts(unique))
-        automata += [_automaton(unique), values]
-        del unique
-        _give_back()
-    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *digests[0]])
-    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *digests[1]])
-    del digests
+    plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
+    encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
+    chunks = hashed()
+    tokens = {token for chunk in chunks for token in chunk.tokens}
+    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
+    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
+    chunks.clear()
     order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-    keys, refs = keys[order], refs[order]
-    index = Index(*automata, shared, split, owners, keys, refs, _screened(texts), tokens)
+    index = Index(plain, plain_values, encoded, encoded_values, shared, split, owners,
+                  keys[order], refs[order], _screened([plain_texts, encoded_texts]), tokens)
     if writer is not None:
         for part in (index.plain_values, index.encoded_values, index.shared, index.split,
                      index.owners, index.keys, index.refs, index.tokens):
             writer.add(part)
         writer.close()
     return index
+
+
+def _merged(parts: list[Texts], packs: list[numpy.ndarray], shared: list[list[int]],
+            writer: Writer | None) -> tuple[ahocorasick_rs.AhoCorasick | None, array,
+                                            list[str] | None]:
+    """One automaton's spellings merged (see _deduplicated), its automaton, its values, and
+    its texts if few (_kept_texts). The lists of parts are emptied as they are merged."""
+    unique, values = _deduplicated(parts, packs, shared)
+    parts.clear()
+    packs.clear()
+    _give_back()
+    for part in [*unique, None] if writer is not None else ():
+        writer.add(part)  # type: ignore[union-attr]
+    automaton = _automaton(unique)
+    kept = _kept_texts(unique)
+    del unique
+    _give_back()
+    return automaton, values, kept
 
 
 def _kept_texts(parts: list[Texts]) -> list[str] | None:
@@ -405,32 +469,49 @@ def _owners(parts: list[Texts], numbers: list[numpy.ndarray]) -> dict[str, tuple
 # --- other processes ---------------------------------------------------------------------------
 
 class _Worker:
-    """A fresh interpreter that makes the chunks of subjects start to end (not
-    multiprocessing: its spawn re-runs the main script, its fork can deadlock in a proxy with
-    threads running), and a thread here that reads them as they come."""
+    """A fresh interpreter that makes the spelled chunks of one range of subjects, then the
+    hashed chunks of another (not multiprocessing: its spawn re-runs the main script, its
+    fork can deadlock in a proxy with threads running), and a thread here that reads them
+    as they come."""
 
-    def __init__(self, identifiers: list[tuple[tuple[str, str], ...]], start: int, end: int,
-                 region: str, salts: tuple[str, ...], research: bool) -> None:
-        self.received: list[_Chunk] = []
-        self.child = _start_worker((identifiers[start:end], start, region, salts, research))
+    def __init__(self, identifiers: list[tuple[tuple[str, str], ...]],
+                 spelling: tuple[int, int], hashing: tuple[int, int], region: str,
+                 salts: tuple[str, ...], research: bool) -> None:
+        self.received: tuple[list[_Spelled], list[_Hashed]] = ([], [])
+        self.spelled_all = threading.Event()
+        self.child = _start_worker((identifiers[slice(*spelling)], spelling[0],
+                                    identifiers[slice(*hashing)], hashing[0],
+                                    region, salts, research))
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
-        if self.child is None or self.child.stdout is None:
-            return
         try:
-            with self.child.stdout:  # read as a stream: a pipe holds 64 KB
-                while (chunk := pickle.load(self.child.stdout)) is not None:
-                    self.received.append(chunk)
-        except Exception:  # it died midway, or sent what is no chunk: the rest is done here
-            self.child.kill()
-        self.child.wait()
+            if self.child is None or self.child.stdout is None:
+                return
+            try:
+                with self.child.stdout:  # read as a stream: a pipe holds 1 MB at most
+                    while (chunk := pickle.load(self.child.stdout)) is not None:
+                        if chunk is _SPELLED_ALL:
+                            self.spelled_all.set()
+                        else:
+                            self.received[isinstance(chunk, _Hashed)].append(chunk)
+            except Exception:  # it died midway, or sent what is no chunk: the rest is done here
+                self.child.kill()
+            self.child.wait()
+        finally:
+            self.spelled_all.set()
 
-    def result(self) -> list[_Chunk]:
-        """The chunks it made, in order: all of them, or those it sent before it failed."""
+    def spelled(self) -> list[_Spelled]:
+        """The spelled chunks it made, in order: all of them, or those it sent before it
+        failed."""
+        self.spelled_all.wait()
+        return self.received[0]
+
+    def hashed(self) -> list[_Hashed]:
+        """Likewise its hashed chunks."""
         self.thread.join()
-        return self.received
+        return self.received[1]
 
 
 _WORKER_CODE = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
@@ -467,11 +548,22 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
     return child
 
 
-def _worker_chunks(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
-                   salts: tuple[str, ...], research: bool) -> Iterator[_Chunk | None]:
-    """What a worker sends: its chunks, one at a time, then None."""
-    for at in range(0, len(identifiers), _CHUNK):
-        yield _chunk(identifiers[at:at + _CHUNK], start + at, region, salts, research)
+_SPELLED_ALL = True  # what a worker sends once it has sent all its spelled chunks
+
+
+def _worker_chunks(spelling: list[tuple[tuple[str, str], ...]], spelling_start: int,
+                   hashing: list[tuple[tuple[str, str], ...]], hashing_start: int, region: str,
+                   salts: tuple[str, ...], research: bool
+                   ) -> Iterator[_Spelled | bool | _Hashed | None]:
+    """What a worker sends: its spelled chunks, one at a time, _SPELLED_ALL, its hashed
+    chunks, then None. The hashed ones are all made before any is sent: meanwhile the other
+    process builds its plain automaton, holding the GIL that the thread reading this one
+    needs, and the pipe would fill and stop this one."""
+    for at in range(0, len(spelling), _CHUNK):
+        yield _spelled(spelling[at:at + _CHUNK], spelling_start + at, region)
+    yield _SPELLED_ALL
+    yield from [_hashed(hashing[at:at + _CHUNK], hashing_start + at, region, salts, research)
+                for at in range(0, len(hashing), _CHUNK)]
     yield None
 
 
