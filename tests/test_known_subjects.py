@@ -658,6 +658,10 @@ def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_th
         # Its spellings, URL-encoded ones included, are made from the template's too.
         assert spellings._phone_spellings(number, "FR") == (
             spellings._spelled_phone(formats) if formats else set()), number
+        assert spellings._national_digits(number, "FR") == (
+            "".join(filter(str.isdigit, formats[1])) if formats else ""), number
+        assert spellings._e164(number, "FR") == (
+            number if formats and formats[0] == number else None), number
 
 
 def test_a_body_that_was_not_utf8_is_still_searched(registry):

@@ -1,9 +1,10 @@
 """The registry index: every spelling of every identifier in one Aho-Corasick automaton, the
 digests vendors send in one sorted array, and which subjects share a value.
 
-A large registry is indexed by one process per core, each a range of subjects; what they make
-travels as a few large objects (texts joined into one string, numbers in arrays), never as
-millions of small ones, and is kept on disk sealed (see sealed.py) for the next load."""
+A large registry is indexed by one process per core, each a range of subjects and a kind of
+work (see _index); what they make travels as a few large objects (texts joined into one
+string, numbers in arrays), never as millions of small ones, and is kept on disk sealed (see
+sealed.py) for the next load."""
 
 import ctypes
 import os
@@ -135,9 +136,9 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     """Everything KnownSubjects searches. `research`: the whole research hash set, not only
     the hashes vendors use (hashes.HASH_SCOPES).
 
-    A large registry is indexed by several processes, and its plain automaton (the longest
-    step, in Rust, holding this process's GIL) is built while the other processes still
-    work: this one spells most subjects (plain spellings and base64 prefixes), the others
+    A large registry is indexed by several processes, and its automata (the longest step,
+    in Rust, holding this process's GIL) are built while the other processes still work:
+    this one spells most subjects (plain spellings and base64 prefixes), the others
     the rest of them first, then the digests and tokens of all subjects."""
     large = len(subjects) >= _LARGE
     sealed = _sealed(subjects, region, salts, research) if large else None
@@ -179,7 +180,7 @@ _SPELLING_SHARE, _AUTOMATON_SHARE = 0.45, 0.3
 
 def _own_share(workers: int) -> float:
     """The share of the subjects this process spells: the automata it builds then are done
-    as the workers end (2 cores: 80%)."""
+    as the workers end (2 cores: 78%)."""
     share = (1 / workers - _AUTOMATON_SHARE) / (_SPELLING_SHARE * (1 + 1 / workers))
     return min(1.0, max(0.0, share))
 
@@ -297,6 +298,18 @@ def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
 
 # --- merging what each process made -----------------------------------------------------------
 
+def _joined(chunks: list[_Hashed]) -> _Hashed:
+    """Hashed chunks that follow each other as one, its digests sorted: a worker sends its
+    own so, and this process, which waits for it, has little left to merge."""
+    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
+    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
+    tokens = list({token for chunk in chunks for token in chunk.tokens})
+    start, count = (chunks[0].start, sum(chunk.count for chunk in chunks)) if chunks else (0, 0)
+    chunks.clear()
+    order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+    return _Hashed(start, count, keys[order], refs[order], tokens)
+
+
 def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
            writer: Writer | None = None) -> Index:
     """The index of the chunks, which it empties: each part is let go once merged, and the
@@ -315,13 +328,10 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
     encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
     chunks = hashed()
-    tokens = {token for chunk in chunks for token in chunk.tokens}
-    keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
-    refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
-    chunks.clear()
-    order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
+    digests = chunks[0] if len(chunks) == 1 else _joined(chunks)
     index = Index(plain, plain_values, encoded, encoded_values, shared, split, owners,
-                  keys[order], refs[order], _screened([plain_texts, encoded_texts]), tokens)
+                  digests.keys, digests.refs, _screened([plain_texts, encoded_texts]),
+                  set(digests.tokens))
     if writer is not None:
         for part in (index.plain_values, index.encoded_values, index.shared, index.split,
                      index.owners, index.keys, index.refs, index.tokens):
@@ -562,8 +572,8 @@ def _worker_chunks(spelling: list[tuple[tuple[str, str], ...]], spelling_start: 
     for at in range(0, len(spelling), _CHUNK):
         yield _spelled(spelling[at:at + _CHUNK], spelling_start + at, region)
     yield _SPELLED_ALL
-    yield from [_hashed(hashing[at:at + _CHUNK], hashing_start + at, region, salts, research)
-                for at in range(0, len(hashing), _CHUNK)]
+    yield _joined([_hashed(hashing[at:at + _CHUNK], hashing_start + at, region, salts,
+                           research) for at in range(0, len(hashing), _CHUNK)])
     yield None
 
 

@@ -120,13 +120,18 @@ def _identified(identifiers: tuple[tuple[str, str], ...], region: str,
                 building: bool = False) -> list[tuple[str, str, str, str]]:
     """(key, category, value, canonical) of each identifier, full names included. While the
     index is built, a phone already in E.164 is parsed once for its canonical form and its
-    spellings; a search asks canonical(), whose cache is the larger."""
+    spellings, and canonical()'s memo is not asked: a registry's values are each seen once
+    there, and would only push out what searches keep asking."""
     found = []
+    canonical_of = _canonical_once if building else canonical
     for key, value in _with_full_names(identifiers):
         category = category_of(key)
         canon = _e164(value, region) if building and category == "phone" else None
-        found.append((key, category, value, canon or canonical(category, value, region)))
+        found.append((key, category, value, canon or canonical_of(category, value, region)))
     return found
+
+
+_canonical_once = canonical.__wrapped__
 
 
 def _e164(value: str, region: str) -> str | None:
@@ -136,6 +141,10 @@ def _e164(value: str, region: str) -> str | None:
     text = value.strip()
     if not text.startswith("+") or not text[1:].isdigit():
         return None
+    if _templated(text):  # its E.164 format only
+        template = _phone_template(text[:-_TAIL_DIGITS], region)
+        formatted = template[0].format(*text[-_TAIL_DIGITS:]) if template is not None else None
+        return text if formatted == text else None
     formats = _phone_formats(text, region)  # the region does not count after a "+"
     return text if formats is not None and formats[0] == text else None
 
@@ -278,8 +287,20 @@ def _gmail(email: str) -> str:
 
 
 def _national_digits(e164: str, region: str) -> str:
+    if _templated(e164):
+        template = _national_digits_template(e164[:-_TAIL_DIGITS], region)
+        return template.format(*e164[-_TAIL_DIGITS:]) if template is not None else ""
     formats = _phone_formats(e164, region)
     return _NOT_DIGIT.sub("", formats[1]) if formats is not None else ""
+
+
+@lru_cache(maxsize=65536)
+def _national_digits_template(head: str, region: str) -> str | None:
+    template = _phone_template(head, region)
+    return None if template is None else _NOT_DIGIT_OR_FIELD.sub("", template[1])
+
+
+_NOT_DIGIT_OR_FIELD = re.compile(r"[^0-9{}]")  # a template's fields are {0}, {1}...
 
 
 # phonenumbers takes a tenth of a millisecond to parse and format a number: most of the time
