@@ -175,12 +175,12 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
 
 # Of one subject's indexing, the share of its spellings (the rest is its digests and
 # tokens), and of building the automata from them.
-_SPELLING_SHARE, _AUTOMATON_SHARE = 0.45, 0.3
+_SPELLING_SHARE, _AUTOMATON_SHARE = 0.45, 0.35
 
 
 def _own_share(workers: int) -> float:
     """The share of the subjects this process spells: the automata it builds then are done
-    as the workers end (2 cores: 78%)."""
+    as the workers end (2 cores: 72%)."""
     share = (1 / workers - _AUTOMATON_SHARE) / (_SPELLING_SHARE * (1 + 1 / workers))
     return min(1.0, max(0.0, share))
 
