@@ -193,3 +193,21 @@ def test_the_hash_scope_is_vendor_unless_the_policy_opts_into_research(
     with pytest.raises(PolicyError) as caught:
         load_policy(wrong)
     assert caught.value.key == "detection.hashes" and "research" in str(caught.value)
+
+
+def test_subjects_with_one_consent_history_share_it(tmp_path: Path, policy_file: Path) -> None:
+    """A history written alike is made once (a large registry imported at one date); one
+    written otherwise is its own, oldest event first."""
+    same = {"newsletter": [{"granted": "2026-01-01T00:00:00Z"}]}
+    other = {"newsletter": [{"granted": "2026-03-01T00:00:00Z"},
+                            {"withdrawn": "2026-02-01T00:00:00Z"}]}
+    registry = {"subjects": [{"id": f"s{n}", "identifiers": {"email": f"s{n}@example.org"},
+                              "consents": consents}
+                             for n, consents in enumerate([same, other, same])]}
+    path = tmp_path / "subjects.json"
+    path.write_text(json.dumps(registry))
+    first, second, third = load_policy(policy_file, path).subjects
+    assert first.consents["newsletter"] is third.consents["newsletter"]
+    assert [e.granted for e in second.consents["newsletter"]] == [False, True]
+    assert second.has_consent("newsletter", datetime(2026, 3, 2, tzinfo=UTC))
+    assert not second.has_consent("newsletter", datetime(2026, 2, 15, tzinfo=UTC))

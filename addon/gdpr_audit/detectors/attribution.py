@@ -32,7 +32,8 @@ def owner_key(category: str, part: str, canonical: str) -> str:
 def owner_keys(key: str, category: str, value: str, canon: str) -> list[str]:
     """What an identifier is held under: its parts (see spellings._parts), and the whole of it
     unless it is one part."""
-    parts = _parts(key, category, value)
+    # Not through _parts' memo: the index asks once per value, which would only flush it.
+    parts = _parts.__wrapped__(key, category, value)
     keys = [owner_key(category, part, text) for part, text in parts]
     if not _whole_is_part(category, parts):
         keys.append(owner_key(category, "", canon))
