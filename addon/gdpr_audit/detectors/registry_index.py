@@ -548,14 +548,19 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
     with suppress(ImportError, AttributeError, OSError):  # not Linux: the pipe stays as it is
         import fcntl
         fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]
+    # Written by a thread: the pipe holds 64 KB of the job (MBs), and this process would wait
+    # for the worker's interpreter to start and read it (0.4 s) before its own part.
+    threading.Thread(target=_feed, args=(child, pickle.dumps(job, protocol=5)),
+                     daemon=True).start()
+    return child
+
+
+def _feed(child: subprocess.Popen[bytes], job: bytes) -> None:
     try:
         with child.stdin:  # type: ignore[union-attr]
-            pickle.dump(job, child.stdin, protocol=5)
-    except OSError:  # it died at once
-        child.kill()
-        child.wait()
-        return None
-    return child
+            child.stdin.write(job)  # type: ignore[union-attr]
+    except OSError:  # it died at once: the thread reading it finds no chunk
+        pass
 
 
 _SPELLED_ALL = True  # what a worker sends once it has sent all its spelled chunks
