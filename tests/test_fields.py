@@ -505,6 +505,19 @@ def test_lz_string_both_alphabets():
     assert ("query", "d.em", EMAIL, ("lz-string", "json.em")) in layered(b64_form)
 
 
+@pytest.mark.parametrize("codec", ["_HEX", "_BASE32", "_BASE64", "_LZ_URI", "_LZ_BASE64",
+                                   "_BASE58"])
+def test_every_text_a_codec_reads_passes_the_shared_gate(codec):
+    # _binary_to_text tries no codec on a value _BINARY_TEXT refuses: each codec's alphabet,
+    # padding and shortest length must be inside the gate's.
+    pattern = getattr(fields, codec)
+    for char in map(chr, range(128)):
+        for size in range(1, 20):
+            for text in (char * size, "a" * size + char, "ab" * size + char * 2):
+                if pattern.fullmatch(text):
+                    assert fields._BINARY_TEXT.fullmatch(text), (codec, text)
+
+
 @pytest.mark.parametrize("name,packed", [
     ("zlib", lambda raw: zlib.compress(raw)),
     ("deflate", lambda raw: zlib.compress(raw)[2:-4]),  # raw deflate: no zlib header/trailer

@@ -660,6 +660,8 @@ _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{8,}")
 _LZ_URI = re.compile(r"[A-Za-z0-9+$-]{8,}")
 # compressToBase64 pads to a multiple of four with up to three '='.
 _LZ_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,3}")
+# What every pattern above but _JWT needs: their alphabets together, 8 characters or more.
+_BINARY_TEXT = re.compile(r"[A-Za-z0-9+/_$=-]{8,}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.(eyJ[A-Za-z0-9_-]+)\.[A-Za-z0-9_-]*")
 # JWTs mostly travel as `Authorization: Bearer <token>`.
 _BEARER = re.compile(r"^bearer\s+", re.I)
@@ -764,6 +766,8 @@ def _binary_to_text(value: str) -> list[tuple[str, str]]:
     or holding gzip/zlib/raw deflate), lz-string, base58. Their alphabets overlap, so a
     token is read every way that fits; noise rarely decodes to text."""
     found: list[tuple[str, str]] = []
+    if not _BINARY_TEXT.fullmatch(value):  # an email, a phone, a name: one test, not six
+        return found
     if _HEX.fullmatch(value):
         if (text := _text(bytes.fromhex(value))) is not None:
             return [("hex", text)]
