@@ -689,3 +689,19 @@ def test_the_spellings_kept_once_are_the_texts_themselves(texts):
     kept = ri._selected(part, mask)
     assert list(kept.each()) == list(dict.fromkeys(texts))
     assert kept.hashes.tolist() == part.hashes[mask].tolist()
+
+
+def test_spellings_are_put_in_order_of_their_first_characters():
+    """An automaton builds faster from texts that follow each other (registry_index.
+    _in_prefix_order): the texts come out whole, ordered by their first 8 characters, and the
+    order says where each was."""
+    from gdpr_audit.detectors import registry_index as ri
+    texts = ["zoë", "person003@example.org", "ann5 lee5", "müller", "ann5", "+33199000012",
+             "person001@example.org", "𝐚b"]
+    ordered, order = ri._in_prefix_order([ri._texts(texts[:3]), ri._texts(texts[3:])])
+    out = [text for part in ordered for text in part.each()]
+    assert sorted(out) == sorted(texts)
+    assert [text[:8] for text in out] == sorted(text[:8] for text in texts)
+    assert out == [texts[at] for at in order.tolist()]
+    assert [h for part in ordered for h in part.hashes.tolist()] == [
+        ri._texts([text]).hashes[0] for text in out]
