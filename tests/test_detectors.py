@@ -243,7 +243,7 @@ def test_iban(value, expected):
 # --- payment card -----------------------------------------------------------------------------
 # Published processor test numbers.
 
-@pytest.mark.parametrize(("value", "expected"), [
+CARDS = [
     ("4111111111111111", ["4111111111111111"]),
     ("4111 1111 1111 1111", ["4111111111111111"]),
     ("4111-1111-1111-1111", ["4111111111111111"]),
@@ -264,14 +264,28 @@ def test_iban(value, expected):
     ("9a4111111111111111f0", []),    # a digit run inside a hex token
     ("36303132333432", []),          # Diners-shaped and Luhn-valid, but hex of the text 6012342
     ("9999999999999995", []),        # Luhn-valid, no issuer
-])
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), CARDS)
 def test_payment_card(value, expected):
     assert found("payment_card", value) == expected
 
 
+# Past base.LONG_TEXT, with times and dates: only the runs of characters a pattern is made of
+# are looked at (base.runs_of), which must change nothing at either end of the text or inside.
+LONG = "lorem 12:30 2026-06-15 ipsum " * 200
+
+
+@pytest.mark.parametrize(("value", "expected"), CARDS)
+def test_payment_card_in_a_long_text(value, expected):
+    for text in (f"{value} {LONG}", f"{LONG}{value}\n{LONG}", f"{LONG}{value}"):
+        assert found("payment_card", text) == expected
+
+
 # --- French NIR -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "expected"), [
+NIRS = [
     ("2 95 10 99 126 111 93", ["295109912611193"]),
     ("nir: 295109912611193.", ["295109912611193"]),
     ("253072B07300470", ["253072B07300470"]),    # Corsica 2B
@@ -286,9 +300,18 @@ def test_payment_card(value, expected):
     ("2951099126111", []),            # 13 digits: no key to check
     ("X295109912611193", []),
     ("595109912611193", []),          # 5 is no sex/status digit
-])
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), NIRS)
 def test_fr_nir(value, expected):
     assert found("fr_nir", value) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), NIRS)
+def test_fr_nir_in_a_long_text(value, expected):
+    for text in (f"{value} {LONG}", f"{LONG}{value}\n{LONG}", f"{LONG}{value}"):
+        assert found("fr_nir", text) == expected
 
 
 # --- IP address -------------------------------------------------------------------------------

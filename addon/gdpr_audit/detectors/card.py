@@ -4,11 +4,12 @@ from collections.abc import Iterator
 from stdnum import luhn
 
 from ..fields import Field
-from .base import Detector, Finding
+from .base import Detector, Finding, run_table, runs_of
 
 # 13 to 19 digits, optionally grouped by spaces or dashes as people type them; a run of
 # digits inside a hex token (`9a41374162484541f`) is not a number of its own.
 _CARD = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z.])")
+_CARD_RUN = run_table("0123456789 -")  # what _CARD matches, 13 characters at least
 # Issuer prefixes and lengths (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay):
 # a Luhn check alone passes one random number in ten, timestamps and order ids included.
 _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)\d{12}"
@@ -22,11 +23,9 @@ _MASKED = re.compile(r"(?<![0-9A-Za-z])\d{0,6}(?:[ -]?[*xX\u2022]){4,12}[ -]?(\d
 _ENDING = re.compile(r"\b(?:card|visa|mastercard|amex|discover|cb)\b[^0-9\n]{0,24}?\bending"
                      r"(?:\s+(?:in|with))?\s*[:#]?\s*(\d{4})\b", re.I)
 
-# What each pattern cannot match without: a `*` or `•`, or two x's side by side (or one apart),
-# and the word "ending" in any case.
-_MASK_PAIRS = ("*", "\u2022", *(a + sep + b for a in "xX" for b in "xX" for sep in ("", " ", "-")))
-_NEEDED = {_MASKED: lambda value: any(pair in value for pair in _MASK_PAIRS),
-           _ENDING: lambda value: "ending" in value.lower()}
+# What each pattern cannot match without, in the text lowered: a `*` or `•`, or two x's side
+# by side (or one apart); the word "ending".
+_NEEDED = {_MASKED: ("*", "\u2022", "xx", "x x", "x-x"), _ENDING: ("ending",)}
 
 
 class CardDetector(Detector):
@@ -36,15 +35,18 @@ class CardDetector(Detector):
             r"|[Ee][Nn][Dd][Ii][Nn][Gg]")
 
     def find(self, field: Field) -> Iterator[Finding]:
-        for match in _CARD.finditer(field.value):
-            digits = re.sub(r"[ -]", "", match.group())
-            if _ISSUERS.fullmatch(digits) and luhn.is_valid(digits) and not _hex_of_digits(digits):
-                yield Finding(self.id, self.category, field, match.group(), digits)
         value = field.value
-        for pattern in (_MASKED, _ENDING):
+        for start, end in runs_of(value, _CARD_RUN, 13):
+            for match in _CARD.finditer(value, start, end):
+                digits = match.group().replace(" ", "").replace("-", "")
+                if (_ISSUERS.fullmatch(digits) and luhn.is_valid(digits)
+                        and not _hex_of_digits(digits)):
+                    yield Finding(self.id, self.category, field, match.group(), digits)
+        lowered = value.lower()
+        for pattern, needs in _NEEDED.items():
             # each only where the text it needs is (a C substring search): a long log that
             # holds neither costs the two patterns' scans of every position, 50 ms a MB
-            if not _NEEDED[pattern](value):
+            if not any(text in lowered for text in needs):
                 continue
             for match in pattern.finditer(value):
                 yield Finding(self.id, "purchase", field, match.group(),
