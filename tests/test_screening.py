@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import base, registry_index
+from gdpr_audit.detectors.ip import IpAddressDetector
 from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
 from gdpr_audit.policy import load_policy
 from test_fuzz_properties import POLICY_DIR
@@ -258,3 +259,36 @@ def test_without_a_home_to_keep_it_in_the_database_is_compiled_and_screens_alike
     base._database.cache_clear()
     assert detect(values, True, monkeypatch) == detect(values, False, monkeypatch)
     assert registry_index._sealed(AUDITOR.known.subjects, "FR", ()) is None
+
+
+def _ip_addresses() -> list[str]:
+    """IP addresses written every way ipaddress reads them: IPv4; IPv6 whole, or with `::`
+    at each place, an IPv4 tail, a zone; as RFC 7239 writes them, bracketed with a port."""
+    groups = ["2001", "db8", "0", "1a", "f", "ab12", "9"]
+    written = ["203.0.113.7", "10.0.0.1", "255.255.255.255", "1.2.3.4", ":".join(groups + ["1"])]
+    for left in range(8):
+        for right in range(8 - left):
+            ipv6 = ":".join(groups[:left]) + "::" + ":".join(groups[-right:] if right else [])
+            written += [ipv6, f"{ipv6}%eth0", f'for="[{ipv6}]:4711"']
+            if left + right <= 5:
+                written.append(ipv6 + (":" if right else "") + "198.51.100.7")
+    return written
+
+
+def test_screening_keeps_every_ip_address_however_written(monkeypatch: pytest.MonkeyPatch):
+    # The IP detector's hint sees neither the key nor the whole value: each address must
+    # hit it, under a key that names an address (inside a sentence too) or under any key.
+    values = [v for address in _ip_addresses() for v in (address, f"from {address} today")]
+    fields = [Field("body", key, value) for key in ("ip", "misc") for value in values]
+    auditor = Auditor(load_policy(POLICY_DIR))
+    unscreened = auditor.detect(Extraction(list(fields)))
+    auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
+    monkeypatch.setattr(audit, "_SCREEN_FROM", 1)
+    screened = auditor.detect(Extraction(list(fields)))
+    assert [(f.field.key, f.value) for f in screened] == [
+        (f.field.key, f.value) for f in unscreened]
+    # not vacuous: every address the detector finds alone is there
+    alone = {f.canonical for value in _ip_addresses()
+             for f in IpAddressDetector().find(Field("body", "ip", value))}
+    assert len(alone) > 70
+    assert {f.canonical for f in screened if f.detector == "ip_address"} == alone

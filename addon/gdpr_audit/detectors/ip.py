@@ -25,10 +25,12 @@ class IpAddressDetector(Detector):
     id = "ip_address"
     reads_key = True
     category = "ip_address"
-    # An IPv4 address has a digit on each side of a point, any IPv6 one but `::` (which is
-    # never reported) a hex digit beside a colon: a bare `[.:]` hit every sentence of a
-    # text, 18,000 times per MB of it.
-    hint = "[0-9][.][0-9]|[0-9A-Fa-f]:|:[0-9A-Fa-f]"
+    # An IPv4 address is four numbers and three points. Any IPv6 one but `::` (which is
+    # never reported) has a hex digit, then two colons with only hex digits between them;
+    # or it opens with `::` and a hex digit. A bare `[.:]` hit every sentence of a text,
+    # 18,000 times a MB; a hex digit beside a colon, every time of day 4 times (`10:23:45`).
+    hint = ("[0-9][.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]"
+            "|[0-9A-Fa-f]:[0-9A-Fa-f]*:|::[0-9A-Fa-f]")
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value.strip()
