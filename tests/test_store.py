@@ -182,6 +182,19 @@ def test_an_array_of_people_is_one_finding_per_shape_but_subjects_stay_apart(
     assert len(rows) < 10
 
 
+def test_an_element_that_holds_a_value_twice_counts_once(tmp_path: Path, policy: Policy) -> None:
+    events = [{"email": f"stranger{n}@mail.example"} for n in range(50)]
+    events[9]["email"] = "stranger9@mail.example, cc stranger9@mail.example"
+    events[20]["email"] = "stranger20@mail.example, cc copy@mail.example"
+    store = AuditStore(str(tmp_path / "audit.db"))
+    record(store, policy, make_flow("https://api.analytics.test/v1/batch", "POST",
+                                    json.dumps({"batch": events}),
+                                    {"content-type": "application/json"}))
+    db = sqlite3.connect(tmp_path / "audit.db")
+    rows = db.execute("select category, field, count from findings").fetchall()
+    assert rows == [("email", "batch[*].email", 51)]
+
+
 def test_long_key_names_stay_readable_but_id_like_keys_are_starred(
         tmp_path: Path, policy: Policy) -> None:
     body = {"productListImpressionsClicked": {"contactEmail": "stranger@mail.example"},

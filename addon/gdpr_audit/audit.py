@@ -217,12 +217,12 @@ class Auditor:
             *(need for _, need in key_readers))
         for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields), strict=True):
             for finding in by_value:
-                kept.keep(finding)
+                kept.keep(finding, item, shape)
             if shape == item.key:  # not in an array
                 label = self._label(item.location, item.key, shape)
                 if label is not None and (
                         finding := self._field_names.finding(item, label)) is not None:
-                    kept.keep(finding)
+                    kept.keep(finding, item, shape)
             else:
                 column = columns.get((item.location, shape))
                 if column is None:
@@ -243,10 +243,13 @@ class Auditor:
                     else:
                         continue
                     for finding in read:
-                        kept.keep(finding)
+                        kept.keep(finding, item, shape)
         for column in columns.values():
             if column.key is not None and (count := self._count(column, kept, blank)) > 1:
                 kept.findings[column.key] = replace(kept.findings[column.key], count=count)
+        for key, count in kept.counts.values():
+            if count > 1:
+                kept.findings[key] = replace(kept.findings[key], count=count)
         return _per_shape(kept.findings.values())
 
     def _registry_findings(self, fields: list[Field], found: list[tuple[tuple[Finding, ...],
@@ -344,8 +347,10 @@ class Auditor:
                         ) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
         """The registry's and the key-blind detectors' findings in `item`: they depend on the
         value alone, and the same cookie, id or email rides in many requests, so they are
-        worked out once per value (short values) and given the field they are in. `needs`
-        (from _screen) leaves out the detectors that cannot find anything in it."""
+        worked out once per value (short values). The registry's are given the field they are
+        in; the detectors' are given theirs where they are kept (_Kept.keep), as most of an
+        array's are only counted. `needs` (from _screen) leaves out the detectors that
+        cannot find anything in it."""
         value = item.value
         cached = self._by_value.get(value)
         if cached is None:
@@ -363,27 +368,31 @@ class Auditor:
             else:
                 cached = _NOTHING
             remember(self._by_value, value, cached)
-        if not cached[0] and not cached[1]:
+        if not cached[0]:
             return cached
-        return (tuple(f.at(item) for f in cached[0]), tuple(f.at(item) for f in cached[1]))
+        return (tuple(f.at(item) for f in cached[0]), cached[1])
 
     def _found_by_key_reader(self, detector: Detector, item: Field) -> Iterable[Finding]:
         """A key-reading detector's findings in `item`, worked out once per value and what
-        the detector reads of the key (whether it is a phone's), as _found_by_value does."""
+        the detector reads of the key (whether it is a phone's), as _found_by_value does;
+        their field may be another with that value and key class."""
         memo = self._by_key_class[detector]
         pair = (detector.key_class(item.key), item.value)
         cached = memo.get(pair)
         if cached is None:
             cached = tuple(detector.find(item))
             remember(memo, pair, cached, item.value)
-            return cached
-        return [f.at(item) for f in cached] if cached else cached
+        return cached
 
 class _Kept:
     """The findings of one request, each once: a value at a place (location, key and
     category) once, and a field-name guess only at a place where no value was found (by
     any category, where the registry recognised that value: `distinct_id` holding a
-    customer's id is that id, not a device id besides)."""
+    customer's id is that id, not a device id besides).
+
+    A detector's findings in the elements of an array, which _per_shape makes one finding
+    of their shape, are counted as they come (`counts`): only the first is kept. A contact
+    import has thousands, which each cost a finding, then its merging."""
 
     def __init__(self, registry: dict[tuple[str, ...], Finding]) -> None:
         self.findings = registry  # one per subject at a place: two may share an identifier
@@ -394,14 +403,31 @@ class _Kept:
         """The keys of the places taken: few, where a batch has thousands of keys."""
         self.known = {(f.field.location, f.field.key, f.field.value) for f in registry.values()}
         """The values the registry recognised, where they are."""
+        self.counts: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
+        """For each shape's group (as _per_shape groups), its first finding's key in
+        `findings` and how many were found."""
 
-    def keep(self, finding: Finding) -> None:
-        field = finding.field
-        place = (field.location, field.key, finding.category)
-        if (*place, finding.canonical) in self.values or (finding.detector == "field_name" and (
-                place in self.places or (*place[:2], field.value) in self.known)):
+    def keep(self, finding: Finding, item: Field, shape: str) -> None:
+        """Keep `finding`, found in `item` (made in another field with the same value,
+        its field may not be `item`); `shape` is the item's (_shapes_of)."""
+        place = (item.location, item.key, finding.category)
+        value = (*place, finding.canonical)
+        if value in self.values or (finding.detector == "field_name" and (
+                place in self.places or (*place[:2], item.value) in self.known)):
             return
-        self.add(finding)
+        # An element's finding is counted in its group; a subject's keeps a row of its own.
+        group = None if shape == item.key or finding.subject is not None else (
+            item.location, shape, finding.category, finding.detector, finding.form)
+        counted = self.counts.get(group) if group else None
+        if counted is not None:
+            self.counts[group] = (counted[0], counted[1] + finding.count)
+            self.values.add(value)
+            self.places.add(place)
+            self.keys.add(item.key)
+            return
+        key = self.add(finding if finding.field is item else finding.at(item))
+        if group is not None:
+            self.counts[group] = (key, finding.count)
 
     def add(self, finding: Finding) -> tuple[str, ...]:
         field = finding.field
