@@ -13,8 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gdpr_audit.detectors import PATTERN_DETECTORS
+from gdpr_audit.detectors import PATTERN_DETECTORS, phone
 from gdpr_audit.fields import Field
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
@@ -114,6 +116,13 @@ def test_a_whole_international_number_is_what_the_matcher_finds(key, value):
                phonenumbers.PhoneNumberMatcher(value, "FR" if key == "phone" else "ZZ",
                                                leniency=phonenumbers.Leniency.VALID)]
     assert direct == matched
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(phone._WHOLE_INTERNATIONAL, fullmatch=True))
+def test_a_whole_international_number_holds_what_the_matcher_needs(value):
+    # PhoneDetector.find skips its _DIGITS pre-check for a whole number: it must pass it.
+    assert phone._DIGITS.search(value)
 
 
 def test_whole_international_numbers_are_judged_as_phonenumbers_judges_them(monkeypatch):
