@@ -103,10 +103,13 @@ def registry_tokens(identifiers: Iterable[tuple[str, str]]) -> set[str]:
     tokens = {t[:_LONGEST_TOKEN] for t in tokens
               if len(t) > 1 and not (t.isdigit() and len(t) < _SHORT)}
     # a token that holds a shorter one is found through it: kept once, the index is smaller
-    longer = sorted((t for t in tokens if len(t) >= _SHORT), key=len)
-    for at, token in enumerate(longer):
-        if any(shorter in token for shorter in longer[:at]):  # none of them is token itself
-            tokens.discard(token)
+    longer = sorted([t for t in tokens if len(t) >= _SHORT], key=len)
+    for at in range(1, len(longer)):
+        token = longer[at]
+        for shorter in longer[:at]:  # none of them is token itself (a loop: any() of a
+            if shorter in token:     # generator took half of the whole function)
+                tokens.discard(token)
+                break
     return tokens
 
 
@@ -116,10 +119,10 @@ def _skeleton_and_words(value: str) -> tuple[str, list[str]]:
     misses)."""
     if not value.isascii():
         return skeleton(value), [w for w in _words(value) if w not in _ADDRESS_WORDS]
-    lowered = value.lower()
-    # An ASCII word between separators is letters and digits only: its own skeleton.
-    return (_NOT_ASCII_ALNUM.sub("", lowered),
-            [w for w in _SEPARATORS.split(lowered) if w and w not in _ADDRESS_WORDS])
+    # An ASCII word between separators is letters and digits only: its own skeleton, and
+    # the value's is all of them.
+    words = _SEPARATORS.split(value.lower())
+    return "".join(words), [w for w in words if w and w not in _ADDRESS_WORDS]
 
 
 def _phone_tokens(value: str) -> set[str]:
