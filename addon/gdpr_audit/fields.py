@@ -377,6 +377,7 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
     # a batch past MAX_FIELDS costs nothing. Strings first: most of a batch.
     fields = out.fields
     undecoded = not layers and depth < MAX_DEPTH  # values _add_value may add as they are
+    decoding = False  # out.may_decode() when last asked: only _add_value changes it
     stack: list[Iterator[tuple[str, Any]]] = [iter([(key, node)])]
     while stack:
         for path, item in stack[-1]:
@@ -409,8 +410,10 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
             # decoded here, within the flow's budget, and handed over with what it decodes to.
             decodings = None
             if undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_MEMO_CHARS and (
-                    out.may_decode()):
-                decodings = _decodings(value)
+                    decoding or (decoding := out.may_decode())):
+                decodings = _decoded.get(value)  # most values of a batch came in earlier ones
+                if decodings is None:
+                    decodings = _decodings(value)
                 if not decodings:
                     fields.append(Field(location, path, value))  # what _add_value would do
                     continue
@@ -418,6 +421,7 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
                                          _named(layers, key, path) if layers else layers),
                               depth, decodings):
                 return
+            decoding = False
         else:
             stack.pop()
 
