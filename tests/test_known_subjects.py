@@ -220,6 +220,44 @@ def test_whitespace_inside_a_value_is_normalised(registry, value):
     assert ("cust-001", "name", "plain") in hits(registry, value)
 
 
+# Past base.LONG_TEXT (a text log), whitespace is made single spaces in C and digests are
+# looked for only in runs of their characters (base.runs_of): that must change nothing at
+# either end of the text or inside.
+LONG = "lorem 12:30 2026-06-15 ipsum cafe deadbeef ok " * 100
+
+
+def in_a_long_text(value: str) -> list[str]:
+    return [f"{value} {LONG}", f"{LONG}{value}\n{LONG}", f"{LONG}{value}"]
+
+
+@pytest.mark.parametrize("value", ["jane\troe", "JANE\n ROE", "jane \x1c\x0b\rroe", "Jane    Roe"])
+def test_whitespace_inside_a_value_is_normalised_in_a_long_text(registry, value):
+    for text in in_a_long_text(value):
+        findings = registry.find(Field("body", "", text))
+        assert [(f.subject, f.category, f.value) for f in findings] == [
+            ("cust-001", "name", "jane roe")]
+
+
+_EMAIL_DIGESTS = {name: hashlib.new(name, JANE_EMAIL.encode()).digest()
+                  for name in ("md5", "sha1", "sha256")}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (_EMAIL_DIGESTS["sha256"].hex(), ["sha256(email)"]),
+    (_EMAIL_DIGESTS["md5"].hex().upper(), ["md5(email)"]),
+    (base64.b64encode(_EMAIL_DIGESTS["sha256"]).decode(), ["base64(sha256(email))"]),
+    (base64.urlsafe_b64encode(_EMAIL_DIGESTS["sha1"]).decode(), ["base64(sha1(email))"]),
+    ("=" + base64.b64encode(_EMAIL_DIGESTS["md5"]).decode(), ["base64(md5(email))"]),
+    (base64.b64encode(_EMAIL_DIGESTS["md5"]).decode() + "=", []),  # more padding than its own
+    ("0" + _EMAIL_DIGESTS["md5"].hex(), []),
+    (_EMAIL_DIGESTS["sha256"].hex() + "ab", []),
+])
+def test_digests_in_a_long_text(registry, value, expected):
+    assert [form for _, _, form in hits(registry, value)] == expected
+    for text in in_a_long_text(value):
+        assert [form for _, _, form in hits(registry, text)] == expected
+
+
 def test_a_name_given_twice_is_reported_once():
     subject = Subject("cust-003", (("name", "Ann Lee"), ("first_name", "Ann"),
                                    ("last_name", "Lee")), {})
