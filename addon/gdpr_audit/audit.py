@@ -107,6 +107,7 @@ class Auditor:
         self._by_value: dict[str, tuple[tuple[Finding, ...], tuple[Finding, ...]]] = {}
         self._by_key_class: dict[Detector, dict[tuple[Hashable, str], tuple[Finding, ...]]] = {
             d: {} for d in self.detectors if d.reads_key}
+        self._by_key: dict[tuple[str, str], tuple[Finding, ...]] = {}
         self._destinations: dict[tuple[str, str], Destination] = {}
 
     def warm_up(self) -> None:
@@ -234,7 +235,10 @@ class Auditor:
                     column.items.append(item)
                     if column.key is None:
                         column.key = self._first_of(item, column.label, kept)
-            if looked_at is None or item.value in looked_at:
+            if not needs:
+                for finding in self._found_by_key_readers(item, key_readers):
+                    kept.keep(finding, item, shape)
+            elif looked_at is None or item.value in looked_at:
                 for detector, need in key_readers:
                     if need is None:  # a small request: most of its values came in earlier ones
                         read = self._found_by_key_reader(detector, item)
@@ -371,6 +375,19 @@ class Auditor:
         if not cached[0]:
             return cached
         return (tuple(f.at(item) for f in cached[0]), cached[1])
+
+    def _found_by_key_readers(self, item: Field, key_readers: list[tuple[Detector, None]],
+                              ) -> tuple[Finding, ...]:
+        """Every key-reading detector's findings in `item` of a request not screened, in their
+        order: memoised by key and value, which come back together in every request of a kind
+        (one look-up per value, where each detector's memo costs one and a key_class call)."""
+        pair = (item.key, item.value)
+        cached = self._by_key.get(pair)
+        if cached is None:
+            cached = tuple(finding for detector, _ in key_readers
+                           for finding in self._found_by_key_reader(detector, item))
+            remember(self._by_key, pair, cached, item.key + item.value)
+        return cached
 
     def _found_by_key_reader(self, detector: Detector, item: Field) -> Iterable[Finding]:
         """A key-reading detector's findings in `item`, worked out once per value and what
