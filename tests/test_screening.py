@@ -19,9 +19,12 @@ from hypothesis import strategies as st
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.detectors import base, registry_index
+from gdpr_audit.detectors.card import CardDetector
 from gdpr_audit.detectors.ip import IpAddressDetector
+from gdpr_audit.detectors.nir import NirDetector
 from gdpr_audit.fields import MAX_MEMO_CHARS, Extraction, Field
 from gdpr_audit.policy import load_policy
+from test_detectors import CARDS, NIRS
 from test_fuzz_properties import POLICY_DIR
 
 AUDITOR = Auditor(load_policy(POLICY_DIR))
@@ -292,3 +295,29 @@ def test_screening_keeps_every_ip_address_however_written(monkeypatch: pytest.Mo
              for f in IpAddressDetector().find(Field("body", "ip", value))}
     assert len(alone) > 70
     assert {f.canonical for f in screened if f.detector == "ip_address"} == alone
+
+
+def test_screening_keeps_every_card_and_nir_however_closed(monkeypatch: pytest.MonkeyPatch):
+    # Their hints take a run of digits with one separator at most between two, to its end:
+    # each number must hit them whatever closes it (separators, another digit after two, a
+    # letter, the end of the value) or opens it.
+    numbers = [value for value, _ in CARDS + NIRS] + ["4222222222222"]  # 13 digits, the fewest
+    values = [v for number in numbers for v in (
+        number, f"{number} ", f"{number}-", f"{number} -", f"{number}  x", f"{number}\t\n",
+        f"{number} -5", f"{number}--5", f"{number}.", f"{number}x", f"-{number}", f"x{number}",
+        f"paid with {number} today", f"{number} {number}")]
+    fields = [Field("body", f"misc{n}", value) for n, value in enumerate(values)]  # each kept
+    auditor = Auditor(load_policy(POLICY_DIR))
+    monkeypatch.setattr(audit, "_SCREEN_FROM", 10 ** 9)  # more values than screened from
+    unscreened = auditor.detect(Extraction(list(fields)))
+    auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
+    monkeypatch.setattr(audit, "_SCREEN_FROM", 1)
+    screened = auditor.detect(Extraction(list(fields)))
+    assert [(f.field.key, f.value, f.canonical) for f in screened] == [
+        (f.field.key, f.value, f.canonical) for f in unscreened]
+    # not vacuous: every number either detector finds alone is there (the registry's own as
+    # the registry's)
+    alone = {f.canonical for value in values for detector in (CardDetector(), NirDetector())
+             for f in detector.find(Field("body", "misc", value))}
+    assert len(alone) >= 10
+    assert alone <= {f.canonical for f in screened}

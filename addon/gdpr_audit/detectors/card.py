@@ -31,8 +31,10 @@ _NEEDED = {_MASKED: ("*", "\u2022", "xx", "x x", "x-x"), _ENDING: ("ending",)}
 class CardDetector(Detector):
     id = "payment_card"
     category = "payment_card"
-    hint = (r"[0-9][0-9 -]{12,}[^0-9 -]|[*xX][ -]?[*xX][ -]?[*xX][ -]?[*xX]"
-            r"|[Ee][Nn][Dd][Ii][Nn][Gg]")
+    # 13 digits or more, one separator at most between two, to where that run ends: a phone
+    # number (`+33 6 12 34 56 78`) is no hit, where a run of digits and separators was.
+    hint = (r"[0-9](?:[ -]?[0-9]){12,}(?:[^0-9 -]|[ -][^0-9])"
+            r"|[*xX][ -]?[*xX][ -]?[*xX][ -]?[*xX]|[Ee][Nn][Dd][Ii][Nn][Gg]")
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value

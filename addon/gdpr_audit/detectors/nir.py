@@ -18,7 +18,8 @@ class NirDetector(Detector):
 
     id = "fr_nir"
     category = "national_id"
-    hint = rf"[0-9][0-9{SPACE}ABab]{{14,}}[^0-9{SPACE}ABab]"
+    # 15 digits (or A, B) or more, one whitespace at most between two, to where that run ends.
+    hint = rf"[0-9](?:[{SPACE}]?[0-9ABab]){{14,}}(?:[^0-9{SPACE}ABab]|[{SPACE}][^0-9ABab])"
 
     def find(self, field: Field) -> Iterator[Finding]:
         value = field.value
