@@ -235,12 +235,12 @@ class Auditor:
                     column.items.append(item)
                     if column.key is None:
                         column.key = self._first_of(item, column.label, kept)
-            if not needs:
+            if not needs:  # a small request, not screened
                 for finding in self._found_by_key_readers(item, key_readers):
                     kept.keep(finding, item, shape)
             elif looked_at is None or item.value in looked_at:
                 for detector, need in key_readers:
-                    if need is None:  # a small request: most of its values came in earlier ones
+                    if need is None:  # a detector without a hint: every value
                         read = self._found_by_key_reader(detector, item)
                     elif item.value in need:  # a batch's screened few: mostly new values
                         read = detector.find(item)
