@@ -7,6 +7,7 @@ string, numbers in arrays), never as millions of small ones, and is kept on disk
 sealed.py) for the next load."""
 
 import ctypes
+import marshal
 import os
 import pickle
 import subprocess
@@ -525,34 +526,36 @@ def _owners(parts: list[Texts], numbers: list[numpy.ndarray]) -> dict[str, tuple
 class _Worker:
     """A fresh interpreter that makes the spelled chunks of one range of subjects, then the
     hashed chunks of another (not multiprocessing: its spawn re-runs the main script, its
-    fork can deadlock in a proxy with threads running), and a thread here that reads them
-    as they come."""
+    fork can deadlock in a proxy with threads running), and a thread here that starts it,
+    writes it its job and reads its chunks as they come: this process spells meanwhile,
+    not waiting for the worker's interpreter to start (0.25 s at 100,000 subjects) nor for
+    it to read its job."""
 
     def __init__(self, identifiers: list[tuple[tuple[str, str], ...]],
                  spelling: tuple[int, int], hashing: tuple[int, int], region: str,
                  salts: tuple[str, ...], research: bool) -> None:
         self.received: tuple[list[_Spelled], list[_Hashed]] = ([], [])
         self.spelled_all = threading.Event()
-        self.child = _start_worker((identifiers[slice(*spelling)], spelling[0],
-                                    identifiers[slice(*hashing)], hashing[0],
-                                    region, salts, research))
-        self.thread = threading.Thread(target=self._read, daemon=True)
+        job = (identifiers[slice(*spelling)], spelling[0], identifiers[slice(*hashing)],
+               hashing[0], region, salts, research)
+        self.thread = threading.Thread(target=self._run, args=(job,), daemon=True)
         self.thread.start()
 
-    def _read(self) -> None:
+    def _run(self, job: tuple) -> None:
         try:
-            if self.child is None or self.child.stdout is None:
+            child = _start_worker(job)
+            if child is None or child.stdout is None:
                 return
             try:
-                with self.child.stdout:  # read as a stream: a pipe holds 1 MB at most
-                    while (chunk := pickle.load(self.child.stdout)) is not None:
+                with child.stdout:  # read as a stream: a pipe holds 1 MB at most
+                    while (chunk := pickle.load(child.stdout)) is not None:
                         if chunk is _SPELLED_ALL:
                             self.spelled_all.set()
                         else:
                             self.received[isinstance(chunk, _Hashed)].append(chunk)
             except Exception:  # it died midway, or sent what is no chunk: the rest is done here
-                self.child.kill()
-            self.child.wait()
+                child.kill()
+            child.wait()
         finally:
             self.spelled_all.set()
 
@@ -568,9 +571,10 @@ class _Worker:
         return self.received[1]
 
 
-_WORKER_CODE = ("import pickle, sys; sys.path.insert(0, sys.argv[1]); "
+# The job is marshalled: tuples and strings, 8 times faster than pickle writes them.
+_WORKER_CODE = ("import marshal, pickle, sys; sys.path.insert(0, sys.argv[1]); "
                 "from gdpr_audit.detectors.registry_index import _worker_chunks; "
-                "job = pickle.load(sys.stdin.buffer)\n"
+                "job = marshal.loads(sys.stdin.buffer.read())\n"
                 "for chunk in _worker_chunks(*job):\n"
                 "    pickle.dump(chunk, sys.stdout.buffer, protocol=5); sys.stdout.buffer.flush()")
 
@@ -579,6 +583,8 @@ _PIPE = 1 << 20  # what Linux lets a pipe hold
 
 
 def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
+    """The worker, its job written to it (it reads the whole job before it sends anything),
+    or None."""
     if getattr(sys, "frozen", False):  # a bundled mitmproxy: sys.executable is no Python
         return None
     try:
@@ -597,19 +603,9 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
     with suppress(ImportError, AttributeError, OSError):  # not Linux: the pipe stays as it is
         import fcntl
         fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE)  # type: ignore[union-attr]
-    # Written by a thread: the pipe holds 64 KB of the job (MBs), and this process would wait
-    # for the worker's interpreter to start and read it (0.4 s) before its own part.
-    threading.Thread(target=_feed, args=(child, pickle.dumps(job, protocol=5)),
-                     daemon=True).start()
-    return child
-
-
-def _feed(child: subprocess.Popen[bytes], job: bytes) -> None:
-    try:
-        with child.stdin:  # type: ignore[union-attr]
-            child.stdin.write(job)  # type: ignore[union-attr]
-    except OSError:  # it died at once: the thread reading it finds no chunk
-        pass
+    with suppress(OSError), child.stdin:  # type: ignore[union-attr]
+        child.stdin.write(marshal.dumps(job))  # type: ignore[union-attr]
+    return child  # if it died at once, no chunk is read from it
 
 
 _SPELLED_ALL = True  # what a worker sends once it has sent all its spelled chunks
