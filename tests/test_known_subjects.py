@@ -578,6 +578,17 @@ def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_p
         assert hits(second, value) == hits(first, value), value
 
 
+def test_the_cached_index_is_found_from_equal_identifiers_whatever_else_holds_them(large,
+                                                                                   monkeypatch):
+    KnownSubjects(generated(30))
+    subjects = generated(30)
+    held = [value for subject in subjects for _, value in subject.identifiers]  # noqa: F841
+    rebuilt, spelled = [], large._spelled
+    monkeypatch.setattr(large, "_spelled", lambda *job: rebuilt.append(job) or spelled(*job))
+    KnownSubjects(subjects)
+    assert rebuilt == []  # its key is the same: not written from the values' reference counts
+
+
 def test_the_cached_index_holds_no_identifier_in_clear(large, tmp_path):
     """The index holds every spelling of every identifier: on disk it is encrypted."""
     KnownSubjects(generated(30))
