@@ -178,10 +178,11 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
         spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"}
     elif category == "email":
         spellings.add(_gmail(canon))
-    spellings = _with_url_encodings(spellings)
+    # At least _MIN_PLAIN long.
+    spellings = {s for s in _with_url_encodings(spellings) if too_common(s) is None}
     if category == "phone":
         spellings |= _phone_spellings(canon, region)  # URL-encoded too
-    return {s for s in spellings if too_common(s) is None}  # at least _MIN_PLAIN long
+    return spellings
 
 
 def _with_url_encodings(spellings: set[str]) -> set[str]:
@@ -364,15 +365,16 @@ def _formatted(number: str, region: str) -> tuple[str, str, str] | None:
 
 
 def _phone_spellings(e164: str, region: str) -> set[str]:
-    """A number's formats (see _phone_formats), each also URL-encoded. A number that
-    _phone_formats formats from a template is spelled from the template's own spellings,
-    made once: quoting them was a tenth of a large registry's indexing."""
+    """A number's formats (see _phone_formats), each also URL-encoded, but those too common.
+    A number that _phone_formats formats from a template is spelled from the template's own
+    spellings, made once: quoting them was a tenth of a large registry's indexing. It has 9
+    digits or more (_templated), and so has each of its spellings: none is too common."""
     if not _templated(e164):
         formats = _phone_formats(e164, region)
-        return set() if formats is None else _spelled_phone(formats)
+        return set() if formats is None else {
+            text for text in _spelled_phone(formats) if too_common(text) is None}
     templates = _phone_spelling_templates(e164[:-_TAIL_DIGITS], region)
-    tail = e164[-_TAIL_DIGITS:]
-    return {template.format(*tail) for template in templates}
+    return set(templates.format(*e164[-_TAIL_DIGITS:]).split("\n")) if templates else set()
 
 
 def _spelled_phone(formats: tuple[str, str, str]) -> set[str]:
@@ -391,15 +393,15 @@ _STAND_IN_FIELDS = {ord(letter): f"{{{n}}}" for n, letter in enumerate(_TAIL_STA
 
 
 @lru_cache(maxsize=65536)
-def _phone_spelling_templates(head: str, region: str) -> tuple[str, ...]:
+def _phone_spelling_templates(head: str, region: str) -> str:
     """_phone_spellings of every number that starts with `head`, for str.format of its last
-    _TAIL_DIGITS digits."""
+    _TAIL_DIGITS digits: one line each, formatted by one call (not 13)."""
     template = _phone_template(head, region)
     if template is None:
-        return ()
+        return ""
     formats = tuple(text.format(*_TAIL_STAND_INS) for text in template)
-    return tuple(text.translate(_STAND_IN_FIELDS)
-                 for text in _spelled_phone(formats))  # type: ignore[arg-type]
+    return "\n".join(text.translate(_STAND_IN_FIELDS)
+                      for text in _spelled_phone(formats))  # type: ignore[arg-type]
 
 
 # quote(text, safe="") and quote_plus(text, safe="") of ASCII text, twice as fast.
