@@ -207,11 +207,15 @@ def _hash_inputs(identified: list[tuple[str, str, str, str]], region: str,
     every, single = (_EVERY, _SINGLE) if research else (_NARROW, _NARROW)
 
     def add(category: str, canon: str, text: str, chains: tuple[int, ...] = _NARROW) -> None:
+        # Half the texts come again (an email's canonical form is its value, written as is):
+        # looked up first, they are not judged too common once more.
+        known = inputs.get(text)
+        if known is not None and len(chains) <= len(known.chains):
+            return
         if not text or too_common(text) is not None:
             return
-        if text not in inputs or len(chains) > len(inputs[text].chains):
-            part, canon = ("", canon) if building else _part_of(key, category, value, canon, text)
-            inputs[text] = HashInput(category, canon, text, chains, part)
+        part, canon = ("", canon) if building else _part_of(key, category, value, canon, text)
+        inputs[text] = HashInput(category, canon, text, chains, part)
 
     for key, category, value, canon in identified:
         value = value.strip()
