@@ -740,6 +740,27 @@ def test_the_spellings_kept_once_are_the_texts_themselves(texts):
     assert kept.hashes.tolist() == part.hashes[mask].tolist()
 
 
+def test_each_spelling_points_to_the_first_one_equal_to_it():
+    """Merging finds equal spellings by their hashes (registry_index._firsts), sorted in no
+    stable order: each points to the first of them; of texts that only share a hash (made to
+    here), those unlike the first stay their own."""
+    import random
+
+    from gdpr_audit.detectors import registry_index as ri
+    rng = random.Random(7)
+    texts = [rng.choice(["ann", "bob", "zoë", "ann lee", "bo", "x@y.org"]) for _ in range(3000)]
+
+    def collided(listed: list[str]) -> ri.Texts:
+        part = ri._texts(listed)
+        return part._replace(hashes=numpy.where(numpy.array(listed) == "bo",
+                                                ri._texts(["bob"]).hashes[0], part.hashes))
+
+    first = min(texts.index("bo"), texts.index("bob"))  # of the texts with bob's hash
+    assert ri._firsts([collided(texts[:1000]), collided(texts[1000:])]).tolist() == [
+        at if text in ("bo", "bob") and text != texts[first] else texts.index(text)
+        for at, text in enumerate(texts)]
+
+
 def test_spellings_are_put_in_order_of_their_first_characters():
     """An automaton builds faster from texts that follow each other (registry_index.
     _in_prefix_order): the texts come out whole, ordered by their first 8 characters, and the

@@ -433,12 +433,13 @@ def _firsts(parts: list[Texts]) -> numpy.ndarray:
     ten million at a million texts) each stay their own."""
     total = sum(len(part.lengths) for part in parts)
     hashes = numpy.concatenate([numpy.zeros(0, numpy.int64), *(part.hashes for part in parts)])
-    order = numpy.argsort(hashes, kind="stable")
+    order = numpy.argsort(hashes)  # not stable: a quarter of the time (2 million: 0.07 s)
     ordered = hashes[order]
     starts = numpy.ones(total, bool)
     starts[1:] = ordered[1:] != ordered[:-1]
+    smallest = numpy.minimum.reduceat(order, numpy.flatnonzero(starts))  # of equal hashes
     firsts = numpy.empty(total, numpy.int64)
-    firsts[order] = order[starts][numpy.cumsum(starts) - 1]
+    firsts[order] = smallest[numpy.cumsum(starts) - 1]
     repeated = numpy.flatnonzero(firsts != numpy.arange(total)).tolist()
     if repeated:
         text_at = _TextAt(parts)
