@@ -379,13 +379,14 @@ class Auditor:
     def _found_by_key_readers(self, item: Field, key_readers: list[tuple[Detector, None]],
                               ) -> tuple[Finding, ...]:
         """Every key-reading detector's findings in `item` of a request not screened, in their
-        order: memoised by key and value, which come back together in every request of a kind
-        (one look-up per value, where each detector's memo costs one and a key_class call)."""
+        order: memoised by key and value, which come back together in every request of a kind.
+        One look-up per value, where each detector's memo by key class (_found_by_key_reader)
+        cost a key_class call and a look-up, and missed where this misses."""
         pair = (item.key, item.value)
         cached = self._by_key.get(pair)
         if cached is None:
             cached = tuple(finding for detector, _ in key_readers
-                           for finding in self._found_by_key_reader(detector, item))
+                           for finding in detector.find(item))
             remember(self._by_key, pair, cached, item.key + item.value)
         return cached
 

@@ -91,7 +91,8 @@ _HEX_TOKEN = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32,128}(?![0-9a-fA-F])")
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{22,88}={0,2}(?![A-Za-z0-9+/=_-])")
 # What each token pattern matches, its padding included: it is looked for only in runs of these.
 _HEX_CHARACTERS = run_table("0123456789abcdefABCDEF")
-_BASE64_CHARACTERS = run_table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=")
+_BASE64_CHARACTERS = run_table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                               "0123456789+/_-=")
 _SHORT_DIGEST = re.compile(r"[0-9a-fA-F]{8}|[0-9a-fA-F]{16}")
 _DECIMAL = re.compile(r"-?\d{5,20}")
 _DIGEST_SIZES = frozenset({4, 8, 16, 20, 28, 32, 48, 64})
