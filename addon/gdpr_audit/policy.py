@@ -414,10 +414,9 @@ def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
         if subject_id in seen:
             raise fail((*path, "id"), f"subject id {subject_id!r} is used twice")
         seen.add(subject_id)
-        identifiers = []
-        for key, values in raw.get("identifiers", {}).items():
-            for value in values if isinstance(values, list) else [values]:
-                identifiers.append((key, str(value).strip()))
+        identifiers = tuple([(key, str(value).strip())
+                             for key, values in raw.get("identifiers", {}).items()
+                             for value in (values if isinstance(values, list) else (values,))])
         consents = {}
         for purpose, events in raw.get("consents", {}).items():
             if purpose not in purposes:
@@ -426,14 +425,14 @@ def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
                 error.key = format_key((*path, "consents", _key_name(purpose)))
                 raise error
             listed = events if isinstance(events, list) else [events]
-            written = tuple((event.get("granted"), event.get("withdrawn")) for event in listed)
+            written = tuple([(event.get("granted"), event.get("withdrawn")) for event in listed])
             if (history := histories.get(written)) is None:
                 history = histories[written] = _history(
                     listed, (*path, "consents", purpose), isinstance(events, list), fail)
             consents[purpose] = history
         erasure = raw.get("erasure_requested")
         subjects.append(Subject(
-            id=subject_id, identifiers=tuple(identifiers), consents=consents,
+            id=subject_id, identifiers=identifiers, consents=consents,
             erasure_requested=_time(erasure, (*path, "erasure_requested"), fail)
             if erasure else None))
     return tuple(subjects)
