@@ -56,8 +56,13 @@ def noise(count: int) -> list[str]:
 def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch,
            memoised: int = 0, auditor: Auditor = AUDITOR) -> list[tuple]:
     """`memoised` values are audited alone first, as an earlier flow would have."""
-    extraction = Extraction([Field("body", KEYS[n % len(KEYS)], value)
-                             for n, value in enumerate(values)])
+    return detect_fields([Field("body", KEYS[n % len(KEYS)], value)
+                          for n, value in enumerate(values)], screen, monkeypatch, memoised, auditor)
+
+
+def detect_fields(fields: list[Field], screen: bool, monkeypatch: pytest.MonkeyPatch,
+                  memoised: int = 0, auditor: Auditor = AUDITOR) -> list[tuple]:
+    extraction = Extraction(fields)
     auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
     with monkeypatch.context() as patch:
         auditor.detect(Extraction(extraction.fields[:memoised]))
@@ -283,19 +288,14 @@ def test_screening_keeps_every_ip_address_however_written(monkeypatch: pytest.Mo
     # hit it, under a key that names an address (inside a sentence too) or under any key.
     values = [v for address in _ip_addresses() for v in (address, f"from {address} today")]
     fields = [Field("body", key, value) for key in ("ip", "misc") for value in values]
-    auditor = Auditor(load_policy(POLICY_DIR))
-    monkeypatch.setattr(audit, "_SCREEN_FROM", 10 ** 9)  # more values than screened from
-    unscreened = auditor.detect(Extraction(list(fields)))
-    auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
-    monkeypatch.setattr(audit, "_SCREEN_FROM", 1)
-    screened = auditor.detect(Extraction(list(fields)))
-    assert [(f.field.key, f.value) for f in screened] == [
-        (f.field.key, f.value) for f in unscreened]
+    screened = detect_fields(fields, True, monkeypatch)
+    assert screened == detect_fields(fields, False, monkeypatch)
     # not vacuous: every address the detector finds alone is there
     alone = {f.canonical for value in _ip_addresses()
              for f in IpAddressDetector().find(Field("body", "ip", value))}
     assert len(alone) > 70
-    assert {f.canonical for f in screened if f.detector == "ip_address"} == alone
+    assert {canonical for detector, _, _, _, canonical, *_ in screened
+            if detector == "ip_address"} == alone
 
 
 def test_screening_keeps_every_card_and_nir_however_closed(monkeypatch: pytest.MonkeyPatch):
@@ -308,17 +308,11 @@ def test_screening_keeps_every_card_and_nir_however_closed(monkeypatch: pytest.M
         f"{number} -5", f"{number}--5", f"{number}.", f"{number}x", f"-{number}", f"x{number}",
         f"paid with {number} today", f"{number} {number}")]
     fields = [Field("body", f"misc{n}", value) for n, value in enumerate(values)]  # each kept
-    auditor = Auditor(load_policy(POLICY_DIR))
-    monkeypatch.setattr(audit, "_SCREEN_FROM", 10 ** 9)  # more values than screened from
-    unscreened = auditor.detect(Extraction(list(fields)))
-    auditor._by_value.clear()  # noqa: SLF001 - memoised findings would hide the screening
-    monkeypatch.setattr(audit, "_SCREEN_FROM", 1)
-    screened = auditor.detect(Extraction(list(fields)))
-    assert [(f.field.key, f.value, f.canonical) for f in screened] == [
-        (f.field.key, f.value, f.canonical) for f in unscreened]
+    screened = detect_fields(fields, True, monkeypatch)
+    assert screened == detect_fields(fields, False, monkeypatch)
     # not vacuous: every number either detector finds alone is there (the registry's own as
     # the registry's)
     alone = {f.canonical for value in values for detector in (CardDetector(), NirDetector())
              for f in detector.find(Field("body", "misc", value))}
     assert len(alone) >= 10
-    assert alone <= {f.canonical for f in screened}
+    assert alone <= {canonical for _, _, _, _, canonical, *_ in screened}
