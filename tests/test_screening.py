@@ -56,8 +56,8 @@ def noise(count: int) -> list[str]:
 def detect(values: list[str], screen: bool, monkeypatch: pytest.MonkeyPatch,
            memoised: int = 0, auditor: Auditor = AUDITOR) -> list[tuple]:
     """`memoised` values are audited alone first, as an earlier flow would have."""
-    return detect_fields([Field("body", KEYS[n % len(KEYS)], value)
-                          for n, value in enumerate(values)], screen, monkeypatch, memoised, auditor)
+    fields = [Field("body", KEYS[n % len(KEYS)], value) for n, value in enumerate(values)]
+    return detect_fields(fields, screen, monkeypatch, memoised, auditor)
 
 
 def detect_fields(fields: list[Field], screen: bool, monkeypatch: pytest.MonkeyPatch,
