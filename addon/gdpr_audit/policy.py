@@ -273,7 +273,7 @@ def _event(value: Any) -> bool:
 
 def _plain_subject(subject: Any) -> bool:
     """True when `subject` certainly satisfies the schema's subject definition. Its checks
-    are functions made once, not for each subject (100,000 subjects: 0.35 -> 0.2 s)."""
+    are functions made once, not for each subject (100,000 subjects: 0.35 -> 0.27 s)."""
     if not isinstance(subject, dict) or "id" not in subject or not set(subject) <= _SUBJECT_KEYS:
         return False
     identifiers = subject.get("identifiers", {})
