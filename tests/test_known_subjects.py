@@ -451,6 +451,16 @@ def test_a_name_split_over_two_fields_names_the_subject(registry):
     assert found == [("cust-001", "name", "split name")]
 
 
+def test_a_split_name_among_accented_values_is_found_in_its_own_fields(registry):
+    # ASCII values are spelled in one pass and the others one by one: each spelling must
+    # stay with its own value, the accented ones written as forms write them.
+    fields = [Field("body", "nickname", "Zoë"), Field("body", "given", "JÁNE"),
+              Field("body", "note", "Déjà vu"), Field("body", "family", "Roe"),
+              Field("body", "city", "Lyon")]
+    found = [(f.subject, f.field.key, f.form) for f in registry.find_split(fields)]
+    assert found == [("cust-001", "given", "split name")]
+
+
 def test_one_half_of_a_name_is_not_enough(registry):
     assert list(registry.find_split([Field("body", "given", "Jane"),
                                      Field("body", "city", "Lyon")])) == []

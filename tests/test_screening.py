@@ -9,6 +9,7 @@ import os
 import string
 import subprocess
 import sys
+import time
 import uuid
 
 import hyperscan
@@ -234,6 +235,37 @@ def test_the_screening_database_is_kept_sealed_for_the_next_process(
         assert len(compiled) == 2
         compiled[1:] = []
         assert kept.read_bytes() != damage
+
+
+def test_databases_used_in_turn_are_each_kept(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two checkouts or policies used in turn each load their own database, where one file
+    a kind made each compile again; past the few kept, the one written first goes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    compiled: list[list[bytes]] = []
+
+    class Counted(hyperscan.Database):
+        def compile(self, **kwargs):
+            compiled.append(kwargs["expressions"])
+            return super().compile(**kwargs)
+
+    def in_a_new_process(screen: base.Screen) -> None:
+        base._database.cache_clear()
+        screen.compile()
+        time.sleep(0.02)  # the next file is written later, by the file system's clock too
+
+    monkeypatch.setattr(hyperscan, "Database", Counted)
+    screens = [base.Screen([("owner", f"x{n}y")], kind="test") for n in range(5)]
+    assert base._KEPT_DATABASES == 4  # noqa: SLF001
+    for screen in screens[:2] * 2:
+        in_a_new_process(screen)
+    assert compiled == [[b"x0y"], [b"x1y"]]
+    for screen in screens[2:]:
+        in_a_new_process(screen)
+    assert len(list((tmp_path / "gdpr-audit").glob("test-*.idx"))) == 4
+    in_a_new_process(screens[1])
+    in_a_new_process(screens[0])
+    assert compiled[2:] == [[b"x2y"], [b"x3y"], [b"x4y"], [b"x0y"]]
+    base._database.cache_clear()
 
 
 def test_a_process_of_another_hash_seed_loads_the_kept_database(tmp_path) -> None:

@@ -119,7 +119,7 @@ class Screen:
 
     def __init__(self, hints: Iterable[tuple[object, str]],
                  literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen") -> None:
-        self._kind = kind  # the cache keeps one database per kind: one kind per Screen's use
+        self._kind = kind  # the cache keeps a few databases per kind: one kind per Screen's use
         patterns = [(owner, pattern, 0) for owner, pattern in hints] + [
             (owner, "".join(f"\\x{byte:02x}" for byte in text.encode()),
              hyperscan.HS_FLAG_CASELESS if caseless else 0) for owner, text, caseless in literals]
@@ -159,6 +159,12 @@ class Screen:
         return False
 
 
+_KEPT_DATABASES = 4
+"""Per kind: two checkouts or two policies used in turn (an A/B benchmark, CI jobs of two
+policies on one runner) each load theirs, where one file a kind made each of them compile
+again (0.16-0.2 s in the replaying process, and the body screen's in each worker)."""
+
+
 @lru_cache(maxsize=8)
 def _database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "screen",
               ) -> tuple[hyperscan.Database, threading.Lock]:
@@ -168,7 +174,7 @@ def _database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "sc
     setting = repr((metadata.version("hyperscan"), platform.machine(), flags)).encode()
     folder = cache_folder()
     expressions = [p.encode() for p in patterns]
-    sealed = Sealed(folder, (setting, *expressions), kind=kind) if folder else None
+    sealed = Sealed(folder, (setting, *expressions), kind, _KEPT_DATABASES) if folder else None
     kept = sealed.read() if sealed else None
     try:
         database = hyperscan.loadb(kept[0], hyperscan.HS_MODE_BLOCK) if kept else None

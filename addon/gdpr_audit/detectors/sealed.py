@@ -39,15 +39,17 @@ def cache_folder() -> Path | None:
 
 
 class Sealed:
-    """One file of a `kind` (one is kept per kind): where it is and the key that opens it."""
+    """One file of a `kind` (the `keep` written last are kept per kind): where it is and the
+    key that opens it."""
 
-    def __init__(self, folder: Path, material: Iterable[bytes], kind: str = "registry") -> None:
+    def __init__(self, folder: Path, material: Iterable[bytes], kind: str = "registry",
+                 keep: int = 1) -> None:
         whole = hashlib.sha512()
         for part in material:
             whole.update(len(part).to_bytes(8, "big"))
             whole.update(part)
         digest = whole.digest()
-        self.kind = kind
+        self.kind, self.keep = kind, keep
         self.path = folder / f"{kind}-{hashlib.sha256(b'name' + digest).hexdigest()[:32]}.idx"
         self._secret = hashlib.sha256(b"key" + digest).digest()
 
@@ -88,13 +90,14 @@ class Sealed:
 
 
 class Writer:
-    """Readable by the owner only, like the registry itself. One registry's index is kept; an
-    unwritable cache only costs the next load its time. Each part is pickled on its own: a
+    """Readable by the owner only, like the registry itself. The `keep` files of its kind
+    written last are kept (one registry's index); an unwritable cache only costs the next
+    load its time. Each part is pickled on its own: a
     pickler keeps everything it wrote alive until it ends, and an automaton's pickled form is
     as large as the automaton."""
 
     def __init__(self, sealed: Sealed) -> None:
-        self.path, self.kind = sealed.path, sealed.kind
+        self.path, self.kind, self.keep = sealed.path, sealed.kind, sealed.keep
         self.partial = self.path.with_suffix(f".{os.getpid()}.tmp")
         self.file: io.BufferedWriter | None = None
         try:
@@ -124,11 +127,21 @@ class Writer:
             self.sealing.finish()
             self.file.close()
             os.replace(self.partial, self.path)
-            for old in self.path.parent.glob(f"{self.kind}-*"):
-                if old != self.path and not old.name.endswith(".tmp"):
-                    old.unlink(missing_ok=True)
+            self._prune()
         except OSError:
             self.abandon()
+
+    def _prune(self) -> None:
+        """Delete the files of this kind but the `keep` written last (this one among them)."""
+        others = []
+        for old in self.path.parent.glob(f"{self.kind}-*"):
+            if old != self.path and not old.name.endswith(".tmp"):
+                try:
+                    others.append((old.stat().st_mtime_ns, old))
+                except FileNotFoundError:  # another process's pruning
+                    pass
+        for _, old in sorted(others, reverse=True)[self.keep - 1:]:
+            old.unlink(missing_ok=True)
 
     def abandon(self) -> None:
         if self.file is not None:

