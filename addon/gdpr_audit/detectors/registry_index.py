@@ -189,15 +189,15 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
 
 
 # Of one subject's indexing (CPU, one process, 100,000 subjects), the share of its
-# spellings, and of merging them and building the automata (the rest, 0.39, is its digests
+# spellings, and of merging them and building the automata (the rest, 0.47, is its digests
 # and tokens); and what a worker spends besides, as a share of a registry of 100,000 (its
 # interpreter's start and imports, 0.45 s, and sending what it made).
-_SPELLING_SHARE, _AUTOMATON_SHARE, _WORKER_SHARE = 0.31, 0.30, 0.03
+_SPELLING_SHARE, _AUTOMATON_SHARE, _WORKER_SHARE = 0.29, 0.24, 0.03
 
 
 def _own_share(workers: int) -> float:
     """The share of the subjects this process spells: the automata it builds then are done
-    as the workers end (2 cores: 69%). This process's part, own * S + A, is each worker's,
+    as the workers end (2 cores: 95%). This process's part, own * S + A, is each worker's,
     ((1 - own) * S + 1 - S - A) / workers + W."""
     share = ((1 - _AUTOMATON_SHARE) / workers - _AUTOMATON_SHARE + _WORKER_SHARE) / (
         _SPELLING_SHARE * (1 + 1 / workers))
