@@ -377,13 +377,14 @@ def _phone_keys(e164: str, region: str) -> list[int]:
     if not national:
         return []
     return [_phone_key(digits, kind) for digits, kind in (
-        (e164[1:], INTERNATIONAL), (national, NATIONAL)) if len(digits) <= MAX_PHONE_DIGITS]
+        (e164[1:], INTERNATIONAL), (national, NATIONAL))
+        if MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS]
 
 
 # A phone key is its kind's digit, then the number's digits: the leading digit keeps a
 # national number's leading zeros, and the two kinds apart. 18 digits fit in a uint64.
 NATIONAL, INTERNATIONAL = "1", "2"
-MAX_PHONE_DIGITS = 17
+MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 4, 17  # fewer digits are too common (too_common)
 
 
 def _phone_key(digits: str, kind: str) -> int:
