@@ -257,11 +257,12 @@ def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
         identified = _identified(items, region, building=True)
         for position, (key, category, value, canon) in enumerate(
                 identified[:1 << _POSITION_BITS]):
-            item = (number << _POSITION_BITS | position) << 3
+            origin = number << _POSITION_BITS | position
+            item = origin << 3
             keys = _phone_keys(canon, region) if category == "phone" else ()
             for key in keys:
                 phones.append(key)
-                phone_items.append(item >> 3)
+                phone_items.append(origin)
             for text, form in _spellings(category, value, canon).items() if not keys else ():
                 if len(text) <= _LENGTH_MASK:
                     plain.add(text, item | _FORM_INDEX[form])

@@ -369,7 +369,7 @@ def _formatted(number: str, region: str) -> tuple[str, str, str] | None:
 def _phone_keys(e164: str, region: str) -> list[int]:
     """What KnownSubjects.find looks a registry number up by: its international digits (after
     the '+') and its national ones, as its own country writes them (trunk prefix included),
-    each as _phone_key makes it. None for a canonical form that is no number phonenumbers
+    each as _phone_key makes it. No key for a canonical form that is no number phonenumbers
     formats: its plain spellings are indexed instead (_spellings)."""
     if not e164.startswith("+") or not e164[1:].isdigit():
         return []
