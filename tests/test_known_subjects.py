@@ -894,3 +894,19 @@ def test_the_registry_phone_hint_and_holding_phones_keep_every_phone_spelling(ph
     database.scan(b"\x00SKU-000123\x00/p/123\x00t=123456789;\x00",
                   match_event_handler=lambda *a: quiet.append(a))
     assert not quiet  # fewer digits than the shortest registry number: not looked at
+
+
+@pytest.mark.parametrize("around", [" ", "\n", "=", "x", "%20"])
+def test_a_long_text_is_read_for_phones_as_a_short_one_is(phones, around):
+    """From LONG_TEXT characters, the runs of digits that may hold a registry number are
+    found in numpy (known._holding), not by the pattern: the same findings either way."""
+    from gdpr_audit.detectors import known
+    filler = "2026-06-15T10:15:37Z INFO commande id=518992977833 200 GET /p/12 0.0123\n"
+    for spelling, _ in PHONE_SPELLINGS + [("06 10 01 23 45 67", ""), ("106100123456", ""),
+                                          ("0610012345 0610012346", ""), ("(06) 10 01 23 45", "")]:
+        value = filler * 60 + around + spelling + around + filler * 60
+        assert len(value) >= known.LONG_TEXT
+        long = sorted((f.value, f.form, f.subject) for f in phones.find(Field("body", "", value)))
+        short = sorted((f.value, f.form, f.subject) for f in phones.find(
+            Field("body", "", f"{filler}{around}{spelling}{around}{filler}")))
+        assert long == short, spelling
