@@ -166,3 +166,15 @@ def test_a_decimal_checksum_of_the_registry_is_found_with_the_research_hashes(
                                            subjects=(*policy.subjects, person)))
     result = audit(body_with(f'"w": {number}'), auditor=research)
     assert any(f.form.startswith("decimal(") for f in result.findings), found(result)
+
+
+@pytest.mark.parametrize("phone", ["33612345678", "+33612345678", "0033612345678", "0612345678",
+                                   "06 12 34 56 78", "06.12.34.56.78", "06-12-34-56-78",
+                                   "06+12+34+56+78", "+33 6 12 34 56 78", "%2B33612345678",
+                                   "06%2012%2034%2056%2078"])
+def test_a_registry_phone_in_a_big_body_is_found_in_any_form(phone: str) -> None:
+    """cust-001's number, under a key that is no phone's: the registry finds it by number,
+    and the body screen must let it be walked."""
+    assert {("registry", "phone", "cust-001", "url" if "%" in phone else "plain")} == {
+        finding[:4] for finding in found(audit(body_with(f'"note": "{phone}"')))
+        if finding[0] == "registry"}

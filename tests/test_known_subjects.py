@@ -688,9 +688,10 @@ def test_phones_already_in_e164_keep_the_canonical_form_of_every_detector(phone)
 
 
 def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_them():
-    """A large registry formats and spells each phone number from the template of its first
-    digits (spellings._phone_formats, _phone_spellings): for every country's example numbers,
-    with other last digits, the same spellings as phonenumbers makes for the number itself."""
+    """A large registry formats each phone number from the template of its first digits
+    (spellings._phone_formats, and the national digits of its _phone_keys): for every
+    country's example numbers, with other last digits, what phonenumbers makes of the number
+    itself."""
     import random
 
     import phonenumbers
@@ -714,11 +715,10 @@ def test_phone_numbers_formatted_from_a_template_read_as_phonenumbers_formats_th
     for number in numbers:
         formats = spellings._formatted.__wrapped__(number, "FR")
         assert spellings._phone_formats(number, "FR") == formats, number
-        # Its spellings, URL-encoded ones included, are made from the template's too.
-        assert spellings._phone_spellings(number, "FR") == (
-            spellings._spelled_phone(formats) if formats else set()), number
-        assert spellings._national_digits(number, "FR") == (
-            "".join(filter(str.isdigit, formats[1])) if formats else ""), number
+        national = "".join(filter(str.isdigit, formats[1])) if formats else ""
+        assert spellings._national_digits(number, "FR") == national, number
+        assert spellings._phone_keys(number, "FR") == (
+            [int("2" + number[1:]), int("1" + national)] if national else []), number
         assert spellings._e164(number, "FR") == (
             number if formats and formats[0] == number else None), number
 
@@ -785,3 +785,138 @@ def test_spellings_are_put_in_order_of_their_first_characters():
     assert out == [texts[at] for at in order.tolist()]
     assert [h for part in ordered for h in part.hashes.tolist()] == [
         ri._texts([text]).hashes[0] for text in out]
+
+
+# --- phone numbers, looked up by number ------------------------------------------------------
+
+PHONE_OWNER = Subject("cust-phone", (("email", "person.12345@example.org"),
+                                     ("phone", "+33610012345")), {})
+# Every way the registry used to spell +33610012345 (written by hand), and its form.
+PHONE_SPELLINGS = [
+    ("33610012345", "plain"), ("+33610012345", "plain"), ("0033610012345", "plain"),
+    ("0610012345", "plain"), ("06 10 01 23 45", "plain"), ("06.10.01.23.45", "plain"),
+    ("06-10-01-23-45", "plain"), ("06+10+01+23+45", "plain"), ("+33 6 10 01 23 45", "plain"),
+    ("06%2010%2001%2023%2045", "url"), ("%2b33610012345", "url"),
+    ("%2B33%206%2010%2001%2023%2045", "url"), ("%2b33+6+10+01+23+45", "url"),
+    ("%2B33610012345", "url"),
+]
+
+
+@pytest.fixture(scope="module")
+def phones():
+    return KnownSubjects([PHONE_OWNER, JANE], region="FR")
+
+
+@pytest.mark.parametrize(("spelling", "form"), PHONE_SPELLINGS)
+@pytest.mark.parametrize("around", [
+    '{{"contact": {{"mobile": "{}", "optin": true}}}}',  # JSON
+    "a=1&tel={}&b=2",  # a query string
+    "Rappelez-moi au {} avant 18h, merci",  # free text
+    "note%3A%20rappeler%20le%20{}%20demain",  # URL-encoded text
+])
+def test_every_spelling_of_a_registry_phone_is_found_in_any_text(phones, spelling, form, around):
+    found = [(f.category, f.canonical, f.form, f.subject, f.value)
+             for f in phones.find(Field("body", "note", around.format(spelling)))]
+    assert found == [("phone", "+33610012345", form, "cust-phone", spelling.lower())]
+
+
+@pytest.mark.parametrize("value", [
+    "106100123456", "06100123456", "0610012345678", "336100123456",  # one longer number
+    "x0610012345", "0610012345y", "ref-06.10.01.23.45-b",  # glued to a word, or a dotted id
+    "0610012345@example.org", "06 10 01 23 4", "+33 6 10 01 23 4", "+3306 10 01 23 45",
+])
+def test_a_number_that_only_holds_a_registry_phone_is_not_it(phones, value):
+    """As its spellings were: only where the number is not glued to more digits or letters."""
+    assert [f for f in phones.find(Field("body", "note", value)) if f.category == "phone"] == []
+
+
+@pytest.mark.parametrize(("value", "matched"), [
+    ("06 10 01 23 45 67", "06 10 01 23 45"),  # a group of digits more: its spelling matched
+    ("12 06 10 01 23 45", "06 10 01 23 45"),
+    ("0610012345 0611111111", "0610012345"),  # a list of numbers
+    ("+33610012345+33611111111", "+33610012345"),
+    ("tel:+33-6-10-01-23-45.", "+33-6-10-01-23-45"),  # any separators between groups
+    ("33 6 10 01 23 45", "33 6 10 01 23 45"),
+    ("(06) 10 01 23 45", "(06) 10 01 23 45"),
+])
+def test_a_registry_phone_is_found_where_its_groups_of_digits_begin_and_end(
+        phones, value, matched):
+    found = [(f.value, f.subject) for f in phones.find(Field("body", "note", value))]
+    assert found == [(matched, "cust-phone")]
+
+
+def test_a_number_of_another_country_is_found_as_that_country_writes_it():
+    """Its national digits are its own country's (trunk prefix included), whatever the
+    policy's region; so is its international form."""
+    registry = KnownSubjects([Subject("uk", (("phone", "+44 20 7946 0958"),), {}),
+                              Subject("us", (("phone", "+1 415-555-2671"),), {})], region="FR")
+    for value, subject in [("020 7946 0958", "uk"), ("02079460958", "uk"), ("442079460958", "uk"),
+                           ("0044 20 7946 0958", "uk"), ("(415) 555-2671", "us"),
+                           ("%28415%29%20555-2671", "us"), ("+1 415-555-2671", "us"),
+                           ("4155552671", "us")]:
+        found = [(f.subject, f.canonical) for f in registry.find(Field("body", "n", value))]
+        assert found == [(subject, {"uk": "+442079460958", "us": "+14155552671"}[subject])], value
+
+
+def test_two_subjects_who_share_a_number_are_both_found_and_named_by_nothing_else():
+    one = Subject("one", (("phone", "+33610012345"), ("email", "one@example.org")), {})
+    other = Subject("other", (("phone", "06 10 01 23 45"), ("email", "other@example.org")), {})
+    registry = KnownSubjects([one, other], region="FR")
+    field = Field("body", "tel", "0610012345")
+    found = list(registry.find(field))
+    assert sorted((f.subject, f.canonical, f.value) for f in found) == [
+        ("one", "+33610012345", "0610012345"), ("other", "+33610012345", "0610012345")]
+    # The number alone names neither; beside one's email, it is one's.
+    alone = registry.attribute({("body", "tel", "phone", f.subject): f for f in found})
+    assert [f.subject for f in alone.values()] == [None]
+    email = next(registry.find(Field("body", "email", "one@example.org")))
+    both = registry.attribute({**{("body", "tel", "phone", f.subject): f for f in found},
+                               ("body", "email", "email", "one"): email})
+    assert sorted((f.category, f.subject) for f in both.values()) == [
+        ("email", "one"), ("phone", "one")]
+
+
+def test_phone_numbers_are_not_in_the_automaton_but_an_unparsable_one_is_spelled():
+    registry = KnownSubjects([PHONE_OWNER, Subject("odd", (("phone", "12-34 ext. 5"),), {})],
+                             region="FR")
+    assert registry._texts is not None
+    assert not [text for text in registry._texts[0] if "0610012345" in text.replace(" ", "")
+                or "33610012345" in text]
+    assert [f.subject for f in registry.find(Field("body", "n", "12-34 ext. 5"))] == ["odd"]
+
+
+def test_the_registry_phone_hint_and_holding_phones_keep_every_phone_spelling(phones):
+    """A batch is screened with KnownSubjects.phone_hint (which the phone detector's hint
+    alone did not cover for '+' and %20 separators), then holding_phones: each spelling, in
+    any case, must pass both; other numbers only the hint."""
+    import hyperscan
+    database = hyperscan.Database()
+    database.compile(expressions=[phones.phone_hint.encode()])
+    spellings = [text for spelling, _ in PHONE_SPELLINGS
+                 for text in (spelling, spelling.upper(), f"tel {spelling}, merci")]
+    others = ["06 10 01 23 46", "+33 6 10 01 23 46", "0033610012346", "1700000000123"]
+    for value in spellings + others:
+        hit = []
+        database.scan(f"\x00{value}\x00".encode(), match_event_handler=lambda *a: hit.append(a))
+        assert hit, value
+    assert phones.holding_phones(spellings + others) == set(spellings)
+    quiet = []
+    database.scan(b"\x00SKU-000123\x00/p/123\x00t=123456789;\x00",
+                  match_event_handler=lambda *a: quiet.append(a))
+    assert not quiet  # fewer digits than the shortest registry number: not looked at
+
+
+@pytest.mark.parametrize("around", [" ", "\n", "=", "x", "%20"])
+def test_a_long_text_is_read_for_phones_as_a_short_one_is(phones, around):
+    """From LONG_TEXT characters, the runs of digits that may hold a registry number are
+    found in numpy (known._holding), not by the pattern: the same findings either way."""
+    from gdpr_audit.detectors import known
+    filler = "2026-06-15T10:15:37Z INFO commande id=518992977833 200 GET /p/12 0.0123\n"
+    for spelling, _ in PHONE_SPELLINGS + [("06 10 01 23 45 67", ""), ("106100123456", ""),
+                                          ("0610012345 0610012346", ""), ("(06) 10 01 23 45", "")]:
+        value = filler * 60 + around + spelling + around + filler * 60
+        assert len(value) >= known.LONG_TEXT
+        long = sorted((f.value, f.form, f.subject) for f in phones.find(Field("body", "", value)))
+        short = sorted((f.value, f.form, f.subject) for f in phones.find(
+            Field("body", "", f"{filler}{around}{spelling}{around}{filler}")))
+        assert long == short, spelling

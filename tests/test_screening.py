@@ -348,3 +348,30 @@ def test_screening_keeps_every_card_and_nir_however_closed(monkeypatch: pytest.M
              for f in detector.find(Field("body", "misc", value))}
     assert len(alone) >= 10
     assert alone <= {canonical for _, _, _, _, canonical, *_ in screened}
+
+
+# cust-001's +33612345678 as it may be written (by hand), none under a phone's key.
+PHONE_FORMS = ["33612345678", "+33612345678", "0033612345678", "0612345678", "06 12 34 56 78",
+               "06.12.34.56.78", "06-12-34-56-78", "06+12+34+56+78", "+33 6 12 34 56 78",
+               "06%2012%2034%2056%2078", "%2B33612345678", "%2b33%206%2012%2034%2056%2078",
+               "%2B33+6+12+34+56+78", "tel. 06 12 34 56 78 (soir)"]
+
+
+@pytest.mark.parametrize("automata", [False, True])
+def test_screening_keeps_every_registry_phone_however_written(
+        monkeypatch: pytest.MonkeyPatch, automata: bool) -> None:
+    """Phone numbers are looked up by number, not spelled in the automata: the registry's
+    hints must screen in every form find() reads, whether a small registry's spellings are
+    screened by Hyperscan or a large one's by its automata."""
+    auditor = AUDITOR
+    if automata:
+        monkeypatch.setattr(registry_index, "SCREENED_SPELLINGS", 0)
+        auditor = Auditor(load_policy(POLICY_DIR))
+    assert auditor._spellings_screened is not automata  # noqa: SLF001
+    fields = [Field("body", f"misc{n}", value) for n, value in enumerate(PHONE_FORMS + noise(200))]
+    screened = detect_fields(fields, True, monkeypatch, auditor=auditor)
+    assert screened == detect_fields(fields, False, monkeypatch, auditor=auditor)
+    phones = {value: subject for detector, category, _, value, canonical, _, subject, _
+              in screened if detector == "registry" and category == "phone"}
+    assert phones == {form.lower().removeprefix("tel. ").removesuffix(" (soir)"): "cust-001"
+                      for form in PHONE_FORMS}

@@ -42,6 +42,7 @@ _SCREEN_CHARS = 1 << 16
 """...or characters: a few long values (a text log, what a hostile request decodes to) cost
 every detector a pass in Python, where one scan of the hints runs at C speed (issue 19)."""
 _SCREENED = "screened"
+_PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
 _VALUE = attrgetter("value")
 _NOTHING: tuple[tuple[Finding, ...], tuple[Finding, ...]] = ((), ())
@@ -94,6 +95,8 @@ class Auditor:
         spellings = self.known.spellings
         hints = [(self.known, hint) for hint in self.known.hints] + [
             (d, d.hint) for d in self.detectors if d.hint is not None]
+        if self.known.phone_hint is not None:
+            hints.append((_PHONES, self.known.phone_hint))
         literals = [(self.known, text, caseless) for text, caseless in spellings or ()]
         self._hints = Screen(hints, literals)
         self._spellings_screened = spellings is not None
@@ -332,6 +335,7 @@ class Auditor:
         needs: dict[object, set[str]] = {
             owner: unscreened | hit for owner, hit in self._hints.scan(joined).items()}
         known = needs.setdefault(self.known, set(unscreened))
+        known |= self.known.holding_phones(list(needs.pop(_PHONES, ())))
         if not self._spellings_screened:
             known.update(joined.hit(self.known.automaton_hits(joined.text)))
         needs[_SCREENED] = set(joined.values).difference(self._by_value)

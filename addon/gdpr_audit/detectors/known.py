@@ -1,7 +1,9 @@
 """Registry subjects, found in every form at once.
 
 All plain spellings of every identifier of every subject sit in one Aho-Corasick automaton,
-so a value is searched once whatever the size of the registry. Hashes are not searched for:
+so a value is searched once whatever the size of the registry. Phone numbers are not spelled
+(14 spellings each were two thirds of the automaton): a value's runs of digits are read as
+numbers and looked up in a sorted array of the registry's. Hashes are not searched for:
 tokens that could be a digest (hex, base64 of one, a decimal checksum) are looked up in a
 sorted array of 8-byte digest prefixes, then verified by hashing that one subject's input
 again. Keeping prefixes rather than digests is what lets every hash the research detectors
@@ -10,7 +12,10 @@ search (and chains of the ones vendors use) fit in memory for a 100,000-subject 
 
 import hashlib
 import re
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy
@@ -19,7 +24,7 @@ from ahocorasick_rs import AhoCorasick
 from ..fields import Field
 from ..policy import Subject, without_cycle_collection
 from .attribution import Places, attribute, part_of_match
-from .base import LONG_TEXT, SPACE, Finding, canonical, is_word_boundary
+from .base import LONG_TEXT, SEPARATOR, SPACE, Finding, Joined, canonical, is_word_boundary
 from .hashes import (
     _CHAIN_BITS,
     _INPUT_BITS,
@@ -37,7 +42,17 @@ from .hashes import (
     _key,
 )
 from .registry_index import _FORMS, _LENGTH_BITS, _MAX_NAMED, _POSITION_BITS, _SHARED, _index
-from .spellings import HashInput, _hash_inputs, _identified, _name_keys, _with_full_names
+from .spellings import (
+    INTERNATIONAL,
+    MAX_PHONE_DIGITS,
+    NATIONAL,
+    HashInput,
+    _hash_inputs,
+    _identified,
+    _name_keys,
+    _phone_key,
+    _with_full_names,
+)
 
 __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
 
@@ -74,9 +89,27 @@ class KnownSubjects:
             raise ValueError(f"more than {MAX_SUBJECTS} subjects in the registry")
         with without_cycle_collection():
             (self.plain, self._plain_values, self.encoded, self._encoded_values, self._shared,
-             self._split, self._owners, self._keys, self._refs, self._texts,
-             self.tokens) = _index(
+             self._phones, self._phone_items, self._split, self._owners, self._keys, self._refs,
+             self._texts, self.tokens) = _index(
                 self.subjects, region, self.salts, self.research)
+        self._phone_lengths = _lengths(self._phones)
+        self._phone_heads = _heads(self._phones, self._phone_lengths)
+        # Looked up one key at a time (bisect on an array costs a tenth of a numpy call), or
+        # all of a long text's at once (_holding: in numpy, on the same memory).
+        self._phones, self._phone_items = (array("Q", self._phones.tobytes()),
+                                           array("Q", self._phone_items.tobytes()))
+        self._phone_array = numpy.frombuffer(self._phones, numpy.uint64)
+        fewest = min((length for _, length in self._phone_lengths), default=0)
+        # Stretches of digits and what joins them (_JOINS), as long as the shortest number:
+        # what _phone_spans reads, and more, found by `re` at a fifth of the cost of a pattern
+        # that counts digits.
+        self._phone_chars = re.compile(
+            f"[0-9][0-9{_JOINING}]{{{fewest - 1},}}") if fewest else None
+        self._digit_counts = frozenset(length for _, length in self._phone_lengths)
+        self._fewest_digits = fewest
+        # How many digits a number is read from: a registry number's, or 00 and one's.
+        self._read_counts = sorted(self._digit_counts | {
+            length + 2 for kind, length in self._phone_lengths if kind == INTERNATIONAL})
         self._numbers = {subject.id: number for number, subject in enumerate(self.subjects)}
         self._ids = [subject.id for subject in self.subjects]
 
@@ -122,6 +155,8 @@ class KnownSubjects:
             for number, start, end in _matches(self.plain, lowered):
                 if _standalone(lowered, start, end):
                     spans.append((start, end, self._plain_values[number]))
+        phones = self._phone_spans(lowered) if self._phone_chars is not None else {}
+        spans += ((start, end, -1) for start, end in phones)
         # Longest first, and a match inside a longer one is part of it ("martin" in an email).
         spans.sort(key=lambda s: s[0] - s[1])
         kept: list[tuple[int, int]] = []
@@ -129,10 +164,13 @@ class KnownSubjects:
             if any(s <= start and end <= e for s, e in kept):
                 continue
             kept.append((start, end))
-            for form in self._forms(packed, lowered[start:end]):
+            text = lowered[start:end]
+            forms = self._forms(packed, text) if packed >= 0 else self._phone_forms(
+                phones[start, end], text)
+            for form in forms:
                 if form.form in _WHOLE_VALUE_ONLY and end - start != len(lowered.strip()):
                     continue  # a prefix counts only as the whole value typed so far
-                yield Finding(self.id, form.category, field, lowered[start:end], form.canonical,
+                yield Finding(self.id, form.category, field, text, form.canonical,
                               "plain" if form.form == "part" else form.form, form.subject,
                               1, form.part)
         if self.encoded is not None:
@@ -143,15 +181,133 @@ class KnownSubjects:
         if len(self._keys):
             yield from self._find_digests(field)
 
+    def _phone_spans(self, text: str) -> dict[tuple[int, int], list[int]]:
+        """Where `text` holds a registry number, and who holds it (Index.phone_items). A run
+        of groups of digits joined by _JOINS is read from the start of every group to the end
+        of each later one, as the number's spellings were matched inside it ("06 10 01 23 45
+        17" holds "06 10 01 23 45"), with a '(', then a '+', before it."""
+        found: dict[tuple[int, int], list[int]] = {}
+        if len(text) >= LONG_TEXT and text.isascii():
+            stretches = _holding(text, self._phone_array, self._phone_lengths,
+                                 self._read_counts)
+        elif _digit_count(text) < self._fewest_digits:
+            return found  # most values
+        else:
+            stretches = [stretch.span() for stretch in self._phone_chars.finditer(text)
+                         if _digit_count(stretch[0]) >= self._fewest_digits]
+        for start, end in stretches:
+            digits = text[start:end]
+            if digits.isdigit() and text[start - 1:start] != "%" and not self._may_be_number(
+                    digits):
+                continue  # one number of no registry number's length: most ids and timestamps
+            # From before an escape the stretch may start in or after ("%28415%29").
+            groups = [group.span(1) for group in _DIGITS.finditer(text, max(start - 3, 0), end)
+                      if group[1]]
+            run = groups[:1]
+            for group in groups[1:]:
+                if text[run[-1][1]:group[0]] not in _JOINS:
+                    self._find_in_run(text, run, found)
+                    run = []
+                run.append(group)
+            self._find_in_run(text, run, found)
+        return found
+
+    def _find_in_run(self, text: str, run: list[tuple[int, int]],
+                     found: dict[tuple[int, int], list[int]]) -> None:
+        """Adds to `found` the registry numbers of a run of groups of digits: those of as many
+        digits as a registry number (or 00 and an international one), from the start of a
+        group to the end of a group."""
+        texts = [text[start:end] for start, end in run]
+        ends = list(accumulate(map(len, texts)))  # how many digits up to each group's end
+        last_of = {end: last for last, end in enumerate(ends)}
+        for first, (at, _) in enumerate(run):
+            before = ends[first] - len(texts[first])
+            if ends[-1] - before < self._fewest_digits:
+                return
+            for count in self._read_counts:
+                last = last_of.get(before + count)
+                if last is None or (count not in self._digit_counts
+                                    and not texts[first].startswith("00")):
+                    continue
+                digits = "".join(texts[first:last + 1])
+                bare = self._phone_holders(digits, False)
+                if not bare:  # nor after a '+', which reads only the international ones
+                    continue
+                end = run[last][1]
+                for start, international in _phone_starts(text, at):
+                    items = self._phone_holders(digits, True) if international else bare
+                    if items and _phone_standalone(text, start, end):
+                        found.setdefault((start, end), []).extend(items)
+
+    def _may_be_number(self, digits: str) -> bool:
+        """Whether a registry number has this many digits (or as many after 00)."""
+        return len(digits) in self._digit_counts or (
+            len(digits) in self._read_counts and digits.startswith("00"))
+
+    def _phone_holders(self, digits: str, international: bool) -> list[int]:
+        """Index.phone_items of the registry's numbers that `digits` may be: after a '+' an
+        international one; else a national one, an international one without its '+', or
+        after 00. Only those whose first digits a registry number has are looked up."""
+        items: list[int] = []
+        keys = [(digits, INTERNATIONAL)]
+        if not international:
+            keys.append((digits, NATIONAL))
+            if digits.startswith("00"):
+                keys.append((digits[2:], INTERNATIONAL))
+        for number, kind in keys:
+            if (kind, len(number), int(number[:_HEAD])) in self._phone_heads:
+                key = _phone_key(number, kind)
+                low = bisect_left(self._phones, key)
+                high = low
+                while high < len(self._phones) and self._phones[high] == key and (
+                        high - low < _MAX_NAMED):
+                    high += 1
+                items += self._phone_items[low:high]
+        return items
+
+    def _phone_forms(self, items: list[int], text: str) -> list[Form]:
+        """The numbers a phone span is (see _forms), URL-encoded if it holds a %-escape."""
+        forms = []
+        for item in items:
+            subject = self.subjects[item >> _POSITION_BITS]
+            identified = _identified(subject.identifiers, self.region)
+            canon = identified[item & ((1 << _POSITION_BITS) - 1)][3]
+            forms.append(Form(subject.id, "phone", canon, "url" if "%" in text else "plain"))
+        return list(dict.fromkeys(forms))  # a subject's phone and mobile, the same number
+
     @property
     def hints(self) -> list[str]:
         """What `find` needs to find anything beyond the automata's spellings (which
-        automaton_hits finds): whitespace that find() turns into one space, and every token
-        shaped like a digest. See Detector.hint."""
-        hints = [_SPACE_RUN] if self.plain is not None else []
+        automaton_hits finds) and registry numbers (phone_hint): whitespace that find()
+        turns into one space, and every token shaped like a digest. See Detector.hint."""
+        hints = [_SPACE_RUN] if self.plain is not None or self._phone_chars is not None else []
         if len(self._keys):
             hints += [HEX_RUN, BASE64_RUN, WHOLE_DIGEST]
         return hints
+
+    @property
+    def phone_hint(self) -> str | None:
+        """Where find() may find a registry number: as many digits as the shortest from the
+        start of a group of them, with what may join them (from a group's start only:
+        Hyperscan reports every end, and a log has long runs of digits). Which of the values
+        it hits hold one, holding_phones tells."""
+        if self._phone_chars is None:
+            return None
+        return f"(?:[^0-9]|%2[089])[0-9](?:{_JOIN_HINT}[0-9]){{{self._fewest_digits - 1}}}"
+
+    def holding_phones(self, values: list[str]) -> set[str]:
+        """Of values phone_hint hit, those in which find() may find a registry number (and a
+        few more): a batch's thousands of phone numbers are looked up at once, in numpy,
+        rather than each by find(), whose Python costs 10 us a number. Long values (which
+        find() reads so itself) and values that are not ASCII are all kept."""
+        ascii_values = [value for value in values if len(value) < LONG_TEXT and value.isascii()
+                        and SEPARATOR not in value]
+        kept = set(values).difference(ascii_values)
+        if ascii_values:
+            joined = Joined(ascii_values)
+            kept |= joined.hit(end - 1 for _, end in _holding(
+                joined.text, self._phone_array, self._phone_lengths, self._read_counts))
+        return kept
 
     @property
     def spellings(self) -> list[tuple[str, bool]] | None:
@@ -243,6 +399,132 @@ def _matches(automaton: AhoCorasick, text: str) -> list[tuple[int, int, int]]:
 
 
 _NO_SURROGATES = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
+
+
+# What find() reads as one number: groups of digits, and between two at most one separator
+# (a space, '.', '-', '+' or an encoded space) and brackets ("(415) 555-2671").
+_JOINS = frozenset(close + separator + bracket for close in ("", ")", "%29")
+                   for separator in ("", " ", ".", "+", "-", "%20") for bracket in ("", "(", "%28"))
+_JOINING = r" .+()%-"  # the characters of _JOINS
+# _JOINS in raw text, for Hyperscan: any one space character (find() reads it as a space).
+_JOIN_HINT = rf"(?:\)|%29)?(?:[{SPACE}.+-]|%20)?(?:\(|%28)?"
+_NOT_DIGITS = bytes(byte for byte in range(256) if byte not in b"0123456789")
+
+
+def _digit_count(text: str) -> int:
+    """How many ASCII digits `text` holds, counted in C."""
+    return len(text.encode(errors="ignore").translate(None, _NOT_DIGITS))
+_DIGITS = re.compile("%2[089b]|([0-9]+)")  # the groups of digits, not those of an escape
+
+
+def _phone_starts(text: str, at: int) -> list[tuple[int, bool]]:
+    """Where a number whose first digit is at `at` may start, and whether it is then
+    international: there, before a bracket, and before a '+'."""
+    starts = [(at, False)]
+    for bracket in ("(", "%28"):
+        if text.endswith(bracket, 0, at):
+            at -= len(bracket)
+            starts.append((at, False))
+            break
+    for plus in ("+", "%2b"):
+        if text.endswith(plus, 0, at):
+            starts.append((at - len(plus), True))
+            break
+    return starts
+
+
+_ESCAPED = numpy.zeros(256, bool)  # "%2_": an escape _DIGITS skips
+_ESCAPED[list(b"089bB")] = True
+_JOINABLE = numpy.zeros(256, bool)  # what may stand between two digits of a number
+_JOINABLE[list(_JOINING.encode())] = True
+_JOINABLE[list(b"0123456789")] = True  # an escape's
+
+
+def _holding(text: str, keys: numpy.ndarray, lengths: frozenset[tuple[str, int]],
+             counts: list[int]) -> list[tuple[int, int]]:
+    """The stretches of an ASCII text that _phone_spans reads (digits, at most 9 characters
+    of _JOINS between two) in which some groups of digits, as many as a registry number,
+    are one of the registry's `keys` (with 00 before an international one, or none), in
+    numpy: a 1 MB log holds thousands of ids and dates, each a few microseconds in Python.
+    Whether the groups are joined as _JOINS joins them, and where the number stands, is
+    left to _phone_spans: what this keeps is all it can find, and a little more."""
+    raw = numpy.frombuffer(text.encode("ascii"), numpy.uint8)
+    digit = (raw - numpy.uint8(48)) < 10
+    escapes = numpy.flatnonzero((raw[:-2] == ord("%")) & (raw[1:-1] == ord("2")))
+    escapes = escapes[_ESCAPED[raw[escapes + 2]]]
+    digit[escapes + 1] = digit[escapes + 2] = False  # as _DIGITS reads them
+    positions = numpy.flatnonzero(digit)
+    if not len(positions):
+        return []
+    gaps = numpy.diff(positions)
+    linked = gaps <= 10
+    for offset in range(1, 10):  # what stands between two digits, a character at a time
+        between = numpy.flatnonzero(linked & (gaps > offset))
+        linked[between[~_JOINABLE[raw[positions[between] + offset]]]] = False
+    stretch = numpy.concatenate(([0], numpy.cumsum(~linked)))  # of each digit
+    starts = numpy.flatnonzero(numpy.concatenate(([True], gaps > 1)))  # of groups of digits
+    ends = numpy.zeros(len(positions) + 1, bool)  # ends[k]: a group ends before digit k
+    ends[numpy.concatenate((starts[1:], [len(positions)]))] = True
+    values = (raw[positions] - numpy.uint8(48)).astype(numpy.uint64)
+    hit = numpy.zeros(len(positions), bool)
+    for count in counts:
+        first = starts[starts + count <= len(positions)]
+        first = first[ends[first + count] & (stretch[first + count - 1] == stretch[first])]
+        if not len(first):
+            continue
+        number = numpy.zeros(len(first), numpy.uint64)
+        for column in range(count):  # Horner, a column of digits at a time
+            number = number * numpy.uint64(10) + values[first + column]
+        wanted = [numpy.uint64(int(kind + "0" * length)) + number % numpy.uint64(10 ** length)
+                  for kind, length in ((NATIONAL, count), (INTERNATIONAL, count),
+                                       (INTERNATIONAL, count - 2)) if (kind, length) in lengths]
+        for candidates in wanted:
+            at = numpy.minimum(keys.searchsorted(candidates), len(keys) - 1)
+            hit[first[keys[at] == candidates]] = True
+    held = numpy.unique(stretch[hit])
+    if not len(held):
+        return []
+    bounds = numpy.flatnonzero(numpy.concatenate(([True], stretch[1:] != stretch[:-1], [True])))
+    return [(int(positions[bounds[n]]), int(positions[bounds[n + 1] - 1]) + 1)
+            for n in held.tolist()]
+
+
+def _phone_standalone(text: str, start: int, end: int) -> bool:
+    """_standalone, where an escape just before the number is the character it encodes: in
+    URL-encoded text a number follows "%20"."""
+    escape = _ESCAPE.fullmatch(text, max(start - 3, 0), start)
+    if escape is None:
+        return _standalone(text, start, end)
+    return _standalone(chr(int(escape[1], 16)) + text[start:end + 1], 1, 1 + end - start)
+
+
+_ESCAPE = re.compile("%([0-9a-f]{2})")
+
+
+_HEAD = 3  # digits
+
+
+def _heads(phones: numpy.ndarray, lengths: frozenset[tuple[str, int]],
+           ) -> frozenset[tuple[str, int, int]]:
+    """(kind, length, first _HEAD digits) of the sorted phone keys: most runs of digits are
+    told from every registry number by them, without a search (a few hundred at most)."""
+    heads = set()
+    for kind, length in lengths:
+        low, high = numpy.searchsorted(phones, [numpy.uint64(int(kind) * 10 ** length),
+                                                numpy.uint64((int(kind) + 1) * 10 ** length)])
+        below = numpy.uint64(10 ** max(length - _HEAD, 0))
+        heads.update((kind, length, head % 10 ** _HEAD)
+                     for head in numpy.unique(phones[low:high] // below).tolist())
+    return frozenset(heads)
+
+
+def _lengths(phones: numpy.ndarray) -> frozenset[tuple[str, int]]:
+    """The (kind, number of digits) of the sorted phone keys: those of a kind and a length lie
+    between the kind's digit followed by as many zeros and the next kind's."""
+    return frozenset((kind, length) for length in range(1, MAX_PHONE_DIGITS + 1)
+                     for kind in (NATIONAL, INTERNATIONAL)
+                     if numpy.searchsorted(phones, numpy.uint64(int(kind) * 10 ** length))
+                     < numpy.searchsorted(phones, numpy.uint64((int(kind) + 1) * 10 ** length)))
 
 
 # A word inside an address or a dotted id (`jean.martin@`, `martin_shop`) is not a name.

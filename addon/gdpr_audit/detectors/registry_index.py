@@ -1,5 +1,6 @@
 """The registry index: every spelling of every identifier in one Aho-Corasick automaton, the
-digests vendors send in one sorted array, and which subjects share a value.
+phone numbers and the digests vendors send each in one sorted array, and which subjects share
+a value.
 
 A large registry is indexed by one process per core, each a range of subjects and a kind of
 work (see _index); what they make travels as a few large objects (texts joined into one
@@ -39,7 +40,14 @@ from .hashes import (
     continued_by,
 )
 from .sealed import Sealed, Writer, cache_folder
-from .spellings import _base64_prefixes, _hash_inputs, _identified, _name_parts, _spellings
+from .spellings import (
+    _base64_prefixes,
+    _hash_inputs,
+    _identified,
+    _name_parts,
+    _phone_keys,
+    _spellings,
+)
 
 # From this many subjects other processes index part of the registry, and the index is kept
 # on disk.
@@ -91,6 +99,10 @@ class Index(NamedTuple):
     encoded_values: array
     shared: list[list[int]]
     """The origins of a spelling that several identifiers share."""
+    phones: numpy.ndarray
+    """Every phone number's keys (spellings._phone_keys), sorted..."""
+    phone_items: numpy.ndarray
+    """...and where each comes from: subject number, identifier position."""
     split: dict[str, list[tuple[int, str]]]
     """First name -> (subject number, last name) of each full name."""
     owners: dict[str, tuple[int, ...]]
@@ -115,6 +127,8 @@ class _Spelled(NamedTuple):
     plain_packs: numpy.ndarray
     encoded: Texts
     encoded_packs: numpy.ndarray
+    phones: numpy.ndarray
+    phone_items: numpy.ndarray
     owned: Texts
     """attribution.owner_keys of every identifier..."""
     owned_by: numpy.ndarray
@@ -175,15 +189,15 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
 
 
 # Of one subject's indexing (CPU, one process, 100,000 subjects), the share of its
-# spellings, and of merging them and building the automata (the rest, 0.39, is its digests
+# spellings, and of merging them and building the automata (the rest, 0.47, is its digests
 # and tokens); and what a worker spends besides, as a share of a registry of 100,000 (its
 # interpreter's start and imports, 0.45 s, and sending what it made).
-_SPELLING_SHARE, _AUTOMATON_SHARE, _WORKER_SHARE = 0.31, 0.30, 0.03
+_SPELLING_SHARE, _AUTOMATON_SHARE, _WORKER_SHARE = 0.29, 0.24, 0.03
 
 
 def _own_share(workers: int) -> float:
     """The share of the subjects this process spells: the automata it builds then are done
-    as the workers end (2 cores: 69%). This process's part, own * S + A, is each worker's,
+    as the workers end (2 cores: 95%). This process's part, own * S + A, is each worker's,
     ((1 - own) * S + 1 - S - A) / workers + W."""
     share = ((1 - _AUTOMATON_SHARE) / workers - _AUTOMATON_SHARE + _WORKER_SHARE) / (
         _SPELLING_SHARE * (1 + 1 / workers))
@@ -236,14 +250,20 @@ def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
     """What subjects number start, start + 1... add to the automata, and the values they
     hold."""
     plain, encoded, owned = _Collected(), _Collected(), _Collected()
+    phones, phone_items = array("Q"), array("Q")
     split: list[tuple[str, int, str]] = []
     base64 = _FORM_INDEX["base64"]
     for number, items in enumerate(identifiers, start):
         identified = _identified(items, region, building=True)
         for position, (key, category, value, canon) in enumerate(
                 identified[:1 << _POSITION_BITS]):
-            item = (number << _POSITION_BITS | position) << 3
-            for text, form in _spellings(category, value, canon, region).items():
+            origin = number << _POSITION_BITS | position
+            item = origin << 3
+            keys = _phone_keys(canon, region) if category == "phone" else ()
+            for key in keys:
+                phones.append(key)
+                phone_items.append(origin)
+            for text, form in _spellings(category, value, canon).items() if not keys else ():
                 if len(text) <= _LENGTH_MASK:
                     plain.add(text, item | _FORM_INDEX[form])
             for text in {value, value.lower(), canon}:
@@ -255,7 +275,9 @@ def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
             if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
                 split.append((parts[0], number, parts[-1]))
     owned_texts, owned_by = owned.done()
-    return _Spelled(start, len(identifiers), *plain.done(), *encoded.done(), owned_texts,
+    return _Spelled(start, len(identifiers), *plain.done(), *encoded.done(),
+                    numpy.frombuffer(phones, numpy.uint64),
+                    numpy.frombuffer(phone_items, numpy.uint64), owned_texts,
                     owned_by.astype(numpy.uint32), split)
 
 
@@ -328,18 +350,24 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     owners = _owners([chunk.owned for chunk in spelled], [chunk.owned_by for chunk in spelled])
     kinds = [([chunk.plain for chunk in spelled], [chunk.plain_packs for chunk in spelled]),
              ([chunk.encoded for chunk in spelled], [chunk.encoded_packs for chunk in spelled])]
+    phones = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(c.phones for c in spelled)])
+    phone_items = numpy.concatenate([numpy.zeros(0, numpy.uint64),
+                                     *(c.phone_items for c in spelled)])
+    order = numpy.argsort(phones, kind="stable")  # a number's holders in the subjects' order
+    phones, phone_items = phones[order], phone_items[order]
     spelled.clear()
     shared: list[list[int]] = []
     plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
     encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
     chunks = hashed()
     digests = chunks[0] if len(chunks) == 1 else _joined(chunks)
-    index = Index(plain, plain_values, encoded, encoded_values, shared, split, owners,
-                  digests.keys, digests.refs, _screened([plain_texts, encoded_texts]),
-                  set(digests.tokens))
+    index = Index(plain, plain_values, encoded, encoded_values, shared, phones, phone_items,
+                  split, owners, digests.keys, digests.refs,
+                  _screened([plain_texts, encoded_texts]), set(digests.tokens))
     if writer is not None:
-        for part in (index.plain_values, index.encoded_values, index.shared, index.split,
-                     index.owners, index.keys, index.refs, index.tokens):
+        for part in (index.plain_values, index.encoded_values, index.shared, index.phones,
+                     index.phone_items, index.split, index.owners, index.keys, index.refs,
+                     index.tokens):
             writer.add(part)
         writer.close()
     return index
@@ -648,11 +676,13 @@ def _opened(sealed: Sealed) -> Index | None:
             del spelled
             _give_back()
         rest = list(stream)  # to the end: only then is the file known whole
-        if len(rest) != 8:
+        if len(rest) != 10:
             return None
-        plain_values, encoded_values, shared, split, owners, keys, refs, tokens = rest
+        (plain_values, encoded_values, shared, phones, phone_items, split, owners, keys, refs,
+         tokens) = rest
         return Index(automata[0], plain_values, automata[1], encoded_values,  # type: ignore[arg-type]
-                     shared, split, owners, keys, refs, _screened(small), tokens)  # type: ignore[arg-type]
+                     shared, phones, phone_items, split, owners, keys, refs,  # type: ignore[arg-type]
+                     _screened(small), tokens)  # type: ignore[arg-type]
     except (StopIteration, TypeError, ValueError):
         return None
 

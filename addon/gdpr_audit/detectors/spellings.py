@@ -1,6 +1,6 @@
 """What the registry index holds for an identifier: its plain spellings (case, accents,
-spacing, phone and date formats, URL encoding), the base64 prefixes it starts, and the
-normalised inputs that vendors hash."""
+spacing, date formats, URL encoding) or, for a phone number, the digits it is looked up by,
+the base64 prefixes it starts, and the normalised inputs that vendors hash."""
 
 import base64
 import re
@@ -120,7 +120,7 @@ def _identified(identifiers: tuple[tuple[str, str], ...], region: str,
                 building: bool = False) -> list[tuple[str, str, str, str]]:
     """(key, category, value, canonical) of each identifier, full names included. While the
     index is built, a phone already in E.164 is parsed once for its canonical form and its
-    spellings, and canonical()'s memo is not asked: a registry's values are each seen once
+    keys, and canonical()'s memo is not asked: a registry's values are each seen once
     there, and would only push out what searches keep asking."""
     found = []
     canonical_of = _canonical_once if building else canonical
@@ -136,8 +136,8 @@ _canonical_once = canonical.__wrapped__
 
 def _e164(value: str, region: str) -> str | None:
     """A phone number already written in E.164, which is then its canonical form, or None.
-    canonical() would parse it once more: the number formatted here is the one the spellings
-    are formatted from."""
+    canonical() would parse it once more: the number formatted here is the one its keys are
+    made from."""
     text = value.strip()
     if not text.startswith("+") or not text[1:].isdigit():
         return None
@@ -149,10 +149,11 @@ def _e164(value: str, region: str) -> str | None:
     return text if formats is not None and formats[0] == text else None
 
 
-def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, str]:
+def _spellings(category: str, value: str, canon: str) -> dict[str, str]:
     """Every spelling of an identifier, with its form: plain, url, or one that only counts
-    as a whole value (keystroke, birthday)."""
-    spellings = dict.fromkeys(_plain_spellings(category, value, canon, region), "plain")
+    as a whole value (keystroke, birthday). A phone number that has _phone_keys is looked up
+    by them instead."""
+    spellings = dict.fromkeys(_plain_spellings(category, value, canon), "plain")
     spellings.update((text, "url") for text in spellings if "%" in text)
     if category == "email" and len(canon) >= _MIN_KEYSTROKE:
         spellings.update((canon[:-cut], "keystroke") for cut in (1, 2))
@@ -167,7 +168,7 @@ def _spellings(category: str, value: str, canon: str, region: str) -> dict[str, 
     return spellings
 
 
-def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[str]:
+def _plain_spellings(category: str, value: str, canon: str) -> set[str]:
     spellings = {value.lower(), canon.lower(), strip_accents(value).lower()}
     if category == "postal_address" and "," in value:
         spellings.add(value.split(",")[0].strip().lower())  # the street line alone
@@ -179,10 +180,7 @@ def _plain_spellings(category: str, value: str, canon: str, region: str) -> set[
     elif category == "email":
         spellings.add(_gmail(canon))
     # At least _MIN_PLAIN long.
-    spellings = {s for s in _with_url_encodings(spellings) if too_common(s) is None}
-    if category == "phone":
-        spellings |= _phone_spellings(canon, region)  # URL-encoded too
-    return spellings
+    return {s for s in _with_url_encodings(spellings) if too_common(s) is None}
 
 
 def _with_url_encodings(spellings: set[str]) -> set[str]:
@@ -375,44 +373,29 @@ def _formatted(number: str, region: str) -> tuple[str, str, str] | None:
         phonenumbers.PhoneNumberFormat.INTERNATIONAL))
 
 
-def _phone_spellings(e164: str, region: str) -> set[str]:
-    """A number's formats (see _phone_formats), each also URL-encoded, but those too common.
-    A number that _phone_formats formats from a template is spelled from the template's own
-    spellings, made once: quoting them was a tenth of a large registry's indexing. It has 9
-    digits or more (_templated), and so has each of its spellings: none is too common."""
-    if not _templated(e164):
-        formats = _phone_formats(e164, region)
-        return set() if formats is None else {
-            text for text in _spelled_phone(formats) if too_common(text) is None}
-    templates = _phone_spelling_templates(e164[:-_TAIL_DIGITS], region)
-    return set(templates.format(*e164[-_TAIL_DIGITS:]).split("\n")) if templates else set()
+def _phone_keys(e164: str, region: str) -> list[int]:
+    """What KnownSubjects.find looks a registry number up by: its international digits (after
+    the '+') and its national ones, as its own country writes them (trunk prefix included),
+    each as _phone_key makes it. No key for a canonical form that is no number phonenumbers
+    formats: its plain spellings are indexed instead (_spellings)."""
+    if not e164.startswith("+") or not e164[1:].isdigit():
+        return []
+    national = _national_digits(e164, region)
+    if not national:
+        return []
+    return [_phone_key(digits, kind) for digits, kind in (
+        (e164[1:], INTERNATIONAL), (national, NATIONAL))
+        if MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS]
 
 
-def _spelled_phone(formats: tuple[str, str, str]) -> set[str]:
-    e164, national, international = formats
-    national_digits = _NOT_DIGIT_OR_STAND_IN.sub("", national)
-    return _with_url_encodings({
-        e164, e164.lstrip("+"), "00" + e164.lstrip("+"), national, national_digits,
-        international, national.replace(" ", "."), national.replace(" ", "-")})
+# A phone key is its kind's digit, then the number's digits: the leading digit keeps a
+# national number's leading zeros, and the two kinds apart. 18 digits fit in a uint64.
+NATIONAL, INTERNATIONAL = "1", "2"
+MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 4, 17  # fewer digits are too common (too_common)
 
 
-# Letters no phone format holds, which quoting and lowercasing leave as they are: they
-# stand for the last digits while a template's spellings are made.
-_TAIL_STAND_INS = "wxyz"
-_NOT_DIGIT_OR_STAND_IN = re.compile(r"[^0-9wxyz]")
-_STAND_IN_FIELDS = {ord(letter): f"{{{n}}}" for n, letter in enumerate(_TAIL_STAND_INS)}
-
-
-@lru_cache(maxsize=65536)
-def _phone_spelling_templates(head: str, region: str) -> str:
-    """_phone_spellings of every number that starts with `head`, for str.format of its last
-    _TAIL_DIGITS digits: one line each, formatted by one call (not 13)."""
-    template = _phone_template(head, region)
-    if template is None:
-        return ""
-    formats = tuple(text.format(*_TAIL_STAND_INS) for text in template)
-    return "\n".join(text.translate(_STAND_IN_FIELDS)
-                      for text in _spelled_phone(formats))  # type: ignore[arg-type]
+def _phone_key(digits: str, kind: str) -> int:
+    return int(kind + digits)
 
 
 # quote(text, safe="") and quote_plus(text, safe="") of ASCII text, twice as fast.
