@@ -876,6 +876,21 @@ def test_two_subjects_who_share_a_number_are_both_found_and_named_by_nothing_els
         ("email", "one"), ("phone", "one")]
 
 
+def test_a_number_that_is_also_another_identifier_is_found_as_both():
+    """The automaton's spelling and the number's lookup match the same text: neither hides
+    the other (as one shared spelling, both were found)."""
+    registry = KnownSubjects([
+        Subject("caller", (("phone", "+33610012345"),), {}),
+        Subject("customer", (("customer_id", "0610012345"),), {}),
+        Subject("both", (("phone", "+33610012345"), ("national_id", "+33610012345")), {})],
+        region="FR")
+    found = {value: sorted((f.subject, f.category) for f in registry.find(
+        Field("body", "n", value))) for value in ("0610012345", "+33610012345")}
+    assert found == {
+        "0610012345": [("both", "phone"), ("caller", "phone"), ("customer", "customer_id")],
+        "+33610012345": [("both", "national_id"), ("both", "phone"), ("caller", "phone")]}
+
+
 def test_phone_numbers_are_not_in_the_automaton_but_an_unparsable_one_is_spelled():
     registry = KnownSubjects([PHONE_OWNER, Subject("odd", (("phone", "12-34 ext. 5"),), {})],
                              region="FR")

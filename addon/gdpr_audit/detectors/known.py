@@ -158,10 +158,12 @@ class KnownSubjects:
         phones = self._phone_spans(lowered) if self._phone_chars is not None else {}
         spans += ((start, end, -1) for start, end in phones)
         # Longest first, and a match inside a longer one is part of it ("martin" in an email).
+        # A number and a spelling of the same text (a customer id that is the customer's
+        # phone number) are both kept: neither is inside the other.
         spans.sort(key=lambda s: s[0] - s[1])
         kept: list[tuple[int, int]] = []
         for start, end, packed in spans:
-            if any(s <= start and end <= e for s, e in kept):
+            if any(s <= start and end <= e and (s, e) != (start, end) for s, e in kept):
                 continue
             kept.append((start, end))
             text = lowered[start:end]
