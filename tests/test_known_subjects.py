@@ -909,16 +909,18 @@ def test_the_registry_phone_hint_and_holding_phones_keep_every_phone_spelling(ph
     database.compile(expressions=[phones.phone_hint.encode()])
     spellings = [text for spelling, _ in PHONE_SPELLINGS
                  for text in (spelling, spelling.upper(), f"tel {spelling}, merci")]
-    others = ["06 10 01 23 46", "+33 6 10 01 23 46", "0033610012346", "1700000000123"]
+    others = ["06 10 01 23 46", "+33 6 10 01 23 46", "0033610012346"]  # a registry number's head
     for value in spellings + others:
         hit = []
         database.scan(f"\x00{value}\x00".encode(), match_event_handler=lambda *a: hit.append(a))
         assert hit, value
     assert phones.holding_phones(spellings + others) == set(spellings)
     quiet = []
-    database.scan(b"\x00SKU-000123\x00/p/123\x00t=123456789;\x00",
+    database.scan(b"\x00SKU-000123\x00/p/123\x00t=123456789;\x00061 336\x00"
+                  b"1700000000123\x00t=1 2 3 4 5 6 7 8 9 0 1 2\x00",
                   match_event_handler=lambda *a: quiet.append(a))
-    assert not quiet  # fewer digits than the shortest registry number: not looked at
+    # Fewer digits than the shortest registry number, or no registry number's first digits.
+    assert not quiet
 
 
 @pytest.mark.parametrize("around", [" ", "\n", "=", "x", "%20"])

@@ -289,13 +289,21 @@ class KnownSubjects:
 
     @property
     def phone_hint(self) -> str | None:
-        """Where find() may find a registry number: as many digits as the shortest from the
-        start of a group of them, with what may join them (from a group's start only:
-        Hyperscan reports every end, and a log has long runs of digits). Which of the values
-        it hits hold one, holding_phones tells."""
+        """Where find() may find a registry number: from the start of a group of digits (or
+        after 00), the first _HEAD digits of one, then as many digits as the shortest has,
+        with what may join them. Which of the values it hits hold one, holding_phones tells.
+        Hyperscan reports every match, each a call into Python: a hint of any digits was
+        called at every group of a text of numbers ("1 2 3...": 200,000 calls a 400 KB
+        body, 190 ms)."""
         if self._phone_chars is None:
             return None
-        return f"(?:[^0-9]|%2[089])[0-9](?:{_JOIN_HINT}[0-9]){{{self._fewest_digits - 1}}}"
+        join = _JOIN_HINT
+        if self._fewest_digits < _HEAD:  # too short to have a head: every group may start one
+            return f"(?:[^0-9]|%2[089])[0-9](?:{join}[0-9]){{{self._fewest_digits - 1}}}"
+        heads = "|".join(join.join(f"{head:0{_HEAD}d}") for head in sorted(
+            {head for _, _, head in self._phone_heads}))
+        return (f"(?:[^0-9]|%2[089])(?:0{join}0{join})?(?:{heads})"
+                f"(?:{join}[0-9]){{{self._fewest_digits - _HEAD}}}")
 
     def holding_phones(self, values: list[str]) -> set[str]:
         """Of values phone_hint hit, those in which find() may find a registry number (and a
@@ -416,6 +424,8 @@ _NOT_DIGITS = bytes(byte for byte in range(256) if byte not in b"0123456789")
 def _digit_count(text: str) -> int:
     """How many ASCII digits `text` holds, counted in C."""
     return len(text.encode(errors="ignore").translate(None, _NOT_DIGITS))
+
+
 _DIGITS = re.compile("%2[089b]|([0-9]+)")  # the groups of digits, not those of an escape
 
 
