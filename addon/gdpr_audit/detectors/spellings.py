@@ -330,8 +330,8 @@ def _national_length(e164: str) -> int:
     return 0
 
 
-def _phone_formats(number: str, region: str) -> tuple[str, str, str] | None:
-    """(E.164, national, international) of a number, or None if it does not parse."""
+def _phone_formats(number: str, region: str) -> tuple[str, str] | None:
+    """(E.164, national) of a number, or None if it does not parse."""
     if not _templated(number):
         return _formatted(number, region)
     template = _phone_template(number[:-_TAIL_DIGITS], region)
@@ -363,14 +363,13 @@ def _with_placeholders(text: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _formatted(number: str, region: str) -> tuple[str, str, str] | None:
+def _formatted(number: str, region: str) -> tuple[str, str] | None:
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
         return None
-    return tuple(phonenumbers.format_number(parsed, style) for style in (  # type: ignore[return-value]
-        phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.NATIONAL,
-        phonenumbers.PhoneNumberFormat.INTERNATIONAL))
+    return (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL))
 
 
 def _phone_keys(e164: str, region: str) -> list[int]:
