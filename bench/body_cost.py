@@ -4,9 +4,11 @@ revision:
 
     .venv/bin/python bench/body_cost.py --base 472b992 [--rounds 5]
 
-Six flows, each written to its own .flow file: a 6 MB JSON import of contacts, a 3 MB text
+Eight flows, each written to its own .flow file: a 6 MB JSON import of contacts, a 3 MB text
 log, a 3 MB JPEG photo (Pillow, EXIF included), the hostile request of 200 values that each
-are base64(gzip(1 MB of text)), JSON nested 100,000 levels deep, and 19,000 small values (under the 20,000 values one flow is read for).
+are base64(gzip(1 MB of text)), JSON nested 100,000 levels deep, 19,000 small values (under
+the 20,000 values one flow is read for), a 1 MB log dense in numbers (ids, timings, sizes),
+and 1 MB of call records (phone numbers, international and national).
 The base revision is checked out into a temporary git worktree; each round audits every
 flow in a fresh process of each tree, in alternating order. Reported: medians of the CPU
 time (time.process_time: a busy machine shifts both trees alike) of FlowReader reading the
@@ -68,7 +70,7 @@ def _flow(url: str, body: bytes, content_type: str):  # type: ignore[no-untyped-
 
 
 def make_flows(folder: Path) -> dict[str, int]:
-    """The six flows, one per file; returns each one's raw request size."""
+    """The flows, one per file; returns each one's raw request size."""
     from mitmproxy import io
     rng = random.Random(7)
     words = ("commande", "client", "livraison", "paiement", "erreur", "session", "panier",
@@ -105,6 +107,22 @@ def make_flows(folder: Path) -> dict[str, int]:
     flows["6-many-small-values"] = _flow("https://collect.example-tracker.com/e",
                                          json.dumps({"values": small}).encode(),
                                          "application/json")
+    # Text dense in numbers: every group of digits is where a phone number may start.
+    lines, size = [], 0
+    while size < MB:
+        line = (f"2026-06-15 10:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} "
+                f"id={rng.getrandbits(40)} took={rng.random() * 1000:.6f} "
+                f"bytes={rng.randint(0, 10 ** 6)} items={rng.randint(0, 999)}")
+        lines.append(line)
+        size += len(line) + 1
+    flows["7-numbers-log-1MB"] = _flow("https://logs.example-saas.com/upload",
+                                       "\n".join(lines).encode(), "text/plain")
+    calls = "\n".join(f"2026-06-15T10:{n % 60:02d}:00Z,+336{rng.randint(0, 10 ** 8 - 1):08d},"
+                      f"0{rng.randint(1, 5)} {rng.randint(0, 99):02d} {rng.randint(0, 99):02d} "
+                      f"{rng.randint(0, 99):02d} {rng.randint(0, 99):02d},{rng.randint(1, 3600)}"
+                      for n in range(MB // 64))
+    flows["8-call-records-1MB"] = _flow("https://api.example-telephony.com/cdr",
+                                        calls.encode(), "text/csv")
     sizes = {}
     for name, flow in flows.items():
         with (folder / f"{name}.flow").open("wb") as out:
