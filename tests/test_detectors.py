@@ -469,3 +469,50 @@ def test_vectors_luhn_recall_is_reported():
     valid = [v["value"] for v in _vectors("luhn_checksum") if v["expected"] == "valid"]
     assert valid
     _recall("luhn_checksum", valid)
+
+
+def test_plus_numbers_in_a_text_are_what_the_matcher_finds():
+    """Outside a phone's key, a text's '+' numbers are read without PhoneNumberMatcher where
+    each stands as the matcher would take it (phone._plus_numbers): on random texts of
+    numbers (valid or not, grouped or not, around every region's example numbers) among
+    punctuation, brackets, extensions and words, the same numbers as the matcher, and the
+    matcher wherever it is needed."""
+    import random
+
+    import phonenumbers
+
+    from gdpr_audit.detectors.phone import _plus_numbers
+    rng = random.Random(23)
+    examples = [phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+                for region in sorted(phonenumbers.SUPPORTED_REGIONS)
+                for kind in (phonenumbers.PhoneNumberType.MOBILE,
+                             phonenumbers.PhoneNumberType.FIXED_LINE)
+                if (example := phonenumbers.example_number_for_type(region, kind))]
+
+    def number() -> str:
+        digits = rng.choice(examples)[1:]
+        digits = rng.choice((digits, digits[:-3] + f"{rng.randrange(1000):03d}", digits[:-2],
+                             digits + "7"))
+        if rng.random() < 0.3:
+            separator, cut = rng.choice(" .-"), rng.randrange(1, 4)
+            rest = digits[cut:]
+            digits = digits[:cut] + separator + separator.join(
+                rest[at:at + 2] for at in range(0, len(rest), 2))
+        return "+" + digits
+
+    around = [" ", ",", ";", "\n", "\t", '"', "'", "=", ":", "(", ")", "/", "x", " x12",
+              ", ext. 5", "#3", "a", "12", "2026-06-15T10:00:00Z", "%", "&", "<", "-", ".",
+              "+", "+ ", "[", "\uff08", "\uff08.  ", "( \u2013 ", "\u00e9", "00"]
+    compared = 0
+    for _ in range(5000):
+        text = "".join(rng.choice(around) if rng.random() < 0.6 else number()
+                       for _ in range(rng.randrange(1, 6)))
+        fast = _plus_numbers(text) if "+" in text else None
+        if fast is None:
+            continue
+        compared += 1
+        assert fast == [(match.raw_string, phonenumbers.format_number(
+            match.number, phonenumbers.PhoneNumberFormat.E164)) for match in
+            phonenumbers.PhoneNumberMatcher(text, "ZZ", leniency=phonenumbers.Leniency.VALID)
+        ], text
+    assert compared > 500  # not vacuous: many texts are read without the matcher
