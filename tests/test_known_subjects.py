@@ -912,7 +912,8 @@ def test_the_registry_phone_hint_and_holding_phones_keep_every_phone_spelling(ph
     others = ["06 10 01 23 46", "+33 6 10 01 23 46", "0033610012346"]  # a registry number's head
     for value in spellings + others:
         hit = []
-        database.scan(f"\x00{value}\x00".encode(), match_event_handler=lambda *a: hit.append(a))
+        database.scan(f"\x00{value}\x00".encode(),
+                      match_event_handler=lambda *a, hit=hit: hit.append(a))
         assert hit, value
     assert phones.holding_phones(spellings + others) == set(spellings)
     quiet = []
