@@ -292,6 +292,35 @@ def test_payment_card_in_a_long_text(value, expected):
         assert found("payment_card", text) == expected
 
 
+
+def test_card_runs_hold_every_card_pattern_match():
+    """A long text's card numbers are looked for only in runs of 13 digits or more, spaces
+    and dashes between (base.runs_of with joiners): on random long texts dense in digits,
+    dates, separators and letters, the card pattern matches there what it matches in the
+    whole text, and no run has fewer digits."""
+    import random
+
+    from gdpr_audit.detectors.base import LONG_TEXT, runs_of
+    from gdpr_audit.detectors.card import _CARD, _CARD_RUN
+    rng = random.Random(28)
+    pieces = ["4111 1111 1111 1111", "4242-4242-4242-4242", "5555555555554444", "2026-06-15 10",
+              " ", "-", "  ", "--", ".", ",", "\n", "a", "x9", "id=", "T", ":"]
+    compared = 0
+    for _ in range(300):
+        parts = []
+        while sum(map(len, parts)) < LONG_TEXT:
+            parts.append(rng.choice(pieces) if rng.random() < 0.4 else
+                         "".join(rng.choice("0123456789 -") for _ in range(rng.randrange(1, 30))))
+        text = "".join(parts)
+        runs = list(runs_of(text, _CARD_RUN, 13))
+        assert all(sum(c.isdigit() for c in text[start:end]) >= 13 for start, end in runs)
+        whole = [match.span() for match in _CARD.finditer(text)]
+        assert [match.span() for start, end in runs
+                for match in _CARD.finditer(text, start, end)] == whole, text
+        compared += len(whole)
+    assert compared > 1000  # not vacuous: the texts hold many matches
+
+
 # --- French NIR -------------------------------------------------------------------------------
 
 NIRS = [

@@ -9,7 +9,7 @@ from .base import Detector, Finding, run_table, runs_of
 # 13 to 19 digits, optionally grouped by spaces or dashes as people type them; a run of
 # digits inside a hex token (`9a41374162484541f`) is not a number of its own.
 _CARD = re.compile(r"(?<![0-9A-Za-z.])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z.])")
-_CARD_RUN = run_table("0123456789 -")  # what _CARD matches, 13 characters at least
+_CARD_RUN = run_table("0123456789", " -")  # what _CARD matches: 13 digits at least
 # Issuer prefixes and lengths (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay):
 # a Luhn check alone passes one random number in ten, timestamps and order ids included.
 _ISSUERS = re.compile(r"4\d{12}(\d{3}){0,2}|5[1-5]\d{14}|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720)\d{12}"
