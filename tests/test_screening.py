@@ -380,3 +380,35 @@ def test_screening_keeps_every_registry_phone_however_written(
               in screened if detector == "registry" and category == "phone"}
     assert phones == {form.lower().removeprefix("tel. ").removesuffix(" (soir)"): "cust-001"
                       for form in PHONE_FORMS}
+
+
+def test_long_values_scanned_alone_are_hit_as_in_one_scan_of_all() -> None:
+    """A value of base.LONG_TEXT characters or more is scanned alone, each detector's hint
+    reported once in it (Screen's `once`): on random batches of short and long values, the
+    hints and literals hit the values one scan of them all hits, a hint at either end of a
+    value included (what closes it there is the SEPARATOR)."""
+    import random
+
+    rng = random.Random(28)
+    identifiers = [v for s in AUDITOR.policy.subjects for _, v in s.identifiers]
+    pieces = [s for v in identifiers[:12] + OTHERS for s in spellings(v)[:4]
+              if s.isascii() and base.SEPARATOR not in s] + [
+        "2026-06-15 10:00:00", "id=1099511627776", "x", " ", "\n", "lorem ipsum", "12", "+33"]
+    screen = AUDITOR._hints  # noqa: SLF001
+    hit = 0
+    for _ in range(60):
+        values = []
+        for _ in range(rng.randrange(1, 6)):
+            size = rng.choice((10, 200, base.LONG_TEXT - 30, base.LONG_TEXT + 500))
+            parts = [rng.choice(pieces)]
+            dense = rng.random() < 0.5  # else one piece, at the start or at the end
+            while sum(map(len, parts)) < size:
+                parts.append(rng.choice(pieces) if dense and rng.random() < 0.3 else
+                             "lorem ipsum ")
+            values.append("".join(parts[::rng.choice((1, -1))]))
+        values = list(dict.fromkeys(values))
+        joined = base.Joined(values)
+        alone = screen.scan(joined)
+        assert alone == screen._scan(joined), values  # noqa: SLF001 - one scan of all
+        hit += sum(len(v) >= base.LONG_TEXT for found in alone.values() for v in found)
+    assert hit > 200  # not vacuous: long values are hit

@@ -4,7 +4,7 @@ import platform
 import re
 import threading
 import unicodedata
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -118,12 +118,21 @@ class Screen:
     the registry's automata costs."""
 
     def __init__(self, hints: Iterable[tuple[object, str]],
-                 literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen") -> None:
+                 literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen",
+                 once: Collection[object] = ()) -> None:
         self._kind = kind  # the cache keeps a few databases per kind: one kind per Screen's use
         patterns = [(owner, pattern, 0) for owner, pattern in hints] + [
             (owner, "".join(f"\\x{byte:02x}" for byte in text.encode()),
              hyperscan.HS_FLAG_CASELESS if caseless else 0) for owner, text, caseless in literals]
         self._owners, self._patterns, self._flags = zip(*patterns, strict=True)
+        # A long value is scanned alone, and the hints of the owners `once` names are
+        # reported once in it (Hyperscan's SINGLEMATCH): the value is hit, which is all
+        # their owners need, where a hint of digits or of a line's end was reported, a call
+        # into Python each, at every group of a log of numbers (70,000 a MB, 20 ms).
+        self._once_flags = tuple(
+            flags | hyperscan.HS_FLAG_SINGLEMATCH if owner in once else flags
+            for owner, flags in zip(self._owners, self._flags, strict=True))
+        self._once = bool(once)
 
     def compile(self) -> None:
         """Compile (or load) the database now rather than at the first scan."""
@@ -131,6 +140,28 @@ class Screen:
 
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
+        values = joined.values
+        if self._once and any(len(value) >= LONG_TEXT for value in values):
+            short = [value for value in values if len(value) < LONG_TEXT]
+            found = self._scan(Joined(short)) if short else {o: set() for o in self._owners}
+            hit: set[int] = set()
+
+            def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
+                hit.add(index)
+
+            database, scratch = _database(self._patterns, self._once_flags, "long-" + self._kind)
+            for value in values:
+                if len(value) >= LONG_TEXT:
+                    hit.clear()
+                    with scratch:  # between SEPARATORs, as in a Joined: what closes a hint
+                        database.scan(f"{SEPARATOR}{value}{SEPARATOR}".encode(),
+                                      match_event_handler=matched)
+                    for index in hit:
+                        found[self._owners[index]].add(value)
+            return found
+        return self._scan(joined)
+
+    def _scan(self, joined: Joined) -> dict[object, set[str]]:
         ends: list[list[int]] = [[] for _ in self._owners]
 
         def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
