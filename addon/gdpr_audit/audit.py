@@ -183,8 +183,13 @@ class Auditor:
             # A message may quote the traffic (a checkbox's name): through the allow-list.
             result.violations.extend(replace(v, message=self.redactor.message(v.message))
                                      for v in rule.check(facts))
-        result.fields = [self.redactor.key(f.field.key) for f in result.findings]
-        result.forms = [self.redactor.form(f.field.layers, f.form) for f in result.findings]
+        # Through the allow-list once per key and per provenance: a text's thousands of
+        # findings (call records) share one field.
+        keys = {key: self.redactor.key(key) for key in {f.field.key for f in result.findings}}
+        forms = {(layers, form): self.redactor.form(layers, form)
+                 for layers, form in {(f.field.layers, f.form) for f in result.findings}}
+        result.fields = [keys[f.field.key] for f in result.findings]
+        result.forms = [forms[f.field.layers, f.form] for f in result.findings]
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""
@@ -447,9 +452,13 @@ class _Kept:
             self.places.add(place)
             self.keys.add(item.key)
             return
-        key = self.add(finding if finding.field is item else finding.at(item))
+        # `value` is the finding's key in `findings`: its field's place is item's.
+        self.findings[value] = finding if finding.field is item else finding.at(item)
+        self.values.add(value)
+        self.places.add(place)
+        self.keys.add(item.key)
         if group is not None:
-            self.counts[group] = (key, finding.count)
+            self.counts[group] = (value, finding.count)
 
     def add(self, finding: Finding) -> tuple[str, ...]:
         field = finding.field
@@ -498,19 +507,23 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
     """Findings at the same place of every element of an array (`batch[12].anonymousId`) as
     one finding of that shape (`batch[*].anonymousId`) with their count. A registry subject
     keeps a finding of its own, so who was sent stays exact."""
-    shapes: dict[tuple[str | None, ...], list[Finding]] = {}
+    shapes: dict[tuple[str | None, ...], Finding] = {}  # each group's first
+    more: dict[tuple[str | None, ...], list[Finding]] = {}  # the groups of several: all
     for finding in findings:
         key = finding.field.key
         shape = _shape_of(finding.field.location, key)
         group = (finding.field.location, shape, finding.category, finding.detector, finding.form,
                  finding.subject, finding.canonical if shape == key else None)
-        shapes.setdefault(group, []).append(finding)
+        if group in shapes:
+            more.setdefault(group, [shapes[group]]).append(finding)
+        else:
+            shapes[group] = finding
     merged = []
-    for (_, shape, *_), group in shapes.items():
-        first = group[0]
-        if len(group) > 1 or first.count > 1:  # counted already: see Auditor.detect
-            first = replace(first, field=replace(first.field, key=shape),
-                            count=sum(f.count for f in group))
+    for group, first in shapes.items():
+        together = more.get(group)
+        if together is not None or first.count > 1:  # counted already: see Auditor.detect
+            first = replace(first, field=replace(first.field, key=group[1]),
+                            count=sum(f.count for f in together or (first,)))
         merged.append(first)
     return merged
 
