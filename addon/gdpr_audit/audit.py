@@ -98,7 +98,9 @@ class Auditor:
         if self.known.phone_hint is not None:
             hints.append((_PHONES, self.known.phone_hint))
         literals = [(self.known, text, caseless) for text, caseless in spellings or ()]
-        self._hints = Screen(hints, literals, once=self.detectors)
+        # A long value is hit once by a detector's hint, or by the registry numbers' (which
+        # holding_phones keeps whole): all they need of it (Screen).
+        self._hints = Screen(hints, literals, once=[*self.detectors, _PHONES])
         self._spellings_screened = spellings is not None
         self._body_screen = BodyScreen(self.known, hints, literals, self._spellings_screened)
         # A detector that reads values without a hint could find anything in any body.
