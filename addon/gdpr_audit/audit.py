@@ -17,6 +17,7 @@ from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.attribution import identifies_nobody
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
+from .detectors.hashes import BASE64_RUN, HEX_RUN, WHOLE_DIGEST
 from .entities import entity_index
 from .fields import (
     Extraction,
@@ -98,9 +99,14 @@ class Auditor:
         if self.known.phone_hint is not None:
             hints.append((_PHONES, self.known.phone_hint))
         literals = [(self.known, text, caseless) for text, caseless in spellings or ()]
-        # A long value is hit once by a detector's hint, or by the registry numbers' (which
-        # holding_phones keeps whole): all they need of it (Screen).
-        self._hints = Screen(hints, literals, once=[*self.detectors, _PHONES])
+        # A long value is hit once by a hint: all its owner needs of it (Screen; holding_phones
+        # keeps a long value whole, whatever the registry numbers' hint hit). But for the
+        # registry's digests, each reported once already where its token ends: Hyperscan
+        # scans BASE64_RUN reported once at two thirds of the speed (the hostile request's
+        # 8 MB: 29 -> 49 ms).
+        self._hints = Screen(hints, literals, once=[
+            (owner, hint) for owner, hint in hints
+            if hint not in (HEX_RUN, BASE64_RUN, WHOLE_DIGEST)])
         self._spellings_screened = spellings is not None
         self._body_screen = BodyScreen(self.known, hints, literals, self._spellings_screened)
         # A detector that reads values without a hint could find anything in any body.

@@ -119,19 +119,20 @@ class Screen:
 
     def __init__(self, hints: Iterable[tuple[object, str]],
                  literals: Iterable[tuple[object, str, bool]] = (), kind: str = "screen",
-                 once: Collection[object] = ()) -> None:
+                 once: Collection[tuple[object, str]] = ()) -> None:
         self._kind = kind  # the cache keeps a few databases per kind: one kind per Screen's use
         patterns = [(owner, pattern, 0) for owner, pattern in hints] + [
             (owner, "".join(f"\\x{byte:02x}" for byte in text.encode()),
              hyperscan.HS_FLAG_CASELESS if caseless else 0) for owner, text, caseless in literals]
         self._owners, self._patterns, self._flags = zip(*patterns, strict=True)
-        # A long value is scanned alone, and the hints of the owners `once` names are
-        # reported once in it (Hyperscan's SINGLEMATCH): the value is hit, which is all
-        # their owners need, where a hint of digits or of a line's end was reported, a call
-        # into Python each, at every group of a log of numbers (70,000 a MB, 20 ms).
+        # A long value is scanned alone, and the hints `once` names are reported once in it
+        # (Hyperscan's SINGLEMATCH): the value is hit, which is all their owners need, where
+        # a hint of digits or of a line's end was reported, a call into Python each, at
+        # every group of a log of numbers (100,000 a MB, 20 ms).
         self._once_flags = tuple(
-            flags | hyperscan.HS_FLAG_SINGLEMATCH if owner in once else flags
-            for owner, flags in zip(self._owners, self._flags, strict=True))
+            flags | hyperscan.HS_FLAG_SINGLEMATCH if (owner, pattern) in once else flags
+            for owner, pattern, flags in zip(self._owners, self._patterns, self._flags,
+                                             strict=True))
         self._once = bool(once)
 
     def compile(self) -> None:
