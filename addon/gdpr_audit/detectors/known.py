@@ -470,10 +470,15 @@ def _holding(text: str, keys: numpy.ndarray, lengths: frozenset[tuple[str, int]]
         return []
     gaps = numpy.diff(positions)
     linked = gaps <= 10
-    for offset in range(1, 10):  # what stands between two digits, a character at a time
-        between = numpy.flatnonzero(linked & (gaps > offset))
-        linked[between[~_JOINABLE[raw[positions[between] + offset]]]] = False
-    stretch = numpy.concatenate(([0], numpy.cumsum(~linked)))  # of each digit
+    # What stands between two digits, a character at a time, where something does (between
+    # groups: a fraction of the digits), and as long as each may still join them.
+    between = numpy.flatnonzero(linked & (gaps > 1))
+    for offset in range(1, 10):
+        between = between[gaps[between] > offset]
+        joinable = _JOINABLE[raw[positions[between] + offset]]
+        linked[between[~joinable]] = False
+        between = between[joinable]
+    stretch = numpy.concatenate(([0], numpy.cumsum(~linked, dtype=numpy.int32)))  # of each digit
     starts = numpy.flatnonzero(numpy.concatenate(([True], gaps > 1)))  # of groups of digits
     ends = numpy.zeros(len(positions) + 1, bool)  # ends[k]: a group ends before digit k
     ends[numpy.concatenate((starts[1:], [len(positions)]))] = True
