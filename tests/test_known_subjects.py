@@ -940,3 +940,33 @@ def test_a_long_text_is_read_for_phones_as_a_short_one_is(phones, around):
         assert long == short, spelling
         if form and around != "x":  # a registry spelling, not glued to letters: found
             assert "cust-phone" in {subject for _, _, subject in long}, (spelling, around)
+
+
+def test_a_long_text_is_read_around_the_phone_hint_as_it_is_whole(phones, monkeypatch):
+    """Where phone_hint hits a long text a few times, only the runs of digits and what joins
+    them around its hits are read (KnownSubjects._long_text_stretches): on random long texts
+    dense in numbers, dates, escapes and registry spellings, the same findings as _holding
+    reading the whole text."""
+    import random
+
+    from gdpr_audit.detectors import known
+    rng = random.Random(28)
+    pieces = [spelling for spelling, _ in PHONE_SPELLINGS] + [
+        "06 10 01 23 46", "+33 6 10 01 23 46", "(06) 10 01 23 45", "0033 6 10 01 23 45",
+        "2026-06-15 10:15:37", "id=1099511627776", "took=12.345678", "%20", "%2b", "%28",
+        "%29", "%2", " ", "\n", ",", "x", "(", ")", "-", "+", ".", "00"]
+    found = 0
+    for _ in range(150):
+        parts: list[str] = []
+        while sum(map(len, parts)) < known.LONG_TEXT + rng.choice((0, 3000)):
+            parts.append(rng.choice(pieces) if rng.random() < 0.6 else
+                         str(rng.randrange(10 ** rng.randrange(1, 12))))
+        field = Field("body", "", "".join(parts))
+        around = sorted((f.value, f.form, f.subject, f.canonical) for f in phones.find(field))
+        with monkeypatch.context() as patch:
+            patch.setattr(phones, "_long_text_stretches", lambda text: known._holding(
+                text, phones._phone_array, phones._phone_lengths, phones._read_counts))
+            whole = sorted((f.value, f.form, f.subject, f.canonical) for f in phones.find(field))
+        assert around == whole, field.value
+        found += len(whole)
+    assert found > 1000  # not vacuous: the texts hold many registry numbers
