@@ -197,7 +197,9 @@ policies on one runner) each load theirs, where one file a kind made each of the
 again (0.16-0.2 s in the replaying process, and the body screen's in each worker)."""
 
 
-@lru_cache(maxsize=8)
+# Five kinds a policy (its screen, the screen's of long values, the registry numbers', the
+# body screen's two), for two policies used in turn.
+@lru_cache(maxsize=16)
 def _database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "screen",
               ) -> tuple[hyperscan.Database, threading.Lock]:
     """Compiled when first needed, as most flows are too small to be screened, and kept on
