@@ -100,6 +100,7 @@ class Joined:
         # it was found in, or on the SEPARATOR that closed it.
         lengths = numpy.fromiter(map(len, values), dtype=numpy.int64, count=len(values))
         self._starts = numpy.cumsum(lengths + 1) - lengths
+        self.longest = int(lengths.max()) if len(values) else 0
 
     def hit(self, positions: Iterable[int]) -> set[str]:
         """The values at these positions of the text."""
@@ -142,7 +143,7 @@ class Screen:
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
         values = joined.values
-        if self._once and any(len(value) >= LONG_TEXT for value in values):
+        if self._once and joined.longest >= LONG_TEXT:
             short = [value for value in values if len(value) < LONG_TEXT]
             found = self._scan(Joined(short)) if short else {o: set() for o in self._owners}
             hit: set[int] = set()
