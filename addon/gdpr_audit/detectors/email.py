@@ -17,15 +17,20 @@ class EmailDetector(Detector):
     category = "email"
     hint = "@"
 
+    def __init__(self, region: str = "FR", own_domains: tuple[str, ...] = ()) -> None:
+        super().__init__(region, own_domains)
+        self._own_endings = tuple(f"{s}{d}" for d in own_domains for s in ("@", "."))
+
     def find(self, field: Field) -> Iterator[Finding]:
         if "@" not in field.value:
             return
         for match in EMAIL.finditer(field.value):
             address = match.group()
-            domain = address.rsplit("@", 1)[1].lower()
-            if domain.rsplit(".", 1)[1] in _FILE_SUFFIXES:
+            domain = address[address.rindex("@"):].lower()  # with its '@'
+            if domain[domain.rindex(".") + 1:] in _FILE_SUFFIXES:
                 continue
-            # The controller's own addresses (support@, noreply@) are not about a customer.
-            if any(domain == d or domain.endswith("." + d) for d in self.own_domains):
+            # The controller's own addresses (support@, noreply@) are not about a customer:
+            # its domains or their subdomains (one C call: a mailing list has an address a line).
+            if self.own_domains and domain.endswith(self._own_endings):
                 continue
             yield Finding(self.id, self.category, field, address, address.lower())
