@@ -359,8 +359,11 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     phones, phone_items = phones[order], phone_items[order]
     spelled.clear()
     shared: list[list[int]] = []
-    plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
+    # The base64 prefixes' automaton first: of the two, its build holds the most beyond what
+    # it keeps (100,000 subjects: 0.6 million prefixes), so it is better built beside nothing
+    # and kept while the plain one builds than the other way round.
     encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
+    plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
     chunks = hashed()
     digests = chunks[0] if len(chunks) == 1 else _joined(chunks)
     index = Index(plain, plain_values, encoded, encoded_values, shared, phones, phone_items,
@@ -689,9 +692,10 @@ def _opened(sealed: Sealed) -> Index | None:
             return None
         (plain_values, encoded_values, shared, phones, phone_items, split, owners, keys, refs,
          tokens) = rest
-        return Index(automata[0], plain_values, automata[1], encoded_values,  # type: ignore[arg-type]
+        encoded, plain = automata  # in the order _built made them
+        return Index(plain, plain_values, encoded, encoded_values,  # type: ignore[arg-type]
                      shared, phones, phone_items, split, owners, keys, refs,  # type: ignore[arg-type]
-                     _screened(small), tokens)  # type: ignore[arg-type]
+                     _screened(small[::-1]), tokens)  # type: ignore[arg-type]
     except (StopIteration, TypeError, ValueError):
         return None
 
