@@ -9,6 +9,8 @@ told apart. A 20,000-subject registry is built once to show the index scales (no
 
 import base64
 import hashlib
+import random
+import re
 import zlib
 from urllib.parse import quote, quote_plus
 
@@ -150,6 +152,39 @@ def test_an_encoded_keystroke_prefix_hides_nothing(encoded_registry):
         Field("query", "q", text))}
     assert not any(category == "email" for category, _, _ in found)
     assert ("name", "url", quote("ève").lower()) in found
+
+
+def test_a_long_text_is_decoded_in_numpy_as_escape_by_escape():
+    """Long ASCII text is URL-decoded in numpy, whole: the same text and positions as
+    decoding it escape run by escape run, or nothing when what its escapes encode is not
+    UTF-8 (then it is decoded run by run, which keeps such escapes as they are)."""
+    from gdpr_audit.detectors import known
+    rng = random.Random(5)
+    atoms = ["k", "+", "%", "%2", "%20", "%40", "%2b", "%25", "%c3%a9", "%e2%82%ac", "%f0%9f%98%80",
+             "x.y", "%zz"]
+    compared = 0
+    for attempt in range(600):
+        invalid = ["%c3", "%ff", "%a9", "%ed%a0%80"] if attempt % 2 else []
+        text = "".join(rng.choice(atoms + invalid) for _ in range(rng.randint(1, 40)))
+        whole, pieces = known._url_decoded_whole(text), known._url_decoded_pieces(text)
+        if whole is None:  # an escape that begins no character, kept as it is
+            assert re.search("%[0-9a-f]{2}", pieces[0]), text
+            continue
+        compared += 1
+        assert whole[0] == pieces[0], text
+        assert [whole[1](i) for i in range(len(whole[0]) + 1)] == [
+            pieces[1](i) for i in range(len(pieces[0]) + 1)], text
+    assert compared > 300
+
+
+def test_a_spelling_encoded_in_a_long_text_is_found(registry):
+    filler = "k=v&" * 2000  # past LONG_TEXT
+    for written in (quote("Jane Roé", safe=""), quote_plus("jane roe"), quote(JANE_EMAIL)):
+        text = filler + "name=" + written + "&" + filler
+        found = {(f.subject, f.category, f.value) for f in registry.find(
+            Field("body", "", text))}
+        assert ("cust-001", "email" if "@" in written or "%40" in written else "name",
+                written.lower()) in found, written
 
 
 def test_the_screens_find_url_encoded_values(encoded_registry):
