@@ -21,6 +21,8 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +64,55 @@ print(json.dumps({"load": loaded - start, "index": built - loaded, "index_cpu": 
 """
 
 
+def _rss_mb(pid: int) -> float:
+    """A process's current resident set, 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) / 1024 for line in status
+                         if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs: any of its threads may have started one (an
+    index worker is started by a thread)."""
+    found, waiting = [], [pid]
+    while waiting:
+        for task in Path(f"/proc/{waiting.pop()}/task").glob("*/children"):
+            try:
+                children = [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+            found += children
+            waiting += children
+    return found
+
+
+def _run_sampled(command: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess,
+                                                                    float]:
+    """`command`'s result, and the largest total RSS its process and those it started held at
+    once, sampled every 10 ms: its own peak and its workers' peaks may not overlap, so their
+    sum would overstate what the product needs."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    peak = 0.0
+    finished = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not finished.is_set():
+            peak = max(peak, sum(map(_rss_mb, [child.pid, *_descendants(child.pid)])))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = child.communicate()
+    finished.set()
+    sampler.join()
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr), peak
+
+
 def make_registry(path: Path, count: int, shuffled: bool = False) -> None:
     subjects = [{"id": f"s{n}", "identifiers": {
         "email": f"person.{n}@example.org", "phone": f"+3361{n:07d}"[:12],
@@ -80,12 +131,14 @@ def bench_registry(folder: Path, sizes: list[int], baseline: Path | None = None,
              "and its RSS once the index is built; "
              "index CPU counts every process that indexes (a large registry is indexed by one "
              "per core); a worker's peak RSS is the largest index worker's, beside this process "
-             "(from 5,000 subjects). Cold: no index cache yet; warm: the cache the cold load "
-             "wrote.", "",
+             "(from 5,000 subjects); peak total is the most that this process and its workers "
+             "held at once (their RSS summed, sampled every 10 ms). Cold: no index cache yet; "
+             "warm: the cache the cold load wrote.", "",
              "| subjects | load s | index s (cold) | index CPU s (cold) | index s (warm) | "
              "peak RSS MB (cold) | RSS MB once built (cold) | worker peak RSS MB (cold) | "
-             "peak RSS MB (warm) | audit ms/flow |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "peak total MB (cold) | peak RSS MB (warm) | peak total MB (warm) | "
+             "audit ms/flow |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     loads = []
     for size in sizes:
         registry = folder / f"registry-{size}.json"
@@ -98,22 +151,22 @@ def bench_registry(folder: Path, sizes: list[int], baseline: Path | None = None,
             runs = []
             for _ in ("cold", "warm"):
                 loads.append(os.getloadavg()[0])
-                result = subprocess.run([PYTHON, "-c", REGISTRY_PROBE,
-                                         str(ROOT / "policies" / "policy.yaml"), str(registry),
-                                         str(code / "addon"), str(ROOT / "captures")],
-                                        capture_output=True, text=True, env=env)
+                result, total = _run_sampled([PYTHON, "-c", REGISTRY_PROBE,
+                                              str(ROOT / "policies" / "policy.yaml"),
+                                              str(registry), str(code / "addon"),
+                                              str(ROOT / "captures")], env)
                 if result.returncode:
                     error = result.stderr.strip().splitlines()[-1]
-                    lines.append(f"| {label} | failed: {error} | | | | | | | | |")
+                    lines.append(f"| {label} | failed: {error} | | | | | | | | | | |")
                     break
-                runs.append(json.loads(result.stdout))
+                runs.append({**json.loads(result.stdout), "total_mb": total})
             else:
                 cold, warm = runs
                 lines.append(f"| {label} | {cold['load']:.1f} | {cold['index']:.1f} | "
                              f"{cold['index_cpu']:.1f} | {warm['index']:.1f} | "
                              f"{cold['rss_mb']:.0f} | {cold['held_mb']:.0f} | "
-                             f"{cold['worker_rss_mb']:.0f} | "
-                             f"{warm['rss_mb']:.0f} | "
+                             f"{cold['worker_rss_mb']:.0f} | {cold['total_mb']:.0f} | "
+                             f"{warm['rss_mb']:.0f} | {warm['total_mb']:.0f} | "
                              f"{cold['per_flow_ms']:.2f} |")
     lines += ["", f"Load average (1 min) before each load: {min(loads):.1f} to {max(loads):.1f} "
               f"on {os.cpu_count()} cores."]

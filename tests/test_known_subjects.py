@@ -9,6 +9,8 @@ told apart. A 20,000-subject registry is built once to show the index scales (no
 
 import base64
 import hashlib
+import random
+import re
 import zlib
 from urllib.parse import quote, quote_plus
 
@@ -19,8 +21,9 @@ import whirlpool
 from Crypto.Hash import MD2, MD4
 
 from gdpr_audit.detectors import KnownSubjects
+from gdpr_audit.detectors.base import SEPARATOR
 from gdpr_audit.fields import Field
-from gdpr_audit.policy import Subject
+from gdpr_audit.policy import Subject, category_of
 
 JANE = Subject("cust-001", (
     ("email", "Jane.Roe@example.org"),
@@ -89,6 +92,110 @@ def test_plain_and_url_encoded(registry, value, expected):
 def test_url_encoded_forms_written_by_urllib(registry):
     for text in (quote(JANE_EMAIL, safe=""), quote_plus("Jane Roé"), quote("Jane Roé")):
         assert {s for s, _, _ in hits(registry, text)} == {"cust-001"}, text
+
+
+# Identifiers whose spellings hold what quote() escapes: spaces, '@', '+', '/', accents, '%'.
+ENCODED = [Subject(f"enc-{n}", identifiers, {}) for n, identifiers in enumerate([
+    (("email", "Zoë+news7@exämple.fr"), ("name", "Anne Sophie O'Neil")),
+    (("customer_id", "CUST/42/FR"), ("first_name", "Ève"), ("last_name", "Le Gall"),
+     ("email", "Ève+news1@exämple.fr")),
+    (("postal_address", "12 rue de l'Église, 75002 Paris"), ("customer_id", "50%off77")),
+])]
+
+
+@pytest.fixture(scope="module")
+def encoded_registry():
+    return KnownSubjects(ENCODED, region="FR")
+
+
+def _written_encoded(text: str) -> set[str]:
+    """How urllib writes `text` in a URL: quote and quote_plus, upper or lower case hex."""
+    return {written for form in (quote(text, safe=""), quote_plus(text, safe=""))
+            for written in (form, form.lower()) if written != text}
+
+
+@pytest.mark.parametrize("subject", ENCODED, ids=lambda subject: subject.id)
+def test_url_encoded_values_are_found_decoded(encoded_registry, subject):
+    """URL encodings are not spelled into the automaton: a value that holds '%' or '+' is
+    searched decoded too, and a spelling found there counts where the value holds it as
+    quote or quote_plus writes it, alone or inside a longer text, with the form the spelled
+    encodings had (url, or plain for quote_plus without an escape) and as written."""
+    for key, value in subject.identifiers:
+        for written in _written_encoded(value.lower()):
+            for around in ("{}", "q={}&x=1", "/p/{}/n", "say {}!"):
+                text = around.format(written)
+                found = [f for f in encoded_registry.find(Field("query", "q", text))
+                         if f.value == written.lower()]
+                form = "url" if "%" in written else "plain"
+                assert {(f.category, f.form) for f in found} == {(category_of(key), form)}, (
+                    key, text)
+                assert {f.subject for f in found} <= {subject.id, None}, text
+                if key not in ("first_name", "last_name"):  # a part alone names nobody
+                    assert subject.id in {f.subject for f in found}, text
+
+
+def test_only_what_quote_writes_counts_decoded(encoded_registry):
+    """A spelling escaped where quote() leaves it as it is ('.' as %2e), or escaped in part
+    only, was never spelled and is not found: decoding finds exactly what the spelled
+    encodings found."""
+    for text in ("zo%c3%ab%2bnews7%40ex%c3%a4mple%2efr", "zo%C3%AB+news7%40ex%C3%A4mple.fr",
+                 "cust%2f42/fr"):
+        assert not [f for f in encoded_registry.find(Field("query", "q", text))
+                    if f.category in ("email", "customer_id")], text
+
+
+def test_an_encoded_keystroke_prefix_hides_nothing(encoded_registry):
+    """An email typed without its last character, URL-encoded, is not that email (prefixes
+    are not found encoded), and what it holds is still found: the first name inside it."""
+    text = quote("ève+news1@exämple.f", safe="")
+    found = {(f.category, f.form, f.value) for f in encoded_registry.find(
+        Field("query", "q", text))}
+    assert not any(category == "email" for category, _, _ in found)
+    assert ("name", "url", quote("ève").lower()) in found
+
+
+def test_a_long_text_is_decoded_in_numpy_as_escape_by_escape():
+    """Long ASCII text is URL-decoded in numpy, whole: the same text and positions as
+    decoding it escape run by escape run, or nothing when what its escapes encode is not
+    UTF-8 (then it is decoded run by run, which keeps such escapes as they are)."""
+    from gdpr_audit.detectors import known
+    rng = random.Random(5)
+    atoms = ["k", "+", "%", "%2", "%20", "%40", "%2b", "%25", "%c3%a9", "%e2%82%ac", "%f0%9f%98%80",
+             "x.y", "%zz"]
+    compared = 0
+    for attempt in range(600):
+        invalid = ["%c3", "%ff", "%a9", "%ed%a0%80"] if attempt % 2 else []
+        text = "".join(rng.choice(atoms + invalid) for _ in range(rng.randint(1, 40)))
+        whole, pieces = known._url_decoded_whole(text), known._url_decoded_pieces(text)
+        if whole is None:  # an escape that begins no character, kept as it is
+            assert re.search("%[0-9a-f]{2}", pieces[0]), text
+            continue
+        compared += 1
+        assert whole[0] == pieces[0], text
+        assert [whole[1](i) for i in range(len(whole[0]) + 1)] == [
+            pieces[1](i) for i in range(len(pieces[0]) + 1)], text
+    assert compared > 300
+
+
+def test_a_spelling_encoded_in_a_long_text_is_found(registry):
+    filler = "k=v&" * 2000  # past LONG_TEXT
+    for written in (quote("Jane Roé", safe=""), quote_plus("jane roe"), quote(JANE_EMAIL)):
+        text = filler + "name=" + written + "&" + filler
+        found = {(f.subject, f.category, f.value) for f in registry.find(
+            Field("body", "", text))}
+        assert ("cust-001", "email" if "@" in written or "%40" in written else "name",
+                written.lower()) in found, written
+
+
+def test_the_screens_find_url_encoded_values(encoded_registry):
+    """A small registry's Hyperscan screen holds its spellings' URL encodings (find()
+    decodes, the screen does not); a large one's automaton_hits decodes the batch."""
+    spellings = {text for text, _ in encoded_registry.spellings}
+    assert quote("anne sophie o'neil", safe="").lower() in spellings
+    assert quote_plus("le gall", safe="").lower() in spellings
+    written = quote("cust/42/fr", safe="")
+    batch = SEPARATOR.join(["x=1", written, "y"])
+    assert [hit for hit in encoded_registry.automaton_hits(batch)] == [4 + len(written) - 1]
 
 
 # --- phones -----------------------------------------------------------------------------------

@@ -1,20 +1,22 @@
 """Registry subjects, found in every form at once.
 
 All plain spellings of every identifier of every subject sit in one Aho-Corasick automaton,
-so a value is searched once whatever the size of the registry. Phone numbers are not spelled
-(14 spellings each were two thirds of the automaton): a value's runs of digits are read as
-numbers and looked up in a sorted array of the registry's. Hashes are not searched for:
-tokens that could be a digest (hex, base64 of one, a decimal checksum) are looked up in a
-sorted array of 8-byte digest prefixes, then verified by hashing that one subject's input
-again. Keeping prefixes rather than digests is what lets every hash the research detectors
-search (and chains of the ones vendors use) fit in memory for a 100,000-subject registry.
+so a value is searched once whatever the size of the registry (a value that may be
+URL-encoded, once more decoded: the spellings' URL encodings are not in the automaton).
+Phone numbers are not spelled (14 spellings each were two thirds of the automaton): a
+value's runs of digits are read as numbers and looked up in a sorted array of the
+registry's. Hashes are not searched for: tokens that could be a digest (hex, base64 of
+one, a decimal checksum) are looked up in a sorted array of 8-byte digest prefixes, then
+verified by hashing that one subject's input again. Keeping prefixes rather than digests is
+what lets every hash the research detectors search (and chains of the ones vendors use) fit
+in memory for a 100,000-subject registry.
 """
 
 import hashlib
 import re
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -62,6 +64,7 @@ from .spellings import (
     _name_keys,
     _phone_key,
     _with_full_names,
+    url_encodings,
 )
 
 __all__ = ["ALGORITHMS", "CHAINS", "SALTED", "Form", "KnownSubjects"]
@@ -73,6 +76,7 @@ _SPACE_RUNS = re.compile("  +")
 _SPACE_RUN = f"[{SPACE}][{SPACE}]|[\\t\\n\\r\\f\\v\\x1c-\\x1f]"  # what _SPACES would change
 # Spellings too short or too partial to count inside running text.
 _WHOLE_VALUE_ONLY = frozenset({"keystroke", "birthday", "part"})
+_ENCODABLE = frozenset({"plain", "url"})  # the forms whose URL encodings count (url_encodings)
 
 
 class Form(NamedTuple):
@@ -160,25 +164,33 @@ class KnownSubjects:
         value = field.value
         # Spellings are indexed with single spaces: "Jane   Roe" is still Jane Roe.
         lowered = _single_spaced(value.lower())
-        spans: list[tuple[int, int, int]] = []
+        # (start, end, the spelling's value or -1 for a number, whether URL-encoded)
+        spans: list[tuple[int, int, int, bool]] = []
         if self.plain is not None:
             for number, start, end in _matches(self.plain, lowered):
                 if _standalone(lowered, start, end):
-                    spans.append((start, end, self._plain_values[number]))
+                    spans.append((start, end, self._plain_values[number], False))
+            spans += self._encoded_spans(lowered)
         phones = self._phone_spans(lowered) if self._phone_chars is not None else {}
-        spans += ((start, end, -1) for start, end in phones)
+        spans += ((start, end, -1, False) for start, end in phones)
         # Longest first, and a match inside a longer one is part of it ("martin" in an email).
         # A number and a spelling of the same text (a customer id that is the customer's
         # phone number) are both kept: neither is inside the other.
         spans.sort(key=lambda s: s[0] - s[1])
         kept: list[tuple[int, int]] = []
-        for start, end, packed in spans:
+        for start, end, packed, encoded in spans:
             if any(s <= start and end <= e and (s, e) != (start, end) for s, e in kept):
                 continue
-            kept.append((start, end))
             text = lowered[start:end]
             forms = self._forms(packed, text) if packed >= 0 else self._phone_forms(
                 phones[start, end], text)
+            if encoded:  # only plain spellings are found encoded, and then they are url
+                forms = list(dict.fromkeys(
+                    form._replace(form="url" if "%" in text else "plain")
+                    for form in forms if form.form in _ENCODABLE))
+                if not forms:  # a keystroke's prefix encoded: no match, none inside it hidden
+                    continue
+            kept.append((start, end))
             for form in forms:
                 if form.form in _WHOLE_VALUE_ONLY and end - start != len(lowered.strip()):
                     continue  # a prefix counts only as the whole value typed so far
@@ -192,6 +204,23 @@ class KnownSubjects:
                                   form.canonical, form.form, form.subject, 1, form.part)
         if len(self._keys):
             yield from self._find_digests(field)
+
+    def _encoded_spans(self, lowered: str) -> list[tuple[int, int, int, bool]]:
+        """The plain spellings that `lowered` holds URL-encoded, as quote or quote_plus
+        writes them (url_encodings), where they are found once it is decoded: (start, end)
+        in `lowered`, their value, True."""
+        decoded = _url_decoded(lowered)
+        if decoded is None:
+            return []
+        text, at = decoded
+        spans = []
+        for number, start, end in _matches(self.plain, text):
+            written_start, written_end = at(start), at(end)
+            written = lowered[written_start:written_end]
+            if (written in url_encodings(text[start:end])
+                    and _standalone(lowered, written_start, written_end)):
+                spans.append((written_start, written_end, self._plain_values[number], True))
+        return spans
 
     def _phone_spans(self, text: str) -> dict[tuple[int, int], list[int]]:
         """Where `text` holds a registry number, and who holds it (Index.phone_items). A run
@@ -371,6 +400,8 @@ class KnownSubjects:
         if self._texts is None:
             return None
         plain, encoded = self._texts
+        # find() decodes URL-encoded text: the screen finds the encodings themselves.
+        plain = {*plain, *(written for text in plain for written in url_encodings(text))}
         # Sorted: the compiled database is kept on disk under its patterns, in their order.
         return [(text, True) for text in sorted(plain) if text.isascii() and text == text.lower()
                 ] + [(text, False) for text in sorted(encoded)]
@@ -378,7 +409,11 @@ class KnownSubjects:
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
         if self.plain is not None:
-            yield from (end - 1 for _, _, end in _matches(self.plain, batch.lower()))
+            lowered = batch.lower()
+            yield from (end - 1 for _, _, end in _matches(self.plain, lowered))
+            if (decoded := _url_decoded(lowered)) is not None:
+                text, at = decoded
+                yield from (at(end) - 1 for _, _, end in _matches(self.plain, text))
         if self.encoded is not None:
             yield from (end - 1 for _, _, end in _matches(self.encoded, batch))
 
@@ -438,6 +473,92 @@ def _single_spaced(text: str) -> str:
     if len(text) < LONG_TEXT or not text.isascii():
         return _SPACES.sub(" ", text)
     return _SPACE_RUNS.sub(" ", text.translate(_ASCII_SPACES))
+
+
+_ESCAPES = re.compile("(?:%[0-9a-f]{2})+")
+_UTF8_LENGTH = {**dict.fromkeys(range(0x80), 1), **dict.fromkeys(range(0xC2, 0xE0), 2),
+                **dict.fromkeys(range(0xE0, 0xF0), 3), **dict.fromkeys(range(0xF0, 0xF5), 4)}
+
+
+def _url_decoded(text: str) -> tuple[str, Callable[[int], int]] | None:
+    """Lowercase `text` decoded as unquote_plus would, and where each of its positions is in
+    `text`, or None if decoding changes nothing. A %-escape that begins no UTF-8 character
+    stays as it is: a spelling encoded never holds one."""
+    if "%" not in text and "+" not in text:
+        return None
+    if len(text) >= LONG_TEXT and text.isascii():
+        decoded = _url_decoded_whole(text)
+        if decoded is not None:
+            return decoded
+    return _url_decoded_pieces(text)
+
+
+_HEX_DIGITS = numpy.full(256, -1, numpy.int16)
+_HEX_DIGITS[numpy.frombuffer(b"0123456789abcdef", numpy.uint8)] = numpy.arange(16)
+
+
+def _url_decoded_whole(text: str) -> tuple[str, Callable[[int], int]] | None:
+    """_url_decoded of a long ASCII text in numpy, if what its escapes encode is UTF-8 as a
+    whole (else None): an escape-dense body is decoded in 15 ms a MB, not 170."""
+    data = numpy.frombuffer(text.encode("ascii"), numpy.uint8)
+    escapes = numpy.flatnonzero(data[:-2] == ord("%"))
+    high, low = _HEX_DIGITS[data[escapes + 1]], _HEX_DIGITS[data[escapes + 2]]
+    hexed = (high >= 0) & (low >= 0)
+    escapes = escapes[hexed]
+    decoded = data.copy()
+    decoded[decoded == ord("+")] = ord(" ")  # not a '+' that an escape writes
+    decoded[escapes] = high[hexed] * 16 + low[hexed]
+    kept = numpy.ones(len(data), bool)
+    kept[escapes + 1] = kept[escapes + 2] = False
+    positions = numpy.flatnonzero(kept)
+    decoded = decoded[kept]
+    try:
+        result = decoded.tobytes().decode()
+    except UnicodeDecodeError:
+        return None
+    if not result.isascii():  # a character is where its first byte is
+        positions = positions[(decoded & 0xC0) != 0x80]
+    positions = numpy.append(positions, len(text))
+    return result, lambda position: int(positions[position])
+
+
+def _url_decoded_pieces(text: str) -> tuple[str, Callable[[int], int]]:
+    """_url_decoded, escape run by escape run."""
+    # Where each piece of the decoded text begins, there and in `text`: within a piece,
+    # positions in both advance together.
+    pieces, starts, written = [], [], []
+    done = length = 0
+
+    def add(piece: str, at: int) -> None:
+        nonlocal length
+        pieces.append(piece)
+        starts.append(length)
+        written.append(at)
+        length += len(piece)
+
+    for run in _ESCAPES.finditer(text):
+        add(text[done:run.start()].replace("+", " "), done)
+        data = bytes.fromhex(run[0].replace("%", ""))
+        at = 0
+        while at < len(data):
+            size = _UTF8_LENGTH.get(data[at], 0)
+            try:
+                character = data[at:at + size].decode() if size else None
+            except UnicodeDecodeError:
+                character = None
+            if character is None:  # no character begins here: the escape stays as it is
+                size, character = 1, run[0][3 * at:3 * at + 3]
+            add(character, run.start() + 3 * at)
+            at += size
+        done = run.end()
+    add(text[done:].replace("+", " "), done)
+    add("", len(text))  # the end
+
+    def at_in_text(position: int) -> int:
+        piece = bisect_right(starts, position) - 1
+        return written[piece] + position - starts[piece]
+
+    return "".join(pieces), at_in_text
 
 
 def _matches(automaton: AhoCorasick, text: str) -> list[tuple[int, int, int]]:
