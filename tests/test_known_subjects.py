@@ -134,6 +134,17 @@ def test_url_encoded_values_are_found_decoded(encoded_registry, subject):
                     assert subject.id in {f.subject for f in found}, text
 
 
+def test_a_name_too_short_to_count_plain_counts_encoded():
+    """A two-character name is too short to count plain, not URL-encoded (18 characters, as
+    each Chinese character is three escapes): found encoded, naming its subject."""
+    registry = KnownSubjects([Subject("cn-1", (("name", "王芳"), ("email", "fang@example.cn")),
+                                      {})], region="FR")
+    for written in _written_encoded("王芳"):
+        found = {(f.category, f.form, f.subject)
+                 for f in registry.find(Field("query", "q", f"name={written}&x=1"))}
+        assert ("name", "url", "cn-1") in found, written
+
+
 def test_only_what_quote_writes_counts_decoded(encoded_registry):
     """A spelling escaped where quote() leaves it as it is ('.' as %2e), or escaped in part
     only, was never spelled and is not found: decoding finds exactly what the spelled

@@ -181,8 +181,12 @@ def _plain_spellings(category: str, value: str, canon: str) -> set[str]:
         spellings |= {f"{y}{m}{d}", f"{d}/{m}/{y}", f"{d}.{m}.{y}", f"{m}/{d}/{y}"}
     elif category == "email":
         spellings.add(_gmail(canon))
-    # At least _MIN_PLAIN long.
-    return {s for s in spellings if too_common(s) is None}
+    # At least _MIN_PLAIN long. One too short may not be once URL-encoded (a two-character
+    # Chinese name is 18 characters): its encodings are spelled, as the decoded text is
+    # searched only for what the automaton holds plain.
+    kept = {s for s in spellings if too_common(s) is None}
+    return kept | {encoded for text in spellings - kept for encoded in url_encodings(text)
+                   if too_common(encoded) is None}
 
 
 def url_encodings(text: str) -> set[str]:
