@@ -167,8 +167,8 @@ def test_an_encoded_keystroke_prefix_hides_nothing(encoded_registry):
 
 def test_a_long_text_is_decoded_in_numpy_as_escape_by_escape():
     """Long ASCII text is URL-decoded in numpy, whole: the same text and positions as
-    decoding it escape run by escape run, or nothing when what its escapes encode is not
-    UTF-8 (then it is decoded run by run, which keeps such escapes as they are)."""
+    decoding it escape run by escape run, escapes that begin no UTF-8 character kept as they
+    are (one in a long body sent it escape by escape to Python: 19 -> 129 ms a MB)."""
     from gdpr_audit.detectors import known
     rng = random.Random(5)
     atoms = ["k", "+", "%", "%2", "%20", "%40", "%2b", "%25", "%c3%a9", "%e2%82%ac", "%f0%9f%98%80",
@@ -178,14 +178,11 @@ def test_a_long_text_is_decoded_in_numpy_as_escape_by_escape():
         invalid = ["%c3", "%ff", "%a9", "%ed%a0%80"] if attempt % 2 else []
         text = "".join(rng.choice(atoms + invalid) for _ in range(rng.randint(1, 40)))
         whole, pieces = known._url_decoded_whole(text), known._url_decoded_pieces(text)
-        if whole is None:  # an escape that begins no character, kept as it is
-            assert re.search("%[0-9a-f]{2}", pieces[0]), text
-            continue
-        compared += 1
+        compared += bool(re.search("%[0-9a-f]{2}", pieces[0]))  # one kept as it is
         assert whole[0] == pieces[0], text
         assert [whole[1](i) for i in range(len(whole[0]) + 1)] == [
             pieces[1](i) for i in range(len(pieces[0]) + 1)], text
-    assert compared > 300
+    assert compared > 200
 
 
 def test_a_spelling_encoded_in_a_long_text_is_found(registry):
