@@ -1085,3 +1085,18 @@ def test_a_long_text_is_read_around_the_phone_hint_as_it_is_whole(phones, monkey
         assert around == whole, field.value
         found += len(whole)
     assert found > 1000  # not vacuous: the texts hold many registry numbers
+
+
+def test_thousands_of_registry_values_in_one_text_each_found_once():
+    """A list of customers in one value (a CSV upload): each one's email and name found,
+    naming them, and nothing inside a match found besides it (the name inside the email)."""
+    subjects = [Subject(f"c{n}", (("email", f"marie.roux{n}@example.org"),
+                                  ("name", f"Marie Roux{n}"), ("first_name", "Marie")), {})
+                for n in range(2000)]
+    known = KnownSubjects(subjects, region="FR")
+    text = "\n".join(f"{n},marie.roux{n}@example.org,Marie Roux{n},FR" for n in range(2000))
+    found = list(known.find(Field("body", "", text)))
+    assert {(f.subject, f.category) for f in found if f.subject} == {
+        (s.id, category) for s in subjects for category in ("email", "name")}
+    assert len(found) == 4000, {f.value for f in found} - {
+        v for s in subjects for _, v in s.identifiers}
