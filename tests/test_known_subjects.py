@@ -1100,3 +1100,18 @@ def test_thousands_of_registry_values_in_one_text_each_found_once():
         (s.id, category) for s in subjects for category in ("email", "name")}
     assert len(found) == 4000, {f.value for f in found} - {
         v for s in subjects for _, v in s.identifiers}
+
+
+def test_the_screen_holds_no_more_literals_than_its_cap_encodings_included():
+    """Hyperscan compiles a literal in 50 us: past SCREENED_SPELLINGS literals, the registry
+    is not screened by literals (KnownSubjects.spellings is None). Its spellings' URL
+    encodings are literals too: a registry under the cap by its spellings alone, but not
+    with their encodings, is not screened by them."""
+    from gdpr_audit.detectors.registry_index import SCREENED_SPELLINGS
+    subjects = [Subject(f"s{n}", (("email", f"person.{n}@example.org"),
+                                  ("name", f"Prenom{n} Nom{n}")), {}) for n in range(500)]
+    known = KnownSubjects(subjects, region="FR")
+    assert known._texts is not None  # under the cap by spellings alone
+    assert sum(map(len, known._texts)) <= SCREENED_SPELLINGS
+    assert known.spellings is None
+    assert len(KnownSubjects(subjects[:100], region="FR").spellings) <= SCREENED_SPELLINGS

@@ -53,7 +53,15 @@ from .hashes import (
     _form_name,
     _key,
 )
-from .registry_index import _FORMS, _LENGTH_BITS, _MAX_NAMED, _POSITION_BITS, _SHARED, _index
+from .registry_index import (
+    _FORMS,
+    _LENGTH_BITS,
+    _MAX_NAMED,
+    _POSITION_BITS,
+    _SHARED,
+    SCREENED_SPELLINGS,
+    _index,
+)
 from .spellings import (
     INTERNATIONAL,
     MAX_PHONE_DIGITS,
@@ -411,8 +419,10 @@ class KnownSubjects:
         # find() decodes URL-encoded text: the screen finds the encodings themselves.
         plain = {*plain, *(written for text in plain for written in url_encodings(text))}
         # Sorted: the compiled database is kept on disk under its patterns, in their order.
-        return [(text, True) for text in sorted(plain) if text.isascii() and text == text.lower()
-                ] + [(text, False) for text in sorted(encoded)]
+        literals = [(text, True) for text in sorted(plain)
+                    if text.isascii() and text == text.lower()] + [
+            (text, False) for text in sorted(encoded)]
+        return literals if len(literals) <= SCREENED_SPELLINGS else None  # encodings count
 
     def automaton_hits(self, batch: str) -> Iterator[int]:
         """Where the automata match raw in `batch` (ASCII values joined by SEPARATOR)."""
