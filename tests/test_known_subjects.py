@@ -1115,3 +1115,38 @@ def test_the_screen_holds_no_more_literals_than_its_cap_encodings_included():
     assert sum(map(len, known._texts)) <= SCREENED_SPELLINGS
     assert known.spellings is None
     assert len(KnownSubjects(subjects[:100], region="FR").spellings) <= SCREENED_SPELLINGS
+
+
+def test_a_text_no_spelling_can_be_encoded_in_is_not_searched_decoded(monkeypatch):
+    """Without a '%', a spelling is found encoded only where a '+' stands for a space between
+    two characters quote leaves as they are: other texts (a phone number's '+') are not
+    searched decoded, and what is found is the same as when every text is."""
+    from gdpr_audit.detectors import known
+    rng = random.Random(11)
+    spellings = [value.lower() for s in ENCODED for _, value in s.identifiers] + [
+        "jean-luc martin", "apt 12 b", "x.y z_w", "tilde ~ok", "dash -ok"]
+    registry = KnownSubjects([*ENCODED, Subject("more", tuple(
+        ("name", text) for text in spellings[-5:]), {})], region="FR")
+    pieces = ["+33612345678", ",", " ", "+", "x", "q=", "&", "++", "-", "."] + [
+        quote_plus(text, safe="") for text in spellings] + [
+        quote_plus(text, safe="").replace("%", "") for text in spellings] + spellings
+
+    def texts():
+        rng.seed(11)
+        return ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+                for _ in range(3000)]
+
+    def found():
+        return [sorted((f.category, f.form, f.value, f.subject or "")
+                       for f in registry.find(Field("query", "q", text)))
+                for text in texts()]
+
+    shortcut = found()
+    monkeypatch.setattr(known, "_PLUS_FOR_SPACE", re.compile(""))  # every text decoded
+    everything = found()
+    assert shortcut == everything
+    skipped = [t for t in texts() if "%" not in t and "+" in t
+               and not re.search(r"[a-z0-9_.~-]\+[a-z0-9_.~-]", t.lower())]
+    assert len(skipped) > 50
+    assert sum(form in ("url", "plain") and "+" in value
+               for findings in everything for _, form, value, _ in findings) > 100

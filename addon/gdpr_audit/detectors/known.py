@@ -501,14 +501,18 @@ _UTF8_LENGTH = {**dict.fromkeys(range(0x80), 1), **dict.fromkeys(range(0xC2, 0xE
 def _url_decoded(text: str) -> tuple[str, Callable[[int], int]] | None:
     """Lowercase `text` decoded as unquote_plus would, and where each of its positions is in
     `text`, or None if decoding changes nothing. A %-escape that begins no UTF-8 character
-    stays as it is: a spelling encoded never holds one."""
-    if "%" not in text and "+" not in text:
+    stays as it is: a spelling encoded never holds one. None too where no spelling can be
+    found encoded: without a '%', an encoding is quote_plus's of a spelling with spaces,
+    each a '+' between two characters quote leaves as they are (a phone number's '+' after
+    a comma or at the start is not one: call records were searched twice for nothing)."""
+    if "%" not in text and not _PLUS_FOR_SPACE.search(text):
         return None
     if len(text) >= LONG_TEXT and text.isascii():
         return _url_decoded_whole(text)
     return _url_decoded_pieces(text)
 
 
+_PLUS_FOR_SPACE = re.compile(r"[a-z0-9_.~-]\+[a-z0-9_.~-]")  # in lowered text
 _HEX_DIGITS = numpy.full(256, -1, numpy.int16)
 _HEX_DIGITS[numpy.frombuffer(b"0123456789abcdef", numpy.uint8)] = numpy.arange(16)
 
