@@ -453,18 +453,15 @@ class _Kept:
         # An element's finding is counted in its group; a subject's keeps a row of its own.
         group = None if shape == item.key or finding.subject is not None else (
             item.location, shape, finding.category, finding.detector, finding.form)
-        counted = self.counts.get(group) if group else None
-        if counted is not None:
-            self.counts[group] = (counted[0], counted[1] + finding.count)
-            self.values.add(value)
-            self.places.add(place)
-            self.keys.add(item.key)
-            return
-        # `value` is the finding's key in `findings`: its field's place is item's.
-        self.findings[value] = finding if finding.field is item else finding.at(item)
         self.values.add(value)
         self.places.add(place)
         self.keys.add(item.key)
+        counted = self.counts.get(group) if group else None
+        if counted is not None:
+            self.counts[group] = (counted[0], counted[1] + finding.count)
+            return
+        # `value` is the finding's key in `findings`: its field's place is item's.
+        self.findings[value] = finding if finding.field is item else finding.at(item)
         if group is not None:
             self.counts[group] = (value, finding.count)
 
