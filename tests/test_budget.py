@@ -8,12 +8,15 @@ request is audited as usual. Costs are measured in bench/body_cost.py, never ass
 
 import base64
 import gzip
+import hashlib
+import itertools
 import json
+import random
 
 import pytest
 
 from conftest import make_flow
-from gdpr_audit import fields
+from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.fields import MAX_VALUE_CHARS, decode_budget, raw_size, request_fields
 from gdpr_audit.policy import load_policy
@@ -103,3 +106,86 @@ def test_short_values_past_the_budget_are_not_decoded(monkeypatch: pytest.Monkey
     extraction = request_fields(make_flow(URL, "POST", body, JSON).request, 10 * MB)
     assert any("decoding stopped" in reason for reason in extraction.limits)
     assert [value for value in calls if value in tokens] == tokens[:1]
+
+
+def test_a_text_dense_in_identifiers_is_read_until_its_budget(auditor: Auditor) -> None:
+    """A mailing list of 10,000 addresses in 360 KB: one per 36 characters where the budget
+    is one per 256. Reading stops after a piece past the budget, the flow is partial with
+    the reason, and what the pieces read showed is kept: the first lines, the registry's
+    subject among them, not the last."""
+    rows = [f"{n},client{n}@example{n % 50}.fr,Jean,Dupont{n}" for n in range(10_000)]
+    rows[3] = f"3,{EMAIL},Marie,Dupont"
+    text = "\n".join(rows)
+    result = auditor.audit(make_flow("https://api.example-mail.com/lists/import", "POST",
+                                     text.encode(), {"content-type": "text/csv"}))
+    budget = len(text) // audit._CHARS_PER_IDENTIFIER
+    assert result.status == "partial"
+    [reason] = [r for r in result.limits if "identifiers" in r]
+    read_to = int(reason.rpartition(" ")[2])
+    assert reason.startswith(f"a text of {len(text)} characters held over {budget} identifiers")
+    emails = {f.canonical for f in result.findings if f.category == "email"}
+    assert EMAIL in emails and "client0@example0.fr" in emails
+    assert "client9999@example49.fr" not in emails
+    # Every address before where reading stopped, none after it.
+    assert emails - {EMAIL} == {f"client{n}@example{n % 50}.fr" for n, row in enumerate(rows)
+                                if n != 3 and text.index(row) + len(row) <= read_to}
+    assert budget < len(emails) < 4 * budget  # stopped within a piece of the budget
+    assert any(f.subject == "cust-001" for f in result.findings)
+
+
+def _texts(seed: int) -> list[str]:
+    """Long texts, sparse in identifiers of every kind (the registry's among them, plain,
+    encoded and hashed), some in lines and some in one line: cut into pieces, they must
+    show what they show whole."""
+    rng = random.Random(seed)
+    registry = [EMAIL, "+33612345678", "+33 6 12 34 56 78", "06 12 34 56 78", "Marie Dupont",
+                "C-1001", "12 rue de la Paix, 75002 Paris", "Jean-Luc Lefèvre", "Lefèvre",
+                "marie.dupont%40example.fr", hashlib.sha256(EMAIL.encode()).hexdigest(),
+                base64.b64encode(b"amelie.rousseau@example.org").decode()]
+    others = ["user{}@mail.com", "+33 6 {0:02d} 45 67 89", "FR76 3000 6000 0112 3456 7890 189",
+              "4111 1111 1111 1111", "81.{0}.12.7", "1 85 05 78 006 084 36", "+4915{0:09d}"]
+    words = "commande client livraison paiement erreur session panier 200 GET é à".split()
+    texts = []
+    for n in range(6):
+        lines, size = [], 0
+        while size < 70_000 + 40_000 * n:
+            line = " ".join(rng.choice(words) for _ in range(rng.randrange(3, 30)))
+            if rng.random() < 0.35:
+                line += " " + (rng.choice(registry) if rng.random() < 0.3 else
+                               rng.choice(others).format(rng.randrange(100))) + rng.choice(" ,;")
+            lines.append(line)
+            size += len(line) + 1
+        texts.append((" " if n % 3 == 0 else "\n").join(lines))
+    return texts
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_long_text_in_pieces_shows_what_it_shows_whole(
+        auditor: Auditor, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    def found(text: str, key: str) -> set[tuple[str, ...]]:
+        flow = make_flow(URL, "POST", json.dumps({key: text}).encode(), JSON)
+        result = auditor.audit(flow)
+        assert not any("identifiers" in reason for reason in result.limits)
+        # The registry keeps one finding per subject and place: which of its forms (plain,
+        # url, base64) comes first may change with the pieces.
+        return {(f.detector, f.category, f.canonical, f.subject or "", f.field.key,
+                 "" if f.detector == "registry" else f.form, str(f.count)) for f in result.findings}
+
+    monkeypatch.setattr(audit, "_CHARS_PER_IDENTIFIER", 1)  # no budget: only the pieces
+    texts = _texts(seed)
+    in_pieces = [found(text, f"log{n}") for n, text in enumerate(texts)]
+    monkeypatch.setattr(audit, "_PIECES_FROM", 10 ** 9)
+    whole = [found(text, f"log{n}") for n, text in enumerate(texts)]
+    assert all(whole)
+    assert in_pieces == whole
+
+
+def test_pieces_are_cut_at_line_ends_or_between_words() -> None:
+    text = ("word " * 5000 + "\n") * 40 + "+33 6 12 34 56 78 " * 8000 + "jean dupont " * 9000
+    pieces = list(audit._pieces(fields.Field("body", "", text)))
+    assert "".join(piece.value for _, piece in pieces) == text
+    assert [end for end, _ in pieces] == list(itertools.accumulate(
+        len(piece.value) for _, piece in pieces))
+    assert len(pieces) > 4
+    for _, piece in pieces[:-1]:
+        assert piece.value.endswith(("\n", "jean ", "word "))

@@ -2,7 +2,7 @@
 
 import gc
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import compress
@@ -42,11 +42,18 @@ _SCREEN_FROM = 256
 _SCREEN_CHARS = 1 << 16
 """...or characters: a few long values (a text log, what a hostile request decodes to) cost
 every detector a pass in Python, where one scan of the hints runs at C speed (issue 19)."""
+_PIECES_FROM = _SCREEN_CHARS
+"""A text this long is read in pieces of about _PIECE characters (Auditor._found)..."""
+_PIECE = 1 << 14
+_CHARS_PER_IDENTIFIER = 256
+"""...while it shows fewer identifiers than one per this many characters: a MB may hold
+4,096, whose finding costs about 25 ms (a mailing list of 18,700 addresses cost 120)."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
 _VALUE = attrgetter("value")
-_NOTHING: tuple[tuple[Finding, ...], tuple[Finding, ...]] = ((), ())
+_ByValue = tuple[tuple[Finding, ...], tuple[Finding, ...]]
+_NOTHING: _ByValue = ((), ())
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -221,18 +228,12 @@ class Auditor:
     def detect(self, extraction: Extraction) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
-        fields = extraction.fields
-        needs = self._screen(fields)
-        found = self._found_by_values(fields, needs)
+        fields, found, read = self._found(extraction)
         kept = _Kept(self._registry_findings(fields, found))
         columns: dict[tuple[str, str], _Column] = {}
         blank: set[str] | None = None  # found for the first array, if any
-        key_readers = [(d, needs.get(d)) for d in self.detectors
-                       if d.reads_key and d is not self._field_names]
-        # The values any of them looks at; None: every value.
-        looked_at = None if any(need is None for _, need in key_readers) else set().union(
-            *(need for _, need in key_readers))
-        for item, (_, by_value), shape in zip(fields, found, _shapes_of(fields), strict=True):
+        for item, (_, by_value), by_key, shape in zip(fields, found, read, _shapes_of(fields),
+                                                      strict=True):
             for finding in by_value:
                 kept.keep(finding, item, shape)
             if shape == item.key:  # not in an array
@@ -251,19 +252,8 @@ class Auditor:
                     column.items.append(item)
                     if column.key is None:
                         column.key = self._first_of(item, column.label, kept)
-            if not needs:  # a small request, not screened
-                for finding in self._found_by_key_readers(item, key_readers):
-                    kept.keep(finding, item, shape)
-            elif looked_at is None or item.value in looked_at:
-                for detector, need in key_readers:
-                    if need is None:  # a detector without a hint: every value
-                        read = self._found_by_key_reader(detector, item)
-                    elif item.value in need:  # a batch's screened few: mostly new values
-                        read = detector.find(item)
-                    else:
-                        continue
-                    for finding in read:
-                        kept.keep(finding, item, shape)
+            for finding in by_key:
+                kept.keep(finding, item, shape)
         for column in columns.values():
             if column.key is not None and (count := self._count(column, kept, blank)) > 1:
                 kept.findings[column.key] = replace(kept.findings[column.key], count=count)
@@ -271,6 +261,82 @@ class Auditor:
             if count > 1:
                 kept.findings[key] = replace(kept.findings[key], count=count)
         return _per_shape(kept.findings.values())
+
+    def _found(self, extraction: Extraction) -> tuple[list[Field], list[_ByValue],
+                                                       list[Iterable[Finding]]]:
+        """The fields to keep findings of; in each, what the registry and the key-blind
+        detectors found (_found_by_values) and what the key readers found.
+
+        A text of _PIECES_FROM characters or more (a log, a mailing list) is read a piece at
+        a time, and only while it shows fewer identifiers than one per _CHARS_PER_IDENTIFIER
+        of its characters: each costs microseconds of Python (found, checked, kept,
+        redacted), and a MB dense in them cost 100-170 ms where SPEC 4 allows 50. Past that,
+        the flow is partial and keeps what the pieces read showed."""
+        short = [item for item in extraction.fields if len(item.value) < _PIECES_FROM]
+        if len(short) == len(extraction.fields):
+            return (short, *self._found_in(short, self._screen(short)))
+        found_short, read_short = map(iter, self._found_in(short, self._screen(short)))
+        fields: list[Field] = []
+        found: list[_ByValue] = []
+        read: list[Iterable[Finding]] = []
+        texts: dict[str, tuple[Field, list[tuple[Field, _ByValue, Iterable[Finding]]]]] = {}
+        for item in extraction.fields:
+            if len(item.value) < _PIECES_FROM:
+                fields.append(item)
+                found.append(next(found_short))
+                read.append(next(read_short))
+                continue
+            first, pieces = texts.get(item.value) or texts.setdefault(
+                item.value, (item, self._read_in_pieces(item, extraction)))
+            for piece, in_value, by_key in pieces:
+                if item is not first:  # the same text again (a hostile request's copies)
+                    piece = Field(item.location, item.key, piece.value, item.layers)
+                    in_value = (tuple(f.at(piece) for f in in_value[0]), in_value[1])
+                fields.append(piece)
+                found.append(in_value)
+                read.append(by_key)
+        return fields, found, read
+
+    def _read_in_pieces(self, item: Field, extraction: Extraction,
+                        ) -> list[tuple[Field, _ByValue, Iterable[Finding]]]:
+        budget = len(item.value) // _CHARS_PER_IDENTIFIER
+        read = []
+        shown = 0
+        for end, piece in _pieces(item):
+            (in_value,), (by_key,) = self._found_in([piece], self._screen([piece], True))
+            read.append((piece, in_value, by_key))
+            shown += len(in_value[0]) + len(in_value[1]) + len(by_key)
+            if shown > budget and end < len(item.value):
+                extraction.limit(
+                    f"a text of {len(item.value)} characters held over {budget} identifiers"
+                    f" (one per {_CHARS_PER_IDENTIFIER} characters): read to character {end}")
+                break
+        return read
+
+    def _found_in(self, fields: list[Field], needs: dict[object, set[str]],
+                  ) -> tuple[list[_ByValue], list[Iterable[Finding]]]:
+        found = self._found_by_values(fields, needs)
+        key_readers = [(d, needs.get(d)) for d in self.detectors
+                       if d.reads_key and d is not self._field_names]
+        if not needs:  # a small request, not screened
+            return found, [self._found_by_key_readers(item, key_readers) for item in fields]
+        # The values any of them looks at; None: every value.
+        looked_at = None if any(need is None for _, need in key_readers) else set().union(
+            *(need for _, need in key_readers))
+        return found, [self._read_by_keys(item, key_readers)
+                       if looked_at is None or item.value in looked_at else ()
+                       for item in fields]
+
+    def _read_by_keys(self, item: Field, key_readers: list[tuple[Detector, set[str] | None]],
+                      ) -> list[Finding]:
+        """The key readers' findings in a value of a screened request."""
+        found: list[Finding] = []
+        for detector, need in key_readers:
+            if need is None:  # a detector without a hint: every value
+                found += self._found_by_key_reader(detector, item)
+            elif item.value in need:  # a batch's screened few: mostly new values
+                found += detector.find(item)
+        return found
 
     def _registry_findings(self, fields: list[Field], found: list[tuple[tuple[Finding, ...],
                                                                          tuple[Finding, ...]]],
@@ -329,14 +395,15 @@ class Auditor:
             remember(memo, shape, label)
         return label  # type: ignore[return-value]
 
-    def _screen(self, fields: list[Field]) -> dict[object, set[str]]:
+    def _screen(self, fields: list[Field], always: bool = False) -> dict[object, set[str]]:
         """For a request of many values (a batch of events), the values each detector (and
         the registry) need look at: one scan of them all for every hint finds the few they
         could report on. A detector without a hint, or a value that is not screened, is
         missing or included: every value it holds is looked at. needs[_SCREENED] holds the
         values the registry and the key-blind detectors were screened for: those not
         memoised (the others' findings are known)."""
-        if len(fields) < _SCREEN_FROM and sum(len(item.value) for item in fields) < _SCREEN_CHARS:
+        if not always and len(fields) < _SCREEN_FROM and sum(
+                len(item.value) for item in fields) < _SCREEN_CHARS:
             return {}
         values = list(dict.fromkeys(map(_VALUE, fields)))
         joined = Joined(values)
@@ -531,6 +598,30 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
                             count=sum(f.count for f in together or (first,)))
         merged.append(first)
     return merged
+
+
+def _pieces(item: Field) -> Iterator[tuple[int, Field]]:
+    """A long text in pieces, each with where it ends: the first of about _PIECE characters,
+    each next twice as long as the one before (each costs a screen and every detector's
+    set-up: pieces of 16 KB made a MB 15 ms dearer). Cut after a line end, else at a space
+    between two lower-case words (a phone number, a name or an IBAN holds spaces: none is
+    cut), in the next half piece; a text holding neither there is not cut further."""
+    text = item.value
+    start, size = 0, _PIECE
+    while start < len(text):
+        end = len(text)
+        if start + size < end:
+            cut = text.find("\n", start + size, start + size * 3 // 2)
+            if cut < 0 and (gap := _WORD_GAP.search(text, start + size,
+                                                    start + size * 3 // 2)) is not None:
+                cut = gap.start() + 1
+            if cut >= 0:
+                end = cut + 1
+        yield end, Field(item.location, item.key, text[start:end], item.layers)
+        start, size = end, 2 * size
+
+
+_WORD_GAP = re.compile(r"[a-z] [a-z]")
 
 
 def _shapes_of(fields: list[Field]) -> list[str]:
