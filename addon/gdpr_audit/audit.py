@@ -20,8 +20,10 @@ from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
 from .detectors.hashes import BASE64_RUN, HEX_RUN, WHOLE_DIGEST
 from .entities import entity_index
 from .fields import (
+    ARRAY_INDEX,
     Extraction,
     Field,
+    array_shape,
     decompress,
     header,
     is_html,
@@ -635,9 +637,9 @@ def _shapes_of(fields: list[Field]) -> list[str]:
         new = list(dict.fromkeys(key for key, shape in zip(keys, shapes, strict=True)
                                  if shape is None))
         joined = SEPARATOR.join(new)
-        made = (_INDEX.sub("[*]", joined).split(SEPARATOR)
+        made = (ARRAY_INDEX.sub("[*]", joined).split(SEPARATOR)
                 if joined.count(SEPARATOR) == len(new) - 1 else  # a key with a SEPARATOR
-                [_INDEX.sub("[*]", key) for key in new])
+                [array_shape(key) for key in new])
         found = dict(zip(new, made, strict=True))
         remember_all(_shapes, found)
         shapes = [found[key] if shape is None else shape
@@ -652,7 +654,5 @@ _shapes: dict[str, str] = {}
 def _shape_of(location: str, key: str) -> str:
     """`batch[12].anonymousId` -> `batch[*].anonymousId`. Path and query keep their keys:
     a segment's index or a parameter's name is its own."""
-    return _INDEX.sub("[*]", key) if "[" in key and location not in ("path", "query") else key
+    return key if location in ("path", "query") else array_shape(key)
 
-
-_INDEX = re.compile(r"\[[0-9]+\]")  # our own indexes: ASCII digits

@@ -694,6 +694,15 @@ def _decodings(value: str) -> tuple[tuple[str, str], ...]:
     return found
 
 
+ARRAY_INDEX = re.compile(r"\[[0-9]+\]")
+"""The index the walk writes of an array's element (`batch[12].sku`): ASCII digits."""
+
+
+def array_shape(key: str) -> str:
+    """`batch[12].anonymousId` -> `batch[*].anonymousId`: what every element's key shares."""
+    return ARRAY_INDEX.sub("[*]", key) if "[" in key else key
+
+
 MAX_MEMO_CHARS = 2048
 """Texts of the traffic up to this long are memoised (values, keys, hosts): the ones that
 come back in every flow are short, and long ones would make a memo hold too much."""

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 
-from ..fields import Field
+from ..fields import Field, array_shape
 from .base import SPACE, Detector, Finding
 
 # Keys under which a number written without '+' is still a phone number: a word anywhere, or
@@ -60,8 +60,9 @@ class PhoneDetector(Detector):
             yield Finding(self.id, self.category, field, match.raw_string, e164)
 
     def key_class(self, key: str) -> bool:
-        """Whether the key is a phone's."""
-        return _phone_key(key)
+        """Whether the key is a phone's: the same for every element of an array, whose
+        keys (`contacts[12].email`) a batch brings more of than the memo holds."""
+        return _phone_key(array_shape(key))
 
 
 def _whole_international(value: str, region: str) -> str | None:
