@@ -189,3 +189,15 @@ def test_pieces_are_cut_at_line_ends_or_between_words() -> None:
     assert len(pieces) > 4
     for _, piece in pieces[:-1]:
         assert piece.value.endswith(("\n", "jean ", "word "))
+
+
+def test_a_long_text_sent_twice_is_found_in_both_places(auditor: Auditor) -> None:
+    """Read once, as a hostile request's copies are, and kept where each copy is."""
+    text = "\n".join(f"ligne {n} commande livrée" for n in range(4000))
+    text += f"\n{EMAIL} a@b-example.fr"
+    flow = make_flow(URL, "POST", json.dumps({"first": text, "again": text}).encode(), JSON)
+    found = {(f.field.key, f.category, f.subject, f.canonical)
+             for f in auditor.audit(flow).findings}
+    for key in ("first", "again"):
+        assert (key, "email", "cust-001", EMAIL) in found
+        assert (key, "email", None, "a@b-example.fr") in found
