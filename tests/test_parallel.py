@@ -10,6 +10,7 @@ with flows written one at a time."""
 import json
 import os
 import sqlite3
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -227,3 +228,20 @@ def test_batched_log_rows_equal_flows_written_one_at_a_time(tmp_path: Path,
     batched, single = dumps
     assert batched["violation_findings"] and batched["flows"]
     assert batched == single
+
+
+def test_the_workers_start_before_the_first_result_is_asked_for(tmp_path: Path) -> None:
+    """So that what the replay does meanwhile (opening its log) keeps no core idle."""
+    def marking(audit: FlowAudit, source: str) -> str:
+        (tmp_path / source.rpartition("#")[2]).touch()
+        return source
+
+    reader = CaptureReader([str(ROOT / "captures" / "backend.flow")])
+    with ParallelAudits(AUDITOR, 2, marking) as parallel:
+        audits = parallel.audits(reader)
+        for _ in range(600):  # the first flow audited by a worker, not by asking for it
+            if (tmp_path / "0").exists():
+                break
+            time.sleep(0.05)
+        assert (tmp_path / "0").exists()
+        assert len(list(audits)) == len(ENDS)

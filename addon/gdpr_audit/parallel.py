@@ -63,10 +63,23 @@ class ParallelAudits(Generic[T]):
 
     def audits(self, reader: CaptureReader) -> Iterator[T]:
         """prepare(audit, source) for every flow of the reader's captures, in the order
-        read; the reader keeps the errors."""
+        read; the reader keeps the errors. The workers get their first chunks here, before
+        the first result is asked for: what the caller does meanwhile (open the log) keeps
+        no core idle."""
+        chunks = reader.chunks()
         pending: deque[tuple[Chunk, Future[list[T | CaptureError]] | None]] = deque()
         in_flight = 0
-        for chunk in reader.chunks():
+        for chunk in chunks if self.pool is not None else ():
+            pending.append((chunk, self._submit(chunk)))
+            in_flight += chunk.end - chunk.start
+            if len(pending) >= self.jobs * _AHEAD or in_flight > _AHEAD_BYTES:
+                break
+        return self._results(reader, chunks, pending, in_flight)
+
+    def _results(self, reader: CaptureReader, chunks: Iterator[Chunk],
+                 pending: "deque[tuple[Chunk, Future[list[T | CaptureError]] | None]]",
+                 in_flight: int) -> Iterator[T]:
+        for chunk in chunks:
             if self.pool is None and not pending:
                 yield from reader.accept(chunk, _outcomes(chunk, self.auditor, self.prepare))
                 continue
