@@ -88,8 +88,18 @@ class ParallelAudits(Generic[T]):
             while pending and (len(pending) > self.jobs * _AHEAD or in_flight > _AHEAD_BYTES):
                 in_flight -= pending[0][0].end - pending[0][0].start
                 yield from reader.accept(*self._result(*pending.popleft()))
+        self._biggest_first(pending)
         while pending:
             yield from reader.accept(*self._result(*pending.popleft()))
+
+    def _biggest_first(
+            self, pending: "deque[tuple[Chunk, Future[list[T | CaptureError]] | None]]") -> None:
+        """The last chunks, those no worker has taken yet, handed out again biggest first:
+        a big one left to the end keeps one worker busy while the others have nothing left."""
+        waiting = [n for n, (_, future) in enumerate(pending)
+                   if future is not None and future.cancel()]
+        for n in sorted(waiting, key=lambda n: pending[n][0].start - pending[n][0].end):
+            pending[n] = (pending[n][0], self._submit(pending[n][0]))
 
     def _submit(self, chunk: Chunk) -> "Future[list[T | CaptureError]] | None":
         if self.pool is None:
