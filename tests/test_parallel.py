@@ -10,6 +10,7 @@ with flows written one at a time."""
 import json
 import os
 import sqlite3
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -227,3 +228,43 @@ def test_batched_log_rows_equal_flows_written_one_at_a_time(tmp_path: Path,
     batched, single = dumps
     assert batched["violation_findings"] and batched["flows"]
     assert batched == single
+
+
+def test_the_workers_start_before_the_first_result_is_asked_for(tmp_path: Path) -> None:
+    """So that what the replay does meanwhile (opening its log) keeps no core idle."""
+    def marking(audit: FlowAudit, source: str) -> str:
+        (tmp_path / source.rpartition("#")[2]).touch()
+        return source
+
+    reader = CaptureReader([str(ROOT / "captures" / "backend.flow")])
+    with ParallelAudits(AUDITOR, 2, marking) as parallel:
+        audits = parallel.audits(reader)
+        for _ in range(600):  # the first flow audited by a worker, not by asking for it
+            if (tmp_path / "0").exists():
+                break
+            time.sleep(0.05)
+        assert (tmp_path / "0").exists()
+        assert len(list(audits)) == len(ENDS)
+
+
+def test_the_last_chunks_are_audited_biggest_first(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that no worker is left alone with a big chunk at the end. One flow a chunk, each
+    slow enough that the last chunks are still waiting when the capture is all cut."""
+    monkeypatch.setattr(captures, "_CHUNK_FLOWS", 1)
+    started = tmp_path / "started"
+
+    def slow(audit: FlowAudit, source: str) -> str:
+        with started.open("a") as out:
+            out.write(source.rpartition("#")[2] + "\n")
+        time.sleep(0.2)
+        return source
+
+    reader = CaptureReader([str(ROOT / "captures" / "backend.flow")])
+    with ParallelAudits(AUDITOR, 2, slow) as parallel:
+        assert len(list(parallel.audits(reader))) == len(ENDS) == 24
+    sizes = [end - start for start, end in zip([0, *ENDS], ENDS)]
+    last = [sizes[int(n)] for n in started.read_text().split()[-8:]]
+    # the two workers may write the chunks they take at once in either order
+    assert all(a > b for a, b in zip(last, last[2:])), last
+    assert not all(a > b for a, b in zip(sizes[-8:], sizes[-6:]))  # not so in the file

@@ -59,6 +59,7 @@ from .store import (
     has_key,
     lift_query_limit,
     limit_queries,
+    log_key,
     merge,
     open_existing,
     purge,
@@ -386,20 +387,15 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
     if missing and len(missing) == len(args.paths):
         raise FileNotFoundError(f"{', '.join(missing)}: no such file or folder (replay takes "
                                 ".flow, .mitm and .har files, or folders of them)")
-    store = AuditStore(args.db)
-    opened.append(store)
-    # Each batch's commit without the WAL's fsync, as the proxy's LogWriter: a killed replay
-    # still loses nothing committed (only a power cut could lose the last batches, which a
-    # replay of the same captures writes again); the fsyncs held the writing process 4 ms each.
-    store.db.execute("PRAGMA synchronous = NORMAL")
+    # Only the log's key before the workers fork (they fingerprint with it): the log itself
+    # is opened once they have work, as creating a new one's tables is 0.1 s of fsyncs.
+    key = log_key(args.db)
     reader = CaptureReader(list(args.paths))
-    run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
     summary = RunSummary()
     batch: list[FlowRows] = []
     show_progress = console.is_terminal and not os.environ.get("CI")
     progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
                         console=console, transient=True)
-    key = store.key
 
     def prepare(audit: FlowAudit, source: str) -> tuple[FlowRows, FlowSummary]:
         """Where the flow was audited (a worker): its rows for the log, and its summary."""
@@ -407,8 +403,17 @@ def _replay(args: argparse.Namespace, console: Console, opened: list[AuditStore]
 
     with ParallelAudits(auditor, args.jobs, prepare) as parallel, \
             progress if show_progress else nullcontext():
+        audits = parallel.audits(reader)
+        store = AuditStore(args.db, key)
+        opened.append(store)
+        # Each batch's commit without the WAL's fsync, as the proxy's LogWriter: a killed
+        # replay still loses nothing committed (only a power cut could lose the last batches,
+        # which a replay of the same captures writes again); the fsyncs held the writing
+        # process 4 ms each.
+        store.db.execute("PRAGMA synchronous = NORMAL")
+        run_id = store.start_run("replay " + " ".join(args.paths), policy.sources)
         task = progress.add_task("flows", total=None)
-        for rows, flow in parallel.audits(reader):
+        for rows, flow in audits:
             summary.add(flow)
             batch.append(rows)
             if len(batch) >= _BATCH:

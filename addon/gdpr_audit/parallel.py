@@ -63,10 +63,23 @@ class ParallelAudits(Generic[T]):
 
     def audits(self, reader: CaptureReader) -> Iterator[T]:
         """prepare(audit, source) for every flow of the reader's captures, in the order
-        read; the reader keeps the errors."""
+        read; the reader keeps the errors. The workers get their first chunks here, before
+        the first result is asked for: what the caller does meanwhile (open the log) keeps
+        no core idle."""
+        chunks = reader.chunks()
         pending: deque[tuple[Chunk, Future[list[T | CaptureError]] | None]] = deque()
         in_flight = 0
-        for chunk in reader.chunks():
+        for chunk in chunks if self.pool is not None else ():
+            pending.append((chunk, self._submit(chunk)))
+            in_flight += chunk.end - chunk.start
+            if len(pending) >= self.jobs * _AHEAD or in_flight > _AHEAD_BYTES:
+                break
+        return self._results(reader, chunks, pending, in_flight)
+
+    def _results(self, reader: CaptureReader, chunks: Iterator[Chunk],
+                 pending: "deque[tuple[Chunk, Future[list[T | CaptureError]] | None]]",
+                 in_flight: int) -> Iterator[T]:
+        for chunk in chunks:
             if self.pool is None and not pending:
                 yield from reader.accept(chunk, _outcomes(chunk, self.auditor, self.prepare))
                 continue
@@ -75,8 +88,18 @@ class ParallelAudits(Generic[T]):
             while pending and (len(pending) > self.jobs * _AHEAD or in_flight > _AHEAD_BYTES):
                 in_flight -= pending[0][0].end - pending[0][0].start
                 yield from reader.accept(*self._result(*pending.popleft()))
+        self._biggest_first(pending)
         while pending:
             yield from reader.accept(*self._result(*pending.popleft()))
+
+    def _biggest_first(
+            self, pending: "deque[tuple[Chunk, Future[list[T | CaptureError]] | None]]") -> None:
+        """The last chunks, those no worker has taken yet, handed out again biggest first:
+        a big one left to the end keeps one worker busy while the others have nothing left."""
+        waiting = [n for n, (_, future) in enumerate(pending)
+                   if future is not None and future.cancel()]
+        for n in sorted(waiting, key=lambda n: pending[n][0].start - pending[n][0].end):
+            pending[n] = (pending[n][0], self._submit(pending[n][0]))
 
     def _submit(self, chunk: Chunk) -> "Future[list[T | CaptureError]] | None":
         if self.pool is None:

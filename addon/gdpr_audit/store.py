@@ -92,20 +92,26 @@ def refuse_link(path: str) -> None:
                          "(give the real path)")
 
 
+def log_key(path: str) -> bytes:
+    """The fingerprint key of the log at `path`, which is created empty if there is none.
+    A replay's workers fingerprint with it before the log is opened (AuditStore(path, key))."""
+    if path != ":memory:":
+        refuse_link(path)
+        if Path(path).exists() and Path(path).stat().st_size and not has_key(path):
+            # a new key would match nothing in the log: stop before writing anything
+            raise ValueError(f"{path}: this log's fingerprint key is missing: restore "
+                             f"{path}.key or set {_KEY_ENV}")
+        if not Path(path).exists():
+            Path(path).touch(mode=0o600)
+    # the key before the first write: a log with content always has its key, so the
+    # check above does not fail a second writer that finds the log just begun
+    return load_key(path)
+
+
 class AuditStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: bytes | None = None) -> None:
         self.path = path
-        if path != ":memory:":
-            refuse_link(path)
-            if Path(path).exists() and Path(path).stat().st_size and not has_key(path):
-                # a new key would match nothing in the log: stop before writing anything
-                raise ValueError(f"{path}: this log's fingerprint key is missing: restore "
-                                 f"{path}.key or set {_KEY_ENV}")
-            if not Path(path).exists():
-                Path(path).touch(mode=0o600)
-        # the key before the first write: a log with content always has its key, so the
-        # check above does not fail a second writer that finds the log just begun
-        self.key = load_key(path)
+        self.key = log_key(path) if key is None else key
         self.db = sqlite_utils.Database(path)
         self.db.execute("PRAGMA busy_timeout = 10000")  # another writer (a replay, a proxy)
         self.db.execute("PRAGMA foreign_keys = ON")
