@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from .catalogue import CATALOGUE_FILES, catalogue_file, load_catalogue
 from .categories import CATEGORIES, IDENTIFIER_ALIASES, SENSITIVE
@@ -29,6 +27,10 @@ from .documents import (
     read_document,
 )
 from .entities import Catalogue, entity_index
+
+if TYPE_CHECKING:  # imported where used: a registry index worker imports this module for
+    # category_of, and held jsonschema's 6 MB of imports (registry_index._Worker)
+    import jsonschema
 
 __all__ = ["Policy", "PolicyError", "Recipient", "Subject", "load_policy"]
 
@@ -206,6 +208,7 @@ def schema_errors(document: Any, origins: Origins) -> list[PolicyError]:
     jsonschema costs about a millisecond a subject, too much for a registry of 100,000: a
     subject that passes `_plain_subject` (the schema's subject rules, written out) is not
     given to it, and the others keep their index in the error's key."""
+    import jsonschema
     validator = jsonschema.Draft202012Validator(schema())
     subjects = document.get("subjects") if isinstance(document, dict) else None
     suspects: list[int] = []
@@ -299,7 +302,7 @@ def _key_name(key: str) -> str:
     return key if _KEY_NAME.fullmatch(key) and "@" not in key else "(a key that is not a name)"
 
 
-def _explain_blind(error: jsonschema.ValidationError) -> str:
+def _explain_blind(error: "jsonschema.ValidationError") -> str:
     if error.validator == "additionalProperties":
         return _explain(error)  # lists the allowed key names, not the one found
     if error.validator == "propertyNames" or "propertyNames" in error.schema_path:
@@ -318,7 +321,7 @@ def _explain_blind(error: jsonschema.ValidationError) -> str:
 _NOT_A_DATE = "expected an ISO 8601 date, e.g. 2026-01-10T09:00:00Z"
 
 
-def _explain_required(error: jsonschema.ValidationError) -> str:
+def _explain_required(error: "jsonschema.ValidationError") -> str:
     """`'purposes' is a required property`, and the key that looks like it misspelt."""
     missing = next((m for m in error.validator_value
                     if isinstance(error.instance, dict) and m not in error.instance), None)
@@ -329,7 +332,7 @@ def _explain_required(error: jsonschema.ValidationError) -> str:
     return f"{missing!r} is missing{hint}"
 
 
-def _explain(error: jsonschema.ValidationError) -> str:
+def _explain(error: "jsonschema.ValidationError") -> str:
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return f"unknown key (allowed here: {allowed})"
