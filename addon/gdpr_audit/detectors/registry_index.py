@@ -424,9 +424,8 @@ def _merged(parts: list[Texts], packs: list[numpy.ndarray], shared: list[list[in
     _give_back()
     for part in [*unique, None] if writer is not None else ():
         writer.add(part)  # type: ignore[union-attr]
-    automaton = _automaton(unique)
     kept = _kept_texts(unique)
-    del unique
+    automaton = _automaton(unique)
     _give_back()
     return automaton, values, kept
 
@@ -485,12 +484,23 @@ def _screened(kept: list[list[str] | None]) -> tuple[list[str], list[str]] | Non
 
 def _automaton(parts: list[Texts]) -> ahocorasick_rs.AhoCorasick | None:
     """Its pattern numbers are the texts' order. A contiguous NFA: a third of the memory of
-    the trie pyahocorasick built for 2 million spellings, built in Rust in 2 s."""
+    the trie pyahocorasick built for 2 million spellings, built in Rust in 2 s. It empties
+    `parts`."""
     if not any(len(part.lengths) for part in parts):
+        parts.clear()
         return None
-    return ahocorasick_rs.AhoCorasick((text for part in parts for text in part.each()),
+    return ahocorasick_rs.AhoCorasick(_drained(parts),
                                       implementation=ahocorasick_rs.Implementation.ContiguousNFA,
                                       store_patterns=False)
+
+
+def _drained(parts: list[Texts]) -> Iterator[str]:
+    """The texts of the parts, in order, each part let go once read: a build holds the most
+    as it ends, turning its trie into the automaton kept, and the texts are no longer needed
+    then (100,000 subjects' base64 prefixes: 19 MB)."""
+    parts.reverse()
+    while parts:
+        yield from parts.pop().each()
 
 
 def _firsts(parts: list[Texts]) -> numpy.ndarray:
