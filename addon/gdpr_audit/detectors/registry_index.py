@@ -224,9 +224,9 @@ def _mapped_apart() -> None:
     """Has glibc map every large block apart, for good. By default it raises that size to
     any mapped block freed (up to 32 MB): once building freed large numpy arrays, the
     automata's growing vectors were moved within the heap, each leaving the pages of the
-    last copy held, and freed arrays stayed held until _give_back (100,000 subjects: main
-    process's peak 470 MB; 380 now). Mapped apart, a vector grows in place (mremap) and a
-    freed block goes back at once."""
+    last copy held, and freed arrays stayed held until _give_back (100,000 subjects, cold:
+    this process held 453 MB as the base64 automaton's build ended, 383 now). Mapped apart,
+    a vector grows in place (mremap) and a freed block goes back at once."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(_MMAP_THRESHOLD, _MAPPED_FROM)
     except (OSError, AttributeError):  # not glibc
@@ -389,7 +389,7 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     # and kept while the plain one builds than the other way round.
     encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
     plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
-    split: dict[str, list[tuple[int, str]]] = {}  # made once the automata are
+    split: dict[str, list[tuple[int, str]]] = {}  # once the automata are built (_Spelled.split)
     for firsts, numbers, lasts in splits:
         if len(numbers):
             for first, number, last in zip(firsts.split(" "), numbers.tolist(),
