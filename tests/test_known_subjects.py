@@ -688,6 +688,27 @@ def test_what_a_worker_does_not_send_this_process_makes(large, monkeypatch, work
         assert hits(built, value) == hits(reference, value) != [], value
 
 
+def test_an_index_worker_does_not_hold_what_only_this_process_uses():
+    """A worker imports what its job needs (registry_index._WORKER_CODE): mitmproxy's HTTP
+    model, jsonschema and cryptography were 37 MB of it, held beside the automata built
+    here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gdpr_audit.detectors import registry_index
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from gdpr_audit.detectors.registry_index import _worker_chunks; "
+            "print(' '.join(sorted(m for m in ('mitmproxy.http', 'jsonschema', 'cryptography')"
+            " if m in sys.modules)))")
+    assert "from gdpr_audit.detectors.registry_index import _worker_chunks" in \
+        registry_index._WORKER_CODE
+    held = subprocess.run([sys.executable, "-c", code,
+                           str(Path(registry_index.__file__).parents[2])],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert held == []
+
+
 def test_the_index_of_a_large_registry_is_cached_for_the_owner_only(large, tmp_path, monkeypatch):
     subjects = generated(30)
     first = KnownSubjects(subjects)

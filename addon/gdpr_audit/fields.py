@@ -16,14 +16,17 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, unquote_plus
 from xml.etree import ElementTree
 
 import brotli
 import orjson
-from mitmproxy import http
 from mitmproxy.net.http.headers import parse_content_type
+
+if TYPE_CHECKING:  # mitmproxy.http is 25 MB of imports that a registry index worker, which
+    # imports this module and never sees a request, would hold (registry_index._Worker)
+    from mitmproxy import http
 
 from . import media
 
@@ -125,7 +128,7 @@ class Extraction:
             self.limits.append(reason)
 
 
-def request_fields(request: http.Request, max_body: int,
+def request_fields(request: "http.Request", max_body: int,
                    quiet: Callable[[str], bool] | None = None) -> Extraction:
     """The request's values. `quiet(text)`, where given, screens a whole JSON body first:
     where it says no walk of it could find anything, the body gives no value (bodyscreen.py)."""
@@ -151,20 +154,20 @@ def request_fields(request: http.Request, max_body: int,
     return out
 
 
-def raw_size(request: http.Request) -> int:
+def raw_size(request: "http.Request") -> int:
     """What the request weighs on the wire: its target, headers and body as sent."""
     return (len(request.path) + sum(len(k) + len(v) + 4 for k, v in request.headers.fields)
             + len(request.raw_content or b""))
 
 
-def header(message: http.Message, name: bytes) -> str:
+def header(message: "http.Message", name: bytes) -> str:
     """message.headers.get(name, ""), folded as mitmproxy folds repeated headers: its get()
     lowers every header's name in Python, and costs 7 times this, several times a flow."""
     values = [value for key, value in message.headers.fields if key.lower() == name]
     return b", ".join(values).decode("utf-8", "surrogateescape")
 
 
-def is_html(message: http.Message) -> bool:
+def is_html(message: "http.Message") -> bool:
     return "html" in header(message, b"content-type").lower()
 
 

@@ -133,8 +133,10 @@ class _Spelled(NamedTuple):
     """attribution.owner_keys of every identifier..."""
     owned_by: numpy.ndarray
     """...and the subject number of each."""
-    split: list[tuple[str, int, str]]
-    """(first name, subject number, last name) of each full name."""
+    split: tuple[str, numpy.ndarray, str]
+    """The first names of full names, the subject number and the last name of each: the
+    names (spellings._name_parts: letters and digits only) joined by spaces. As tuples of
+    Python objects, 100,000 subjects' held 27 MB while the automata were built."""
 
 
 class _Hashed(NamedTuple):
@@ -158,6 +160,7 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     large = len(subjects) >= _LARGE
     if large:  # what parsing the registry freed (100,000 subjects: 42 MB), before building
         _give_back()
+        _mapped_apart()
     sealed = _sealed(subjects, region, salts, research) if large else None
     cached = _opened(sealed) if sealed is not None else None
     if cached is not None:
@@ -213,6 +216,23 @@ def _ranges(start: int, end: int, parts: int) -> list[tuple[int, int]]:
             for n in range(parts)]
 
 
+_MMAP_THRESHOLD = -3  # mallopt's parameter: from this size, a block is mapped on its own
+_MAPPED_FROM = 128 * 1024  # glibc's default, before it raises it
+
+
+def _mapped_apart() -> None:
+    """Has glibc map every large block apart, for good. By default it raises that size to
+    any mapped block freed (up to 32 MB): once building freed large numpy arrays, the
+    automata's growing vectors were moved within the heap, each leaving the pages of the
+    last copy held, and freed arrays stayed held until _give_back (100,000 subjects, cold:
+    this process held 453 MB as the base64 automaton's build ended, 383 now). Mapped apart,
+    a vector grows in place (mremap) and a freed block goes back at once."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_MMAP_THRESHOLD, _MAPPED_FROM)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _give_back() -> None:
     """Hands the memory that building freed back to the system: glibc keeps it mapped (some
     hundreds of MB for a large registry), where other processes could use it."""
@@ -253,7 +273,9 @@ def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
     hold."""
     plain, encoded, owned = _Collected(), _Collected(), _Collected()
     phones, phone_items = array("Q"), array("Q")
-    split: list[tuple[str, int, str]] = []
+    firsts: list[str] = []
+    split_numbers = array("Q")
+    lasts: list[str] = []
     base64 = _FORM_INDEX["base64"]
     for number, items in enumerate(identifiers, start):
         identified = _identified(items, region, building=True)
@@ -275,12 +297,15 @@ def _spelled(identifiers: list[tuple[tuple[str, str], ...]], start: int,
             for owner in owner_keys(key, category, value, canon):
                 owned.add(owner, number)
             if category == "name" and key == "name" and len(parts := _name_parts(value)) >= 2:
-                split.append((parts[0], number, parts[-1]))
+                firsts.append(parts[0])
+                split_numbers.append(number)
+                lasts.append(parts[-1])
     owned_texts, owned_by = owned.done()
     return _Spelled(start, len(identifiers), *plain.done(), *encoded.done(),
                     numpy.frombuffer(phones, numpy.uint64),
                     numpy.frombuffer(phone_items, numpy.uint64), owned_texts,
-                    owned_by.astype(numpy.uint32), split)
+                    owned_by.astype(numpy.uint32), (" ".join(firsts), numpy.frombuffer(
+                        split_numbers, numpy.uint64), " ".join(lasts)))
 
 
 def _hashed(identifiers: list[tuple[tuple[str, str], ...]], start: int, region: str,
@@ -328,15 +353,18 @@ def _digested(hashed: dict[tuple[int, ...], tuple[list[bytes], list[int]]],
 # --- merging what each process made -----------------------------------------------------------
 
 def _joined(chunks: list[_Hashed]) -> _Hashed:
-    """Hashed chunks that follow each other as one, its digests sorted: a worker sends its
-    own so, and this process, which waits for it, has little left to merge."""
+    """Hashed chunks that follow each other as one, its digests sorted. It empties `chunks`,
+    and lets each array go as soon as the next is made: 100,000 subjects' digests are 53 MB,
+    and their order 35 more."""
     keys = numpy.concatenate([numpy.zeros(0, numpy.uint64), *(chunk.keys for chunk in chunks)])
     refs = numpy.concatenate([numpy.zeros(0, numpy.uint32), *(chunk.refs for chunk in chunks)])
     tokens = list({token for chunk in chunks for token in chunk.tokens})
     start, count = (chunks[0].start, sum(chunk.count for chunk in chunks)) if chunks else (0, 0)
     chunks.clear()
     order = numpy.argsort(keys, kind="stable")  # merges the sorted runs
-    return _Hashed(start, count, keys[order], refs[order], tokens)
+    keys = keys[order]
+    refs = refs[order]
+    return _Hashed(start, count, keys, refs, tokens)
 
 
 def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
@@ -345,10 +373,7 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     memory it held handed back before the next (an automaton's build holds three times what
     it keeps). `hashed` is asked for its chunks once the automata are built (other processes
     make them meanwhile). `writer`: where the index goes on disk, as it is made."""
-    split: dict[str, list[tuple[int, str]]] = {}
-    for chunk in spelled:
-        for first, number, last in chunk.split:
-            split.setdefault(first, []).append((number, last))
+    splits = [chunk.split for chunk in spelled]
     owners = _owners([chunk.owned for chunk in spelled], [chunk.owned_by for chunk in spelled])
     kinds = [([chunk.plain for chunk in spelled], [chunk.plain_packs for chunk in spelled]),
              ([chunk.encoded for chunk in spelled], [chunk.encoded_packs for chunk in spelled])]
@@ -364,6 +389,13 @@ def _built(spelled: list[_Spelled], hashed: Callable[[], list[_Hashed]],
     # and kept while the plain one builds than the other way round.
     encoded, encoded_values, encoded_texts = _merged(*kinds[1], shared, writer)
     plain, plain_values, plain_texts = _merged(*kinds[0], shared, writer)
+    split: dict[str, list[tuple[int, str]]] = {}  # once the automata are built (_Spelled.split)
+    for firsts, numbers, lasts in splits:
+        if len(numbers):
+            for first, number, last in zip(firsts.split(" "), numbers.tolist(),
+                                           lasts.split(" "), strict=True):
+                split.setdefault(first, []).append((number, last))
+    del splits
     chunks = hashed()
     digests = chunks[0] if len(chunks) == 1 else _joined(chunks)
     index = Index(plain, plain_values, encoded, encoded_values, shared, phones, phone_items,
@@ -392,9 +424,8 @@ def _merged(parts: list[Texts], packs: list[numpy.ndarray], shared: list[list[in
     _give_back()
     for part in [*unique, None] if writer is not None else ():
         writer.add(part)  # type: ignore[union-attr]
-    automaton = _automaton(unique)
     kept = _kept_texts(unique)
-    del unique
+    automaton = _automaton(unique)
     _give_back()
     return automaton, values, kept
 
@@ -453,12 +484,23 @@ def _screened(kept: list[list[str] | None]) -> tuple[list[str], list[str]] | Non
 
 def _automaton(parts: list[Texts]) -> ahocorasick_rs.AhoCorasick | None:
     """Its pattern numbers are the texts' order. A contiguous NFA: a third of the memory of
-    the trie pyahocorasick built for 2 million spellings, built in Rust in 2 s."""
+    the trie pyahocorasick built for 2 million spellings, built in Rust in 2 s. It empties
+    `parts`."""
     if not any(len(part.lengths) for part in parts):
+        parts.clear()
         return None
-    return ahocorasick_rs.AhoCorasick((text for part in parts for text in part.each()),
+    return ahocorasick_rs.AhoCorasick(_drained(parts),
                                       implementation=ahocorasick_rs.Implementation.ContiguousNFA,
                                       store_patterns=False)
+
+
+def _drained(parts: list[Texts]) -> Iterator[str]:
+    """The texts of the parts, in order, each part let go once read: a build holds the most
+    as it ends, turning its trie into the automaton kept, and the texts are no longer needed
+    then (100,000 subjects' base64 prefixes: 19 MB)."""
+    parts.reverse()
+    while parts:
+        yield from parts.pop().each()
 
 
 def _firsts(parts: list[Texts]) -> numpy.ndarray:
@@ -575,14 +617,18 @@ class _Worker:
         # as it hashes it: loaded at once, 100,000 subjects' held 46 MB there throughout.
         packed = [marshal.dumps(identifiers[at:min(at + _CHUNK, hashing[1])])
                   for at in range(*hashing, _CHUNK)]
-        job = (identifiers[slice(*spelling)], spelling[0], packed, hashing[0], region, salts,
-               research)
-        self.thread = threading.Thread(target=self._run, args=(job,), daemon=True)
+        # Not the thread's args, which it holds until it ends: the job (100,000 subjects:
+        # 10 MB) is let go once written.
+        self.job: tuple | None = (identifiers[slice(*spelling)], spelling[0], packed,
+                                  hashing[0], region, salts, research)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _run(self, job: tuple) -> None:
+    def _run(self) -> None:
         try:
-            child = _start_worker(job)
+            job, self.job = self.job, None
+            child = _start_worker(job)  # type: ignore[arg-type]
+            del job
             if child is None or child.stdout is None:
                 return
             try:
@@ -633,7 +679,9 @@ def _start_worker(job: tuple) -> subprocess.Popen[bytes] | None:
         child = subprocess.Popen([sys.executable, "-c", _WORKER_CODE,
                                   str(Path(__file__).parents[2])],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=_PIPE,
-                                 stderr=subprocess.DEVNULL)
+                                 stderr=subprocess.DEVNULL,
+                                 # As _mapped_apart: each chunk it sends goes back once sent.
+                                 env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(_MAPPED_FROM)})
     except OSError:  # no interpreter to start: this process does it all
         return None
     # The thread that reads it needs the GIL between reads, which this process's own
@@ -659,7 +707,9 @@ def _worker_chunks(spelling: list[tuple[tuple[str, str], ...]], spelling_start: 
     hashed ones are all made before any is sent: meanwhile the other process builds its
     automata, holding the GIL that the thread reading this one needs, and the pipe would
     fill and stop this one. Identifiers are let go once done: the other process's automata
-    are built meanwhile."""
+    are built meanwhile. The hashed chunks go as they are, each let go once sent, and the
+    other process joins them once this one has ended: joined here, they were held three
+    times over (100,000 subjects: 130 MB more) while the other process received them."""
     for at in range(0, len(spelling), _CHUNK):
         yield _spelled(spelling[at:at + _CHUNK], spelling_start + at, region)
     spelling.clear()
@@ -670,7 +720,9 @@ def _worker_chunks(spelling: list[tuple[tuple[str, str], ...]], spelling_start: 
         hashing[number] = b""
         hashed.append(_hashed(identifiers, start, region, salts, research))
         start += len(identifiers)
-    yield _joined(hashed)
+    hashed.reverse()
+    while hashed:
+        yield hashed.pop()
     yield None
 
 

@@ -20,10 +20,11 @@ import os
 import pickle
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:  # imported where used: a registry index worker imports this module, never
+    # uses it, and held cryptography's 9 MB of imports (registry_index._Worker)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _MAGIC = b"gdpr-audit registry index 1\n"
 _CHUNK = 16 << 20
@@ -53,7 +54,8 @@ class Sealed:
         self.path = folder / f"{kind}-{hashlib.sha256(b'name' + digest).hexdigest()[:32]}.idx"
         self._secret = hashlib.sha256(b"key" + digest).digest()
 
-    def _cipher(self, salt: bytes) -> AESGCM:
+    def _cipher(self, salt: bytes) -> "AESGCM":
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         return AESGCM(hmac.digest(self._secret, salt, "sha256"))
 
     def read(self) -> list[Any] | None:
@@ -70,6 +72,7 @@ class Sealed:
         none for this registry or it does not open, maybe after some parts (each was
         authenticated as it was read): only a reader that reached the end may keep what it
         made of them."""
+        from cryptography.exceptions import InvalidTag
         try:
             with open(self.path, "rb") as file:
                 if file.read(len(_MAGIC)) != _MAGIC:
@@ -151,7 +154,7 @@ class Writer:
 
 
 class _Sealing(io.RawIOBase):
-    def __init__(self, file: io.BufferedWriter, cipher: AESGCM) -> None:
+    def __init__(self, file: io.BufferedWriter, cipher: "AESGCM") -> None:
         self.file, self.cipher, self.number = file, cipher, 0
         self.buffer = bytearray()
 
@@ -180,7 +183,7 @@ class _Sealing(io.RawIOBase):
 
 
 class _Opening(io.RawIOBase):
-    def __init__(self, file: io.BufferedReader, cipher: AESGCM) -> None:
+    def __init__(self, file: io.BufferedReader, cipher: "AESGCM") -> None:
         self.file, self.cipher, self.number = file, cipher, 0
         self.chunk = memoryview(b"")
         self.done = False
