@@ -157,10 +157,18 @@ def _index(subjects: list[Subject], region: str, salts: tuple[str, ...],
     in Rust, holding this process's GIL) are built while the other processes still work:
     this one spells most subjects (plain spellings and base64 prefixes), the others
     the rest of them first, then the digests and tokens of all subjects."""
-    large = len(subjects) >= _LARGE
-    if large:  # what parsing the registry freed (100,000 subjects: 42 MB), before building
-        _give_back()
-        _mapped_apart()
+    if len(subjects) < _LARGE:
+        return _indexed(subjects, region, salts, research, large=False)
+    _give_back()  # what parsing the registry freed (100,000 subjects: 42 MB), before building
+    _mapped_apart()
+    try:
+        return _indexed(subjects, region, salts, research, large=True)
+    finally:
+        _mapped_together()
+
+
+def _indexed(subjects: list[Subject], region: str, salts: tuple[str, ...], research: bool,
+             large: bool) -> Index:
     sealed = _sealed(subjects, region, salts, research) if large else None
     cached = _opened(sealed) if sealed is not None else None
     if cached is not None:
@@ -217,18 +225,34 @@ def _ranges(start: int, end: int, parts: int) -> list[tuple[int, int]]:
 
 
 _MMAP_THRESHOLD = -3  # mallopt's parameter: from this size, a block is mapped on its own
+_TRIM_THRESHOLD = -1  # ...and past this much free at the heap's top, the top is given back
 _MAPPED_FROM = 128 * 1024  # glibc's default, before it raises it
 
 
 def _mapped_apart() -> None:
-    """Has glibc map every large block apart, for good. By default it raises that size to
-    any mapped block freed (up to 32 MB): once building freed large numpy arrays, the
-    automata's growing vectors were moved within the heap, each leaving the pages of the
-    last copy held, and freed arrays stayed held until _give_back (100,000 subjects, cold:
-    this process held 453 MB as the base64 automaton's build ended, 383 now). Mapped apart,
-    a vector grows in place (mremap) and a freed block goes back at once."""
+    """Has glibc map every large block apart while the index is built (_mapped_together
+    ends it). By default it raises that size to any mapped block freed (up to 32 MB): once
+    building freed large numpy arrays, the automata's growing vectors were moved within the
+    heap, each leaving the pages of the last copy held, and freed arrays stayed held until
+    _give_back (100,000 subjects, cold: this process held 453 MB as the base64 automaton's
+    build ended, 383 now). Mapped apart, a vector grows in place (mremap) and a freed block
+    goes back at once."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(_MMAP_THRESHOLD, _MAPPED_FROM)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _mapped_together() -> None:
+    """Once the index is built, large blocks come from the heap again, as glibc's default
+    would have them once it raised its threshold: mapped apart, every MB a flow's decoding
+    allocates and frees was mapped afresh, its pages faulted in (the hostile batch, 43 -> 67
+    ms a MB). glibc raises its threshold to 32 MB at most, and trims the heap past twice
+    that."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_TRIM_THRESHOLD, 64 << 20)
     except (OSError, AttributeError):  # not glibc
         pass
 
