@@ -274,9 +274,10 @@ class Auditor:
         of its characters: each costs microseconds of Python (found, checked, kept,
         redacted), and a MB dense in them cost 100-170 ms where SPEC 4 allows 50. Past that,
         the flow is partial and keeps what the pieces read showed."""
+        if max(map(len, map(_VALUE, extraction.fields)), default=0) < _PIECES_FROM:
+            return (extraction.fields, *self._found_in(extraction.fields,
+                                                       self._screen(extraction.fields)))
         short = [item for item in extraction.fields if len(item.value) < _PIECES_FROM]
-        if len(short) == len(extraction.fields):
-            return (short, *self._found_in(short, self._screen(short)))
         found_short, read_short = map(iter, self._found_in(short, self._screen(short)))
         fields: list[Field] = []
         found: list[_ByValue] = []
