@@ -230,7 +230,7 @@ class Auditor:
     def detect(self, extraction: Extraction) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess
         only stands where nothing recognised the value itself."""
-        fields, found, read = self._found(extraction)
+        fields, found, read, pieces_of = self._found(extraction)
         kept = _Kept(self._registry_findings(fields, found))
         columns: dict[tuple[str, str], _Column] = {}
         blank: set[str] | None = None  # found for the first array, if any
@@ -238,7 +238,13 @@ class Auditor:
                                                       strict=True):
             for finding in by_value:
                 kept.keep(finding, item, shape)
-            if shape == item.key:  # not in an array
+            if pieces_of and id(item) in pieces_of:
+                # What the key names is guessed of the whole text, once its pieces were read.
+                whole, last = pieces_of[id(item)]
+                if last and (label := self._label(item.location, item.key, shape)) is not None \
+                        and (finding := self._field_names.finding(whole, label)) is not None:
+                    kept.keep(finding, whole, shape)
+            elif shape == item.key:  # not in an array
                 label = self._label(item.location, item.key, shape)
                 if label is not None and (
                         finding := self._field_names.finding(item, label)) is not None:
@@ -265,56 +271,59 @@ class Auditor:
         return _per_shape(kept.findings.values())
 
     def _found(self, extraction: Extraction) -> tuple[list[Field], list[_ByValue],
-                                                       list[Iterable[Finding]]]:
+                                                       list[Iterable[Finding]],
+                                                       dict[int, tuple[Field, bool]]]:
         """The fields to keep findings of; in each, what the registry and the key-blind
-        detectors found (_found_by_values) and what the key readers found.
+        detectors found (_found_by_values) and what the key readers found; and the pieces
+        among the fields (by id: the text each is a piece of, and whether it is its last).
 
-        A text of _PIECES_FROM characters or more (a log, a mailing list) is read a piece at
-        a time, and only while it shows fewer identifiers than one per _CHARS_PER_IDENTIFIER
-        of its characters: each costs microseconds of Python (found, checked, kept,
+        A text of _PIECES_FROM characters or more (a log, a mailing list) is looked at first
+        in its first piece. Where that shows more than one identifier per
+        _CHARS_PER_IDENTIFIER characters, the text is read a piece at a time, and only while
+        the pieces read show fewer: each costs microseconds of Python (found, checked, kept,
         redacted), and a MB dense in them cost 100-170 ms where SPEC 4 allows 50. Past that,
-        the flow is partial and keeps what the pieces read showed."""
-        if max(map(len, map(_VALUE, extraction.fields)), default=0) < _PIECES_FROM:
-            return (extraction.fields, *self._found_in(extraction.fields,
-                                                       self._screen(extraction.fields)))
-        short = [item for item in extraction.fields if len(item.value) < _PIECES_FROM]
-        found_short, read_short = map(iter, self._found_in(short, self._screen(short)))
-        fields: list[Field] = []
+        the flow is partial and keeps what the pieces read showed. Any other text is read
+        whole, with the other values: a cut could split a name or an address."""
+        fields = extraction.fields
+        if max(map(len, map(_VALUE, fields)), default=0) < _PIECES_FROM:
+            return (fields, *self._found_in(fields, self._screen(fields)), {})
+        dense = {index: pieces for index, item in enumerate(fields)
+                 if len(item.value) >= _PIECES_FROM
+                 and (pieces := self._read_dense(item, extraction)) is not None}
+        whole = [item for index, item in enumerate(fields) if index not in dense]
+        found_whole, read_whole = map(iter, self._found_in(whole, self._screen(whole)))
+        kept: list[Field] = []
         found: list[_ByValue] = []
         read: list[Iterable[Finding]] = []
-        # The texts read, by length: one that comes again (a hostile request's copies) is
-        # told by comparing it, not hashing it (half a ms a MB).
-        texts: dict[int, list[tuple[Field, list[tuple[Field, _ByValue, Iterable[Finding]]]]]] = {}
-        for item in extraction.fields:
-            if len(item.value) < _PIECES_FROM:
-                fields.append(item)
-                found.append(next(found_short))
-                read.append(next(read_short))
+        pieces_of: dict[int, tuple[Field, bool]] = {}
+        for index, item in enumerate(fields):
+            if index not in dense:
+                kept.append(item)
+                found.append(next(found_whole))
+                read.append(next(read_whole))
                 continue
-            alike = texts.setdefault(len(item.value), [])
-            first, pieces = next((text for text in alike if text[0].value == item.value),
-                                 None) or (item, self._read_in_pieces(item, extraction))
-            if first is item:
-                alike.append((item, pieces))
-            for piece, in_value, by_key in pieces:
-                if item is not first:  # the same text again (a hostile request's copies)
-                    piece = Field(item.location, item.key, piece.value, item.layers)
-                    in_value = (tuple(f.at(piece) for f in in_value[0]), in_value[1])
-                fields.append(piece)
+            for piece, in_value, by_key in dense[index]:
+                pieces_of[id(piece)] = (item, piece is dense[index][-1][0])
+                kept.append(piece)
                 found.append(in_value)
                 read.append(by_key)
-        return fields, found, read
+        return kept, found, read, pieces_of
 
-    def _read_in_pieces(self, item: Field, extraction: Extraction,
-                        ) -> list[tuple[Field, _ByValue, Iterable[Finding]]]:
+    def _read_dense(self, item: Field, extraction: Extraction,
+                    ) -> list[tuple[Field, _ByValue, Iterable[Finding]]] | None:
+        """The pieces of a text dense in identifiers where it starts, read within its budget
+        (_found); None if its first piece is not dense."""
         budget = len(item.value) // _CHARS_PER_IDENTIFIER
         read = []
-        shown = 0
+        shown: set[tuple[str, str]] = set()  # an identifier a log repeats counts once
         for end, piece in _pieces(item):
             (in_value,), (by_key,) = self._found_in([piece], self._screen([piece], True))
             read.append((piece, in_value, by_key))
-            shown += len(in_value[0]) + len(in_value[1]) + len(by_key)
-            if shown > budget and end < len(item.value):
+            shown.update((f.detector, f.canonical) for f in (*in_value[0], *in_value[1], *by_key))
+            if len(read) == 1 and end < len(item.value) and (
+                    len(shown) * _CHARS_PER_IDENTIFIER <= end):
+                return None
+            if len(shown) > budget and end < len(item.value):
                 extraction.limit(
                     f"a text of {len(item.value)} characters held over {budget} identifiers"
                     f" (one per {_CHARS_PER_IDENTIFIER} characters): read to character {end}")
