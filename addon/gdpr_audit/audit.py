@@ -45,11 +45,12 @@ _SCREEN_CHARS = 1 << 16
 """...or characters: a few long values (a text log, what a hostile request decodes to) cost
 every detector a pass in Python, where one scan of the hints runs at C speed (issue 19)."""
 _PIECES_FROM = _SCREEN_CHARS
-"""A text this long is read in pieces of about _PIECE characters (Auditor._found)..."""
+"""A text this long is looked at first in its first _PIECE characters (Auditor._found)..."""
 _PIECE = 1 << 14
 _CHARS_PER_IDENTIFIER = 256
-"""...while it shows fewer identifiers than one per this many characters: a MB may hold
-4,096, whose finding costs about 25 ms (a mailing list of 18,700 addresses cost 120)."""
+"""...and, where they hold more than one identifier per this many characters, read a piece
+at a time while it holds fewer: a MB may hold 4,096, whose finding costs about 25 ms (a
+mailing list of 18,700 addresses cost 120)."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
@@ -621,8 +622,9 @@ def _pieces(item: Field) -> Iterator[tuple[int, Field]]:
     """A long text in pieces, each with where it ends: the first of about _PIECE characters,
     each next twice as long as the one before (each costs a screen and every detector's
     set-up: pieces of 16 KB made a MB 15 ms dearer). Cut after a line end, else at a space
-    between two lower-case words (a phone number, a name or an IBAN holds spaces: none is
-    cut), in the next half piece; a text holding neither there is not cut further."""
+    between two lower-case words (a phone number or an IBAN holds spaces: neither is cut; a
+    name or an address may be, in a text dense in identifiers), in the next half piece; a
+    text holding neither there is not cut further."""
     text = item.value
     start, size = 0, _PIECE
     while start < len(text):
