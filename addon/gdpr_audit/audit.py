@@ -293,22 +293,23 @@ class Auditor:
                  and (pieces := self._read_dense(item, extraction)) is not None}
         whole = [item for index, item in enumerate(fields) if index not in dense]
         found_whole, read_whole = map(iter, self._found_in(whole, self._screen(whole)))
-        kept: list[Field] = []
+        in_order: list[Field] = []  # the dense texts' pieces in their place
         found: list[_ByValue] = []
         read: list[Iterable[Finding]] = []
         pieces_of: dict[int, tuple[Field, bool]] = {}
         for index, item in enumerate(fields):
             if index not in dense:
-                kept.append(item)
+                in_order.append(item)
                 found.append(next(found_whole))
                 read.append(next(read_whole))
                 continue
+            last = dense[index][-1][0]
             for piece, in_value, by_key in dense[index]:
-                pieces_of[id(piece)] = (item, piece is dense[index][-1][0])
-                kept.append(piece)
+                pieces_of[id(piece)] = (item, piece is last)
+                in_order.append(piece)
                 found.append(in_value)
                 read.append(by_key)
-        return kept, found, read, pieces_of
+        return in_order, found, read, pieces_of
 
     def _read_dense(self, item: Field, extraction: Extraction,
                     ) -> list[tuple[Field, _ByValue, Iterable[Finding]]] | None:
@@ -333,6 +334,7 @@ class Auditor:
 
     def _found_in(self, fields: list[Field], needs: dict[object, set[str]],
                   ) -> tuple[list[_ByValue], list[Iterable[Finding]]]:
+        """_found_by_values of the fields, and their key readers' findings (needs: _screen's)."""
         found = self._found_by_values(fields, needs)
         key_readers = [(d, needs.get(d)) for d in self.detectors
                        if d.reads_key and d is not self._field_names]
