@@ -183,7 +183,7 @@ def test_a_killed_worker_costs_nothing(damaged: list[Path], tiny_chunks: None) -
     assert ([f[:-1] for f in flows], errors) == whole(paths)
 
 
-LAZY_PARTS = (base._database, public_suffixes, entity_index)  # noqa: SLF001
+LAZY_PARTS = (base.hint_database, public_suffixes, entity_index)  # noqa: SLF001
 
 
 def builds(audit: FlowAudit, source: str) -> tuple[bool, list[int]]:
@@ -263,8 +263,8 @@ def test_the_last_chunks_are_audited_biggest_first(tmp_path: Path,
     reader = CaptureReader([str(ROOT / "captures" / "backend.flow")])
     with ParallelAudits(AUDITOR, 2, slow) as parallel:
         assert len(list(parallel.audits(reader))) == len(ENDS) == 24
-    sizes = [end - start for start, end in zip([0, *ENDS], ENDS)]
+    sizes = [end - start for start, end in zip([0, *ENDS], ENDS, strict=False)]
     last = [sizes[int(n)] for n in started.read_text().split()[-8:]]
     # the two workers may write the chunks they take at once in either order
-    assert all(a > b for a, b in zip(last, last[2:])), last
-    assert not all(a > b for a, b in zip(sizes[-8:], sizes[-6:]))  # not so in the file
+    assert all(a > b for a, b in zip(last, last[2:], strict=False)), last
+    assert not all(a > b for a, b in zip(sizes[-8:], sizes[-6:], strict=False))  # not so in the file

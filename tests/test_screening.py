@@ -217,19 +217,19 @@ def test_the_screening_database_is_kept_sealed_for_the_next_process(
             return super().compile(**kwargs)
 
     monkeypatch.setattr(hyperscan, "Database", Counted)
-    base._database.cache_clear()  # as in a new process
+    base.hint_database.cache_clear()  # as in a new process
     auditor.warm_up()
     [kept] = (tmp_path / "gdpr-audit").glob("screen-*.idx")
     sealed = kept.read_bytes()
     assert len(compiled) == 1 and len(spellings) > 40
     assert not [text for text in spellings if len(text) > 5
                 and text.lower().encode() in sealed.lower()]
-    base._database.cache_clear()  # the next process: loads, neither compiles nor writes
+    base.hint_database.cache_clear()  # the next process: loads, neither compiles nor writes
     assert detect(values, True, monkeypatch, auditor=auditor) == unscreened
     assert len(compiled) == 1 and kept.read_bytes() == sealed
     for damage in (sealed[:-9], sealed[:200] + bytes([sealed[200] ^ 1]) + sealed[201:]):
         kept.write_bytes(damage)
-        base._database.cache_clear()  # compiles again, and writes a file that opens
+        base.hint_database.cache_clear()  # compiles again, and writes a file that opens
         assert detect(values, True, monkeypatch, auditor=auditor) == unscreened
         assert len(compiled) == 2
         compiled[1:] = []
@@ -251,7 +251,7 @@ def test_databases_used_in_turn_are_each_kept(tmp_path, monkeypatch: pytest.Monk
 
     def in_a_new_process(screen: base.Screen) -> None:
         kept = set(folder.glob("test-*.idx"))
-        base._database.cache_clear()
+        base.hint_database.cache_clear()
         screen.compile()
         # Each file written is dated a second after the one before: the order the cache
         # keeps by, whatever the file system's clock resolution.
@@ -270,7 +270,7 @@ def test_databases_used_in_turn_are_each_kept(tmp_path, monkeypatch: pytest.Monk
     in_a_new_process(screens[1])
     in_a_new_process(screens[0])
     assert compiled[2:] == [[b"x2y"], [b"x3y"], [b"x4y"], [b"x0y"]]
-    base._database.cache_clear()
+    base.hint_database.cache_clear()
 
 
 def test_a_process_of_another_hash_seed_loads_the_kept_database(tmp_path) -> None:
@@ -301,7 +301,7 @@ def test_without_a_home_to_keep_it_in_the_database_is_compiled_and_screens_alike
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     values = [v for identifier in ("+33 6 12 34 56 78", "camille.martin@example.com")
               for v in [identifier, identifier.upper()]] + OTHERS + noise(5)
-    base._database.cache_clear()
+    base.hint_database.cache_clear()
     assert detect(values, True, monkeypatch) == detect(values, False, monkeypatch)
     assert registry_index._sealed(AUDITOR.known.subjects, "FR", ()) is None
 

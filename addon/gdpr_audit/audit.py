@@ -17,7 +17,7 @@ from .detectors import PATTERN_DETECTORS, Finding, KnownSubjects
 from .detectors.attribution import identifies_nobody
 from .detectors.base import SEPARATOR, Detector, Joined, Screen
 from .detectors.fieldnames import FIELD_NAME, FieldNameDetector, Label, label_of
-from .detectors.hashes import BASE64_RUN, HEX_RUN, WHOLE_DIGEST
+from .detectors.hashes import DIGEST_HINTS
 from .entities import entity_index
 from .fields import (
     ARRAY_INDEX,
@@ -115,8 +115,7 @@ class Auditor:
         # scans BASE64_RUN reported once at two thirds of the speed (the hostile request's
         # 8 MB: 29 -> 49 ms).
         self._hints = Screen(hints, literals, once=[
-            (owner, hint) for owner, hint in hints
-            if hint not in (HEX_RUN, BASE64_RUN, WHOLE_DIGEST)])
+            (owner, hint) for owner, hint in hints if hint not in DIGEST_HINTS])
         self._spellings_screened = spellings is not None
         self._body_screen = BodyScreen(self.known, hints, literals, self._spellings_screened)
         # A detector that reads values without a hint could find anything in any body.

@@ -69,7 +69,7 @@ _DIGIT_OR_POINT[list(b"0123456789.")] = True
 
 class BodyScreen:
     """The one pass over a whole JSON body: see `quiet`. Its Hyperscan database is compiled
-    (or loaded: base._database) at the first body long enough, not in Auditor.warm_up: most
+    (or loaded: base.hint_database) at the first body long enough, not in Auditor.warm_up: most
     runs never see one."""
 
     def __init__(self, known: KnownSubjects, hints: Iterable[tuple[object, str]],

@@ -138,7 +138,7 @@ class Screen:
 
     def compile(self) -> None:
         """Compile (or load) the database now rather than at the first scan."""
-        _database(self._patterns, self._flags, self._kind)
+        hint_database(self._patterns, self._flags, self._kind)
 
     def scan(self, joined: Joined) -> dict[object, set[str]]:
         """For each owner, the values its hints hit."""
@@ -151,7 +151,8 @@ class Screen:
             def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
                 hit.add(index)
 
-            database, scratch = _database(self._patterns, self._once_flags, "long-" + self._kind)
+            database, scratch = hint_database(self._patterns, self._once_flags,
+                                              "long-" + self._kind)
             for value in values:
                 if len(value) >= LONG_TEXT:
                     hit.clear()
@@ -169,7 +170,7 @@ class Screen:
         def matched(index: int, start: int, end: int, flags: int, context: object) -> None:
             ends[index].append(end - 1)
 
-        database, scratch = _database(self._patterns, self._flags, self._kind)
+        database, scratch = hint_database(self._patterns, self._flags, self._kind)
         with scratch:  # one scratch space per database: one scan at a time
             database.scan(joined.text.encode(), match_event_handler=matched)
         by_owner: dict[object, list[int]] = {owner: [] for owner in self._owners}
@@ -183,7 +184,7 @@ class Screen:
         def matched(index: int, start: int, end: int, flags: int, context: object) -> bool:
             return True  # stops the scan
 
-        database, scratch = _database(self._patterns, self._flags, self._kind)
+        database, scratch = hint_database(self._patterns, self._flags, self._kind)
         with scratch:
             try:
                 database.scan(data, match_event_handler=matched)
@@ -201,7 +202,7 @@ again (0.16-0.2 s in the replaying process, and the body screen's in each worker
 # Five kinds a policy (its screen, the screen's of long values, the registry numbers', the
 # body screen's two), for two policies used in turn.
 @lru_cache(maxsize=16)
-def _database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "screen",
+def hint_database(patterns: tuple[str, ...], flags: tuple[int, ...], kind: str = "screen",
               ) -> tuple[hyperscan.Database, threading.Lock]:
     """Compiled when first needed, as most flows are too small to be screened, and kept on
     disk for the next process: compiling takes about 190 ms (50 us of it per literal),

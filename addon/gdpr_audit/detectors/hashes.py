@@ -105,6 +105,9 @@ _DIGEST_BASE64 = "|".join(f"[A-Za-z0-9+/_-]{{{-(-size * 4 // 3)}}}"
 BASE64_RUN = f"[^A-Za-z0-9+/_-](?:{_DIGEST_BASE64})=*[^A-Za-z0-9+/_-]"
 _SHORT_OR_NUMBER = "[0-9a-fA-F]{8}|[0-9a-fA-F]{16}|-?[0-9]{5,20}"
 WHOLE_DIGEST = rf"\x00[{SPACE}]*(?:{_SHORT_OR_NUMBER})[{SPACE}]*\x00"
+DIGEST_HINTS = (HEX_RUN, BASE64_RUN, WHOLE_DIGEST)
+"""The registry's hints of a digest-shaped token (KnownSubjects.hints): each is reported once
+already, where its token ends."""
 
 
 def _chained(chain: tuple[str, ...], memo: dict[tuple[str, ...], list[bytes]],

@@ -33,22 +33,20 @@ from .base import (
     SPACE,
     Finding,
     Joined,
-    _database,
     canonical,
+    hint_database,
     is_word_boundary,
 )
 from .hashes import (
     _CHAIN_BITS,
     _INPUT_BITS,
     ALGORITHMS,
-    BASE64_RUN,
     CHAINS,
     DECIMAL,
+    DIGEST_HINTS,
     HASH_SCOPES,
-    HEX_RUN,
     MAX_SUBJECTS,
     SALTED,
-    WHOLE_DIGEST,
     _digest_candidates,
     _form_name,
     _key,
@@ -279,7 +277,7 @@ class KnownSubjects:
             hits.append(end - 2)  # in `text`, the last digit the hint read
             return len(hits) > _FEW_HINTS  # stops the scan: the whole text is read
 
-        database, scratch = _database((self.phone_hint,), (0,), "phone-hint")
+        database, scratch = hint_database((self.phone_hint,), (0,), "phone-hint")
         try:
             with scratch:  # between SEPARATORs: the hint reads what stands before a number
                 database.scan(f"{SEPARATOR}{text}{SEPARATOR}".encode(),
@@ -371,7 +369,7 @@ class KnownSubjects:
         turns into one space, and every token shaped like a digest. See Detector.hint."""
         hints = [_SPACE_RUN] if self.plain is not None or self._phone_chars is not None else []
         if len(self._keys):
-            hints += [HEX_RUN, BASE64_RUN, WHOLE_DIGEST]
+            hints += DIGEST_HINTS
         return hints
 
     @property
