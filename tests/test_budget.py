@@ -233,3 +233,59 @@ def test_a_long_text_sent_twice_is_found_in_both_places(auditor: Auditor) -> Non
     for key in ("first", "again"):
         assert (key, "email", "cust-001", EMAIL) in found
         assert (key, "email", None, "client0@example0.fr") in found
+
+
+ERASED = "sophie.martin@example.com"  # cust-005: erasure requested before FLOW_TIME
+MAILING = "https://api.example-mail.com/lists/batch"
+
+
+def _members(count: int, at: dict[int, str]) -> bytes:
+    """A mailing list's batch: `count` members, each an address and a status; `at` puts a
+    registry subject's address at that index."""
+    return json.dumps({"members": [
+        {"email": at.get(n, f"client{n}@example{n % 50}.fr"), "status": "subscribed"}
+        for n in range(count)]}).encode()
+
+
+def test_a_batch_dense_in_identifiers_is_read_until_its_budget(
+        auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5,000 addresses in 300 KB, one per 60 bytes where the budget is one per 512: the
+    first values say so, the flow is partial with the reason, and it keeps what the values
+    read showed (the subject among the first, not the one at the end) and its verdicts."""
+    body = _members(5_000, {3: EMAIL, 4_999: ERASED})
+    flow = make_flow(MAILING, "POST", body, JSON)
+    budget = raw_size(flow.request) // audit._BYTES_PER_IDENTIFIER
+    result = auditor.audit(flow)
+    assert result.status == "partial"
+    [reason] = [r for r in result.limits if "identifiers" in r]
+    assert reason.startswith(f"a request of {raw_size(flow.request)} bytes held over {budget} "
+                             "identifiers")
+    [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
+    assert budget // 2 <= addresses.count <= 2 * budget
+    assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
+    assert "undeclared-recipient" in {v.rule for v in result.violations}
+
+    monkeypatch.setattr(audit, "_BYTES_PER_IDENTIFIER", 1)  # the same batch, unbudgeted
+    whole = auditor.audit(make_flow(MAILING, "POST", body, JSON))
+    assert whole.status == "audited"
+    assert {f.subject for f in whole.findings if f.subject} == {"cust-001", "cust-005"}
+    assert "erased-subject" in {v.rule for v in whole.violations}
+
+
+@pytest.mark.parametrize("subject_at", [0, 2_999])
+def test_a_batch_sparse_in_identifiers_is_read_as_before(
+        auditor: Auditor, subject_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3,000 product views holding one address: its first values say it is not dense, and
+    it shows what it shows without the budget, wherever the address is."""
+    def found() -> tuple[str, set[tuple[str, ...]]]:
+        events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}"}
+                  | ({"email": EMAIL} if n == subject_at else {}) for n in range(3_000)]
+        result = auditor.audit(make_flow("https://api.segment.io/v1/batch", "POST",
+                                         json.dumps({"batch": events}).encode(), JSON))
+        return result.status, {(f.detector, f.category, f.canonical, f.subject or "",
+                                f.field.key, f.form, str(f.count)) for f in result.findings}
+
+    probed = found()
+    monkeypatch.setattr(audit, "_PROBE_FROM", 10 ** 12)
+    assert probed == found()
+    assert probed[0] == "audited" and any(f[3] == "cust-001" for f in probed[1])

@@ -101,6 +101,10 @@ class Extraction:
     """Characters the decodings revealed so far: past `budget`, nothing more is decoded."""
     decodings: int = 0
     """Values handed to the decoders so far (the work), at most MAX_DECODINGS."""
+    max_fields: int = MAX_FIELDS
+    """The values read at most; fewer where the audit budgets a request's identifiers."""
+    cut: str = ""
+    """Why, when it is fewer: the limit recorded where the values stop."""
 
     def may_decode(self) -> bool:
         """Whether the flow's budgets allow one more value to be decoded; records the limit
@@ -114,8 +118,8 @@ class Extraction:
         return True
 
     def add(self, item: Field) -> bool:
-        if len(self.fields) >= MAX_FIELDS:
-            self.limit(f"more than {MAX_FIELDS} values")
+        if len(self.fields) >= self.max_fields:
+            self.limit(self.cut or f"more than {self.max_fields} values")
             return False
         if len(item.value) > MAX_VALUE_CHARS:
             self.limit(f"a value over {MAX_VALUE_CHARS} characters was cut")
@@ -129,10 +133,12 @@ class Extraction:
 
 
 def request_fields(request: "http.Request", max_body: int,
-                   quiet: Callable[[str], bool] | None = None) -> Extraction:
-    """The request's values. `quiet(text)`, where given, screens a whole JSON body first:
-    where it says no walk of it could find anything, the body gives no value (bodyscreen.py)."""
-    out = Extraction(budget=decode_budget(raw_size(request)))
+                   quiet: Callable[[str], bool] | None = None, max_fields: int = MAX_FIELDS,
+                   cut: str = "") -> Extraction:
+    """The request's values, at most `max_fields` (past them, the limit `cut`). `quiet(text)`,
+    where given, screens a whole JSON body first: where it says no walk of it could find
+    anything, the body gives no value (bodyscreen.py)."""
+    out = Extraction(budget=decode_budget(raw_size(request)), max_fields=max_fields, cut=cut)
     # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
     path, _, query = request.path.partition("?")
     for index, segment in enumerate(s for s in path.split("/") if s):
@@ -377,7 +383,7 @@ def _parse_json(text: str) -> Any:
 def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
           layers: tuple[str, ...]) -> None:
     # Depth first, in document order; children are named as they are reached, so the tail of
-    # a batch past MAX_FIELDS costs nothing. Strings first: most of a batch.
+    # a batch past out.max_fields costs nothing. Strings first: most of a batch.
     fields = out.fields
     undecoded = not layers and depth < MAX_DEPTH  # values _add_value may add as they are
     decoding = False  # out.may_decode() when last asked: only _add_value changes it
@@ -412,7 +418,7 @@ def _walk(out: Extraction, location: str, key: str, node: Any, depth: int,
             # A long value goes straight to _add_value (it is not memoised); a short one is
             # decoded here, within the flow's budget, and handed over with what it decodes to.
             decodings = None
-            if undecoded and len(fields) < MAX_FIELDS and len(value) <= MAX_MEMO_CHARS and (
+            if undecoded and len(fields) < out.max_fields and len(value) <= MAX_MEMO_CHARS and (
                     decoding or (decoding := out.may_decode())):
                 decodings = _decoded.get(value)  # most values of a batch came in earlier ones
                 if decodings is None:
@@ -435,7 +441,7 @@ def _elements(path: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
 
 LAZY_JSON_CHARS = 1 << 20
 """A JSON text this long is parsed as it is walked (_Unparsed): the tail of a batch of
-events past MAX_FIELDS, most of a batch that long, is then never parsed."""
+events past the values read (MAX_FIELDS), most of a batch that long, is then never parsed."""
 _LAZY_DEPTH = 3
 # Parsing member by member costs 7 times what orjson takes for the same text: worth it where
 # the walk stops within the first quarter of the text, as the first members tell.
@@ -494,7 +500,7 @@ class _Unparsed:
                 yield child_path, value
             count += 1
             if not probed and (count == _PROBE_MEMBERS or index - start > _PROBE_CHARS):
-                self._give_up_unless_worth_it(len(out.fields) - fields, index)
+                self._give_up_unless_worth_it(len(out.fields) - fields, index, out.max_fields)
                 probed = True
             comma = _COMMA.match(text, index)
             if comma is None:
@@ -516,12 +522,12 @@ class _Unparsed:
             raise ValueError(f"JSON: ':' expected at {index}")
         return name, _BLANK.match(text, index + 1).end()
 
-    def _give_up_unless_worth_it(self, walked: int, index: int) -> None:
+    def _give_up_unless_worth_it(self, walked: int, index: int, most: int) -> None:
         """After the first members (`walked` fields, the text read up to `index`): raises
-        _ParseWhole where what is left to parse as walked, up to the end or to MAX_FIELDS at
-        the pace so far, is more than 1/_WORTH_IT of the whole text."""
+        _ParseWhole where what is left to parse as walked, up to the end or to `most` fields
+        at the pace so far, is more than 1/_WORTH_IT of the whole text."""
         text, read = self.text, index - self.start
-        left = min(len(text) - index, (MAX_FIELDS - walked) * read // max(walked, 1))
+        left = min(len(text) - index, (most - walked) * read // max(walked, 1))
         if left * _WORTH_IT > len(text):
             raise _ParseWhole
 
