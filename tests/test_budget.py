@@ -286,6 +286,31 @@ def test_a_batch_sparse_in_identifiers_is_read_as_before(
                                 f.field.key, f.form, str(f.count)) for f in result.findings}
 
     probed = found()
-    monkeypatch.setattr(audit, "_PROBE_FROM", 10 ** 12)
+    monkeypatch.setattr(audit, "_PROBE", 10 ** 9)  # every value read at the first look
     assert probed == found()
     assert probed[0] == "audited" and any(f[3] == "cust-001" for f in probed[1])
+
+
+def test_a_compressed_batch_is_budgeted_by_what_it_weighs_on_the_wire(auditor: Auditor) -> None:
+    """20,000 addresses gzipped into fewer bytes than they hold identifiers: the request is
+    given its floor of identifiers, not one per 512 of its 1.2 MB once decompressed."""
+    flow = make_flow(MAILING, "POST", b"", JSON | {"content-encoding": "gzip"})
+    flow.request.raw_content = gzip.compress(_members(20_000, {3: EMAIL}))
+    assert raw_size(flow.request) // audit._BYTES_PER_IDENTIFIER < audit._BYTES_PER_IDENTIFIER
+    result = auditor.audit(flow)
+    assert result.status == "partial"
+    [reason] = [r for r in result.limits if "identifiers" in r]
+    assert f"held over {audit._BYTES_PER_IDENTIFIER} identifiers" in reason
+    [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
+    assert addresses.count <= 2 * audit._BYTES_PER_IDENTIFIER
+    assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
+
+
+def test_a_small_batch_is_read_whole(auditor: Auditor) -> None:
+    """300 addresses in 15 KB: more values than the first look reads, fewer identifiers
+    than any request may hold."""
+    result = auditor.audit(make_flow(MAILING, "POST", _members(300, {299: ERASED}), JSON))
+    assert result.status == "audited"
+    [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
+    assert addresses.count == 299
+    assert "erased-subject" in {v.rule for v in result.violations}

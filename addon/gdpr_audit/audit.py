@@ -33,6 +33,7 @@ from .fields import (
     message_fields,
     raw_size,
     remember,
+    request_body,
     remember_all,
     request_fields,
 )
@@ -54,16 +55,15 @@ _CHARS_PER_IDENTIFIER = 256
 """...and, where they hold more than one identifier per this many characters, read a piece
 at a time while it holds fewer: a MB may hold 4,096, whose finding costs about 25 ms (a
 mailing list of 18,700 addresses cost 120)."""
-_PROBE_FROM = _SCREEN_CHARS
-"""A request this many bytes long, with more than _PROBE values, is looked at first in its
-first _PROBE values (Auditor._extracted)..."""
 _PROBE = 256
+"""A request of more values is looked at first in its first _PROBE (Auditor._extracted)..."""
 _PROBED = "probed"
 _BYTES_PER_IDENTIFIER = 512
-"""...and, where they hold more than one identifier per this many bytes of the request, only
-as many of its values are read as hold that many at their pace. A value holding one costs
-about 12 us (walked, decoded, screened, found, kept): a JSON batch of 19,000 addresses cost
-390 ms a MB. Twice the characters a text's identifier is given: a text's cost less."""
+"""...and, where at their pace it holds more identifiers than one per this many bytes of the
+request (and this many at least), only as many of its values are read as hold that many. A
+value holding one costs about 12 us (walked, decoded, screened, found, kept): a JSON batch of
+19,000 addresses cost 390 ms a MB. Twice the characters a text's identifier is given: a
+text's cost less."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
@@ -223,32 +223,32 @@ class Auditor:
 
     def _extracted(self, request: http.Request) -> Extraction:
         """request_fields, within a budget of identifiers: one per _BYTES_PER_IDENTIFIER bytes
-        of the request. A request of _PROBE_FROM bytes or more with over _PROBE values (a
-        batch of contacts, an import) is looked at first in its first _PROBE values. Where,
-        at their pace, the values it may be read to (MAX_FIELDS) hold more distinct
-        identifiers than its budget, only as many are read as hold the budget, and the flow
-        is partial. Any other request is read as before. What the first values showed is
-        memoised: reading them again costs little."""
-        size = raw_size(request)
-        if size < _PROBE_FROM:
-            return request_fields(request, self.max_body, self._quiet)
+        of the request as sent, and as many at least (a compressed batch decodes to many
+        more). A request of over _PROBE values (a batch of contacts, an import) is looked at
+        first in its first _PROBE. Where, at their pace, the values it may be read to
+        (MAX_FIELDS) hold more distinct identifiers than its budget, only as many are read
+        as hold the budget, and the flow is partial. Any other request is read as before.
+        What the first values showed is memoised: reading them again costs little, and the
+        body is decompressed once."""
+        body = request_body(request, self.max_body)
         probe = request_fields(request, self.max_body, self._quiet, max_fields=_PROBE,
-                               cut=_PROBED)
+                               cut=_PROBED, body=body)
         if _PROBED not in probe.limits:
-            return probe  # all of it
-        budget = size // _BYTES_PER_IDENTIFIER
+            return probe  # all of it: most requests
+        size = raw_size(request)
+        budget = max(_BYTES_PER_IDENTIFIER, size // _BYTES_PER_IDENTIFIER)
         # Long values left out: they are not memoised, and have a budget of their own (_found).
         short = [item for item in probe.fields if len(item.value) <= MAX_MEMO_CHARS]
         found, read = self._found_in(short, self._screen(short, True))
         shown = _identifiers(found, read)
         if len(shown) * MAX_FIELDS <= budget * _PROBE:
-            return request_fields(request, self.max_body, self._quiet)
+            return request_fields(request, self.max_body, self._quiet, body=body)
         values = max(_PROBE, budget * _PROBE // len(shown))
         return request_fields(
-            request, self.max_body, self._quiet, max_fields=values,
+            request, self.max_body, self._quiet, max_fields=values, body=body,
             cut=f"a request of {size} bytes held over {budget} identifiers (one per "
-                f"{_BYTES_PER_IDENTIFIER} bytes) at the pace of its first {_PROBE} values: "
-                f"read its first {values} values")
+                f"{_BYTES_PER_IDENTIFIER} bytes, {_BYTES_PER_IDENTIFIER} at least) at the pace "
+                f"of its first {_PROBE} values: read its first {values} values")
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""

@@ -132,12 +132,26 @@ class Extraction:
             self.limits.append(reason)
 
 
+Body = tuple[bytes | None, list[str]]
+"""A request's body with its Content-Encoding undone (None if it could not be), and the
+limits that decoding it hit."""
+
+
+def request_body(request: "http.Request", max_body: int) -> Body:
+    decoded = Extraction()
+    if not request.raw_content:
+        return None, []
+    return (decompress(request.raw_content, header(request, b"content-encoding"), max_body,
+                       decoded), decoded.limits)
+
+
 def request_fields(request: "http.Request", max_body: int,
                    quiet: Callable[[str], bool] | None = None, max_fields: int = MAX_FIELDS,
-                   cut: str = "") -> Extraction:
-    """The request's values, at most `max_fields` (past them, the limit `cut`). `quiet(text)`,
-    where given, screens a whole JSON body first: where it says no walk of it could find
-    anything, the body gives no value (bodyscreen.py)."""
+                   cut: str = "", body: Body | None = None) -> Extraction:
+    """The request's values, at most `max_fields` (past them, the limit `cut`); `body`, its
+    request_body, where the caller has it. `quiet(text)`, where given, screens a whole JSON
+    body first: where it says no walk of it could find anything, the body gives no value
+    (bodyscreen.py)."""
     out = Extraction(budget=decode_budget(raw_size(request)), max_fields=max_fields, cut=cut)
     # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
     path, _, query = request.path.partition("?")
@@ -153,10 +167,11 @@ def request_fields(request: "http.Request", max_body: int,
     for name, value in request.cookies.items(multi=True):
         _add_key(out, "cookie", name, name, ())
         _add_value(out, Field("cookie", name, value), 0)
-    if request.raw_content:
-        body = decompress(request.raw_content, header(request, b"content-encoding"), max_body, out)
-        if body is not None:
-            _body_fields(out, body, header(request, b"content-type"), 0, (), quiet=quiet)
+    content, limits = request_body(request, max_body) if body is None else body
+    for limit in limits:
+        out.limit(limit)
+    if content is not None:
+        _body_fields(out, content, header(request, b"content-type"), 0, (), quiet=quiet)
     return out
 
 
