@@ -12,6 +12,9 @@ import hashlib
 import itertools
 import json
 import random
+import re
+from dataclasses import replace
+from urllib.parse import quote
 
 import pytest
 
@@ -19,7 +22,7 @@ from conftest import make_flow
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.fields import MAX_VALUE_CHARS, decode_budget, raw_size, request_fields
-from gdpr_audit.policy import load_policy
+from gdpr_audit.policy import Subject, load_policy
 from test_cli import ROOT
 
 EMAIL = "marie.dupont@example.fr"  # cust-001 in policies/subjects.yaml
@@ -249,19 +252,19 @@ def _members(count: int, at: dict[int, str]) -> bytes:
 
 def test_a_batch_dense_in_identifiers_is_read_until_its_budget(
         auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """5,000 addresses in 300 KB, one per 60 bytes where the budget is one per 512: the
-    first values say so, the flow is partial with the reason, and it keeps what the values
-    read showed (the subject among the first, not the one at the end) and its verdicts."""
-    body = _members(5_000, {3: EMAIL, 4_999: ERASED})
-    flow = make_flow(MAILING, "POST", body, JSON)
-    budget = raw_size(flow.request) // audit._BYTES_PER_IDENTIFIER
-    result = auditor.audit(flow)
+    """9,500 addresses in 590 KB, one per 60 bytes where the budget is one per 512 (about
+    1,150): reading stops past the budget, the flow is partial with the reason, and it keeps
+    what the values read showed (the subject among the first, not the one at the end) and
+    its verdicts."""
+    body = _members(9_500, {3: EMAIL, 9_499: ERASED})
+    result = auditor.audit(make_flow(MAILING, "POST", body, JSON))
     assert result.status == "partial"
     [reason] = [r for r in result.limits if "identifiers" in r]
-    assert reason.startswith(f"a request of {raw_size(flow.request)} bytes held over {budget} "
-                             "identifiers")
+    budget = int(re.fullmatch(r"a request of \d+ bytes held over (\d+) identifiers .*",
+                              reason).group(1))
+    assert abs(budget - len(body) / 512) < 2
     [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
-    assert budget // 2 <= addresses.count <= 2 * budget
+    assert budget < addresses.count < 2 * budget
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
     assert "undeclared-recipient" in {v.rule for v in result.violations}
 
@@ -272,45 +275,66 @@ def test_a_batch_dense_in_identifiers_is_read_until_its_budget(
     assert "erased-subject" in {v.rule for v in whole.violations}
 
 
-@pytest.mark.parametrize("subject_at", [0, 2_999])
-def test_a_batch_sparse_in_identifiers_is_read_as_before(
-        auditor: Auditor, subject_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """3,000 product views holding one address: its first values say it is not dense, and
-    it shows what it shows without the budget, wherever the address is."""
-    def found() -> tuple[str, set[tuple[str, ...]]]:
-        events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}"}
-                  | ({"email": EMAIL} if n == subject_at else {}) for n in range(3_000)]
-        result = auditor.audit(make_flow("https://api.segment.io/v1/batch", "POST",
-                                         json.dumps({"batch": events}).encode(), JSON))
-        return result.status, {(f.detector, f.category, f.canonical, f.subject or "",
-                                f.field.key, f.form, str(f.count)) for f in result.findings}
+def _events(count: int, last: dict[str, str], first: dict[str, object] | None = None) -> bytes:
+    """`count` product views, `last` in the last one, `first` before them all."""
+    events = [{"event": "product_viewed", "sku": f"SKU-{n:06d}", "page": f"/p/{n}"}
+              for n in range(count)]
+    events[-1] |= last
+    return json.dumps(({"profile": first} if first else {}) | {"batch": events}).encode()
 
-    probed = found()
-    monkeypatch.setattr(audit, "_PROBE", 10 ** 9)  # every value read at the first look
-    assert probed == found()
-    assert probed[0] == "audited" and any(f[3] == "cust-001" for f in probed[1])
+
+@pytest.mark.parametrize("where", ["query", "profile"])
+def test_identifiers_at_the_start_of_a_sparse_batch_do_not_stop_its_reading(
+        auditor: Auditor, where: str) -> None:
+    """A batch whose first values hold ten identifiers, then 18,000 that hold none, then an
+    erased subject's address: it holds fewer than its budget, so it is read to the end,
+    however dense its start."""
+    people = [f"first{n}@example{n}.fr" for n in range(10)]
+    query = "?" + "&".join(f"to{n}={quote(p)}" for n, p in enumerate(people))
+    body = _events(6_000, {"email": ERASED},
+                   {f"contact{n}": p for n, p in enumerate(people)} if where == "profile" else None)
+    result = auditor.audit(make_flow("https://api.segment.io/v1/batch"
+                                     + (query if where == "query" else ""), "POST", body, JSON))
+    assert result.status == "audited", result.limits
+    assert "cust-005" in {f.subject for f in result.findings}
+    assert "erased-subject" in {v.rule for v in result.violations}
+
+
+def test_a_sync_of_registry_subjects_counts_each_address_once(tmp_path) -> None:
+    """800 registry subjects' addresses in 50 KB: 800 identifiers, which the registry and the
+    email detector both find, against a budget of 1,024: all read, all named."""
+    policy = load_policy(ROOT / "policies")
+    people = tuple(Subject(f"member-{n}", (("email", f"member{n}@example.org"),), {})
+                   for n in range(800))
+    members = replace(policy, subjects=policy.subjects + people)
+    body = json.dumps({"contacts": [{"email": f"member{n}@example.org", "status": "active"}
+                                    for n in range(800)]}).encode()
+    result = Auditor(members).audit(make_flow(MAILING, "POST", body, JSON))
+    assert result.status == "audited", result.limits
+    assert len({f.subject for f in result.findings if f.subject}) == 800
 
 
 def test_a_compressed_batch_is_budgeted_by_what_it_weighs_on_the_wire(auditor: Auditor) -> None:
-    """20,000 addresses gzipped into fewer bytes than they hold identifiers: the request is
-    given its floor of identifiers, not one per 512 of its 1.2 MB once decompressed."""
+    """20,000 addresses gzipped into 52 KB, a hundred per 512 bytes on the wire: the request
+    is given its floor of 1,024 identifiers, not one per 512 bytes of its 1.2 MB once
+    decompressed."""
     flow = make_flow(MAILING, "POST", b"", JSON | {"content-encoding": "gzip"})
     flow.request.raw_content = gzip.compress(_members(20_000, {3: EMAIL}))
-    assert raw_size(flow.request) // audit._BYTES_PER_IDENTIFIER < audit._BYTES_PER_IDENTIFIER
+    assert len(flow.request.raw_content) < 60_000
     result = auditor.audit(flow)
     assert result.status == "partial"
     [reason] = [r for r in result.limits if "identifiers" in r]
-    assert f"held over {audit._BYTES_PER_IDENTIFIER} identifiers" in reason
+    assert "held over 1024 identifiers" in reason
     [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
-    assert addresses.count <= 2 * audit._BYTES_PER_IDENTIFIER
+    assert 1024 <= addresses.count <= 2 * 1024
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
 
 
 def test_a_small_batch_is_read_whole(auditor: Auditor) -> None:
-    """300 addresses in 15 KB: more values than the first look reads, fewer identifiers
-    than any request may hold."""
-    result = auditor.audit(make_flow(MAILING, "POST", _members(300, {299: ERASED}), JSON))
+    """1,000 addresses in 50 KB, a vendor API's largest batch: more values than the first
+    reading takes, fewer identifiers than any request may hold."""
+    result = auditor.audit(make_flow(MAILING, "POST", _members(1_000, {999: ERASED}), JSON))
     assert result.status == "audited"
     [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
-    assert addresses.count == 299
+    assert addresses.count == 999
     assert "erased-subject" in {v.rule for v in result.violations}

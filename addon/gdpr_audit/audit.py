@@ -56,14 +56,16 @@ _CHARS_PER_IDENTIFIER = 256
 at a time while it holds fewer: a MB may hold 4,096, whose finding costs about 25 ms (a
 mailing list of 18,700 addresses cost 120)."""
 _PROBE = 256
-"""A request of more values is looked at first in its first _PROBE (Auditor._extracted)..."""
+"""A request of more values is read first to its first _PROBE (Auditor._extracted)..."""
 _PROBED = "probed"
 _BYTES_PER_IDENTIFIER = 512
-"""...and, where at their pace it holds more identifiers than one per this many bytes of the
-request (and this many at least), only as many of its values are read as hold that many. A
-value holding one costs about 12 us (walked, decoded, screened, found, kept): a JSON batch of
-19,000 addresses cost 390 ms a MB. Twice the characters a text's identifier is given: a
-text's cost less."""
+"""...and then on only while the values read hold fewer identifiers than one per this many
+bytes of the request... A value holding one costs about 12 us (walked, decoded, screened,
+found, kept): a JSON batch of 19,000 addresses cost 390 ms a MB. Twice the characters a
+text's identifier is given: a text's cost less."""
+_FEWEST_IDENTIFIERS = 1024
+"""...and than this many at least (12 ms of them), whatever the request weighs: vendors'
+APIs take batches of 100 to 1,000 records, which are read whole."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
@@ -223,32 +225,36 @@ class Auditor:
 
     def _extracted(self, request: http.Request) -> Extraction:
         """request_fields, within a budget of identifiers: one per _BYTES_PER_IDENTIFIER bytes
-        of the request as sent, and as many at least (a compressed batch decodes to many
-        more). A request of over _PROBE values (a batch of contacts, an import) is looked at
-        first in its first _PROBE. Where, at their pace, the values it may be read to
-        (MAX_FIELDS) hold more distinct identifiers than its budget, only as many are read
-        as hold the budget, and the flow is partial. Any other request is read as before.
-        What the first values showed is memoised: reading them again costs little, and the
-        body is decompressed once."""
+        of the request as sent (a compressed batch decodes to many more), _FEWEST_IDENTIFIERS
+        at least. A request of over _PROBE values (a batch of contacts, an import) is read first
+        to its first _PROBE, then, while the values read hold fewer distinct identifiers
+        than its budget, to as many more as would hold it at their pace (twice as many at
+        least, MAX_FIELDS at most). Where they hold more, the flow is partial: the values
+        read are kept. Each reading starts again from the first value, whose findings were
+        memoised: a batch sparse in identifiers reads its first _PROBE values twice, one as
+        dense throughout its first values at most three times; the body is decompressed
+        once."""
         body = request_body(request, self.max_body)
-        probe = request_fields(request, self.max_body, self._quiet, max_fields=_PROBE,
-                               cut=_PROBED, body=body)
-        if _PROBED not in probe.limits:
-            return probe  # all of it: most requests
         size = raw_size(request)
-        budget = max(_BYTES_PER_IDENTIFIER, size // _BYTES_PER_IDENTIFIER)
-        # Long values left out: they are not memoised, and have a budget of their own (_found).
-        short = [item for item in probe.fields if len(item.value) <= MAX_MEMO_CHARS]
-        found, read = self._found_in(short, self._screen(short, True))
-        shown = _identifiers(found, read)
-        if len(shown) * MAX_FIELDS <= budget * _PROBE:
-            return request_fields(request, self.max_body, self._quiet, body=body)
-        values = max(_PROBE, budget * _PROBE // len(shown))
-        return request_fields(
-            request, self.max_body, self._quiet, max_fields=values, body=body,
-            cut=f"a request of {size} bytes held over {budget} identifiers (one per "
-                f"{_BYTES_PER_IDENTIFIER} bytes, {_BYTES_PER_IDENTIFIER} at least) at the pace "
-                f"of its first {_PROBE} values: read its first {values} values")
+        budget = max(_FEWEST_IDENTIFIERS, size // _BYTES_PER_IDENTIFIER)
+        values = min(_PROBE, MAX_FIELDS)
+        while True:
+            extraction = request_fields(
+                request, self.max_body, self._quiet, max_fields=values, body=body,
+                cut=_PROBED if values < MAX_FIELDS else "")  # (then: every request's cap)
+            if _PROBED not in extraction.limits:
+                return extraction  # all of it (most requests, at the first reading), or MAX_FIELDS
+            # Long values left out: they are not memoised, and have a budget of their own.
+            short = [item for item in extraction.fields if len(item.value) <= MAX_MEMO_CHARS]
+            shown = len(_identifiers(*self._found_in(short, self._screen(short, True))))
+            if shown > budget:
+                extraction.limits[extraction.limits.index(_PROBED)] = (
+                    f"a request of {size} bytes held over {budget} identifiers (one per "
+                    f"{_BYTES_PER_IDENTIFIER} bytes, {_FEWEST_IDENTIFIERS} at least) in its "
+                    f"first {values} values: read no further")
+                return extraction
+            # A quarter more than their pace says: a batch as dense throughout stops next time.
+            values = min(MAX_FIELDS, max(2 * values, budget * values * 5 // (4 * max(shown, 1))))
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""
@@ -666,8 +672,9 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
 
 def _identifiers(found: Iterable[_ByValue], read: Iterable[Iterable[Finding]],
                  ) -> set[tuple[str, str]]:
-    """The distinct identifiers (each detector's canonical forms) that values showed."""
-    return {(f.detector, f.canonical) for (known, by_value), by_key in zip(found, read, strict=True)
+    """The distinct identifiers that values showed, by category and canonical form: an
+    address that the registry and the email detector both found is one."""
+    return {(f.category, f.canonical) for (known, by_value), by_key in zip(found, read, strict=True)
             for f in (*known, *by_value, *by_key)}
 
 
