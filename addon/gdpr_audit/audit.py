@@ -235,8 +235,6 @@ class Auditor:
         dense throughout its first values at most three times; the body is decompressed
         once."""
         body = request_body(request, self.max_body)
-        size = raw_size(request)
-        budget = max(_FEWEST_IDENTIFIERS, size // _BYTES_PER_IDENTIFIER)
         values = min(_PROBE, MAX_FIELDS)
         while True:
             extraction = request_fields(
@@ -244,6 +242,8 @@ class Auditor:
                 cut=_PROBED if values < MAX_FIELDS else "")  # (then: every request's cap)
             if _PROBED not in extraction.limits:
                 return extraction  # all of it (most requests, at the first reading), or MAX_FIELDS
+            size = raw_size(request)
+            budget = max(_FEWEST_IDENTIFIERS, size // _BYTES_PER_IDENTIFIER)
             # Long values left out: they are not memoised, and have a budget of their own.
             short = [item for item in extraction.fields if len(item.value) <= MAX_MEMO_CHARS]
             shown = len(_identifiers(*self._found_in(short, self._screen(short, True))))
@@ -253,8 +253,8 @@ class Auditor:
                     f"{_BYTES_PER_IDENTIFIER} bytes, {_FEWEST_IDENTIFIERS} at least) in its "
                     f"first {values} values: read no further")
                 return extraction
-            # A quarter more than their pace says: a batch as dense throughout stops next time.
-            values = min(MAX_FIELDS, max(2 * values, budget * values * 5 // (4 * max(shown, 1))))
+            # An eighth more than their pace says: a batch as dense throughout stops next time.
+            values = min(MAX_FIELDS, max(2 * values, budget * values * 9 // (8 * max(shown, 1))))
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""

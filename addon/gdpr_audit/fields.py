@@ -138,9 +138,9 @@ limits that decoding it hit."""
 
 
 def request_body(request: "http.Request", max_body: int) -> Body:
-    decoded = Extraction()
     if not request.raw_content:
         return None, []
+    decoded = Extraction()
     return (decompress(request.raw_content, header(request, b"content-encoding"), max_body,
                        decoded), decoded.limits)
 
