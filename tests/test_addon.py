@@ -94,7 +94,7 @@ async def test_audit_failure_lets_the_flow_pass_and_is_recorded(policy_file: Pat
                                                                 tmp_path: Path, monkeypatch) -> None:
     # the judges are processes of their own: the bug reaches them through sitecustomize
     (tmp_path / "sitecustomize.py").write_text(
-        "from gdpr_audit.audit import Auditor\n\n\ndef explode(self, extraction):\n"
+        "from gdpr_audit.audit import Auditor\n\n\ndef explode(self, extraction, seen=None):\n"
         "    raise RuntimeError('detector bug')\n\n\nAuditor.detect = explode\n")
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{Path(__file__).resolve().parents[1] / 'addon'}")
     addon = GdprAudit()

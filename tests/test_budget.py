@@ -267,6 +267,9 @@ def test_a_batch_dense_in_identifiers_is_read_until_its_budget(
     assert budget < addresses.count < 2 * budget
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
     assert "undeclared-recipient" in {v.rule for v in result.violations}
+    # What the last reading showed is what looking at its values again finds.
+    extraction, seen = auditor._extracted(make_flow(MAILING, "POST", body, JSON).request)
+    assert seen is not None and auditor.detect(extraction, seen) == auditor.detect(extraction)
 
     monkeypatch.setattr(audit, "_BYTES_PER_IDENTIFIER", 1)  # the same batch, unbudgeted
     whole = auditor.audit(make_flow(MAILING, "POST", body, JSON))

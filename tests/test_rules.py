@@ -148,7 +148,7 @@ def test_an_audit_bug_is_recorded_without_the_data(policy: Policy,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     auditor = Auditor(policy)
 
-    def broken(extraction):
+    def broken(extraction, seen=None):
         raise KeyError("alice.martin@example.org")
 
     monkeypatch.setattr(auditor, "detect", broken)

@@ -72,6 +72,8 @@ _UNKNOWN = object()
 _VALUE = attrgetter("value")
 _ByValue = tuple[tuple[Finding, ...], tuple[Finding, ...]]
 _NOTHING: _ByValue = ((), ())
+_Seen = tuple[list[_ByValue], list[Iterable[Finding]]]
+"""What _found_in found in a list of values: by value (registry, detectors), by key."""
 # Alone these say nothing about who the person is; they become personal data beside an
 # identifier (an id, an email, a device cookie) in the same request.
 CONTEXTUAL = frozenset({"behavioural", "purchase", "location"})
@@ -185,18 +187,20 @@ class Auditor:
 
     def _audit(self, flow: http.HTTPFlow, result: FlowAudit,
                only: Extraction | None = None) -> None:
+        seen = None
         if only is not None:
             extraction = only
         else:
-            extraction = self._extracted(flow.request)
+            extraction, seen = self._extracted(flow.request)
             for message in flow.websocket.messages if flow.websocket else ():
                 if message.from_client:
                     extra = message_fields(message.content, self.max_body)
                     extraction.fields += extra.fields
                     extraction.limits += extra.limits
+                    seen = None
         page = self._page(flow, extraction) if only is None else None
         result.limits = extraction.limits
-        result.findings = self.detect(extraction)
+        result.findings = self.detect(extraction, seen)
         # A city or a birth date that names nobody identifies nobody either (SPEC 3.5).
         identifying = any(f.category not in CONTEXTUAL and not identifies_nobody(f)
                           for f in result.findings)
@@ -223,7 +227,7 @@ class Auditor:
         result.fields = [keys[f.field.key] for f in result.findings]
         result.forms = [forms[f.field.layers, f.form] for f in result.findings]
 
-    def _extracted(self, request: http.Request) -> Extraction:
+    def _extracted(self, request: http.Request) -> tuple[Extraction, "_Seen | None"]:
         """request_fields, within a budget of identifiers: one per _BYTES_PER_IDENTIFIER bytes
         of the request as sent (a compressed batch decodes to many more), _FEWEST_IDENTIFIERS
         at least. A request of over _PROBE values (a batch of contacts, an import) is read first
@@ -233,7 +237,8 @@ class Auditor:
         read are kept. Each reading starts again from the first value, whose findings were
         memoised: a batch sparse in identifiers reads its first _PROBE values twice, one as
         dense throughout its first values at most three times; the body is decompressed
-        once."""
+        once. With the values, what the last reading showed, where it looked at them all
+        (detect need not look again)."""
         body = request_body(request, self.max_body)
         values = min(_PROBE, MAX_FIELDS)
         while True:
@@ -241,18 +246,19 @@ class Auditor:
                 request, self.max_body, self._quiet, max_fields=values, body=body,
                 cut=_PROBED if values < MAX_FIELDS else "")  # (then: every request's cap)
             if _PROBED not in extraction.limits:
-                return extraction  # all of it (most requests, at the first reading), or MAX_FIELDS
+                return extraction, None  # all of it (most requests, at once), or MAX_FIELDS
             size = raw_size(request)
             budget = max(_FEWEST_IDENTIFIERS, size // _BYTES_PER_IDENTIFIER)
             # Long values left out: they are not memoised, and have a budget of their own.
             short = [item for item in extraction.fields if len(item.value) <= MAX_MEMO_CHARS]
-            shown = len(_identifiers(*self._found_in(short, self._screen(short, True))))
+            seen = self._found_in(short, self._screen(short, True))
+            shown = len(_identifiers(*seen))
             if shown > budget:
                 extraction.limits[extraction.limits.index(_PROBED)] = (
                     f"a request of {size} bytes held over {budget} identifiers (one per "
                     f"{_BYTES_PER_IDENTIFIER} bytes, {_FEWEST_IDENTIFIERS} at least) in its "
                     f"first {values} values: read no further")
-                return extraction
+                return extraction, seen if len(short) == len(extraction.fields) else None
             # An eighth more than their pace says: a batch as dense throughout stops next time.
             values = min(MAX_FIELDS, max(2 * values, budget * values * 9 // (8 * max(shown, 1))))
 
@@ -275,10 +281,12 @@ class Auditor:
                           self.max_body, extraction)
         return body.decode("utf-8", errors="replace") if body is not None else None
 
-    def detect(self, extraction: Extraction) -> list[Finding]:
+    def detect(self, extraction: Extraction, seen: "_Seen | None" = None) -> list[Finding]:
         """Every finding once: registry matches win over patterns, and a field-name guess
-        only stands where nothing recognised the value itself."""
-        fields, found, read, pieces_of = self._found(extraction)
+        only stands where nothing recognised the value itself. `seen`: what _found_in found
+        in all of the extraction's values already."""
+        fields, found, read, pieces_of = (
+            self._found(extraction) if seen is None else (extraction.fields, *seen, {}))
         kept = _Kept(self._registry_findings(fields, found))
         columns: dict[tuple[str, str], _Column] = {}
         blank: set[str] | None = None  # found for the first array, if any
@@ -379,8 +387,7 @@ class Auditor:
                 break
         return read
 
-    def _found_in(self, fields: list[Field], needs: dict[object, set[str]],
-                  ) -> tuple[list[_ByValue], list[Iterable[Finding]]]:
+    def _found_in(self, fields: list[Field], needs: dict[object, set[str]]) -> _Seen:
         """_found_by_values of the fields, and their key readers' findings (needs: _screen's)."""
         found = self._found_by_values(fields, needs)
         key_readers = [(d, needs.get(d)) for d in self.detectors
