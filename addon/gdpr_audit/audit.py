@@ -33,8 +33,8 @@ from .fields import (
     message_fields,
     raw_size,
     remember,
-    request_body,
     remember_all,
+    request_body,
     request_fields,
 )
 from .policy import Policy
