@@ -14,7 +14,7 @@ import json
 import random
 import re
 from dataclasses import replace
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -341,3 +341,15 @@ def test_a_small_batch_is_read_whole(auditor: Auditor) -> None:
     [addresses] = [f for f in result.findings if f.category == "email" and not f.subject]
     assert addresses.count == 999
     assert "erased-subject" in {v.rule for v in result.violations}
+
+
+def test_a_form_dense_in_identifiers_is_read_until_its_budget(auditor: Auditor) -> None:
+    """15,000 addresses as form fields: read, and parsed, only to past the budget."""
+    pairs = [(f"e{n}", EMAIL if n == 2 else f"client{n}@example{n % 50}.fr") for n in range(15_000)]
+    result = auditor.audit(make_flow(MAILING, "POST", urlencode(pairs),
+                                     {"content-type": "application/x-www-form-urlencoded"}))
+    assert result.status == "partial"
+    assert any("identifiers" in r for r in result.limits)
+    assert "cust-001" in {f.subject for f in result.findings}
+    keys = {f.field.key for f in result.findings if f.category == "email"}
+    assert "e2" in keys and "e14999" not in keys

@@ -14,7 +14,7 @@ import gzip
 import json
 import tracemalloc
 import zlib
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import brotli
 import lzstring
@@ -654,3 +654,12 @@ def test_a_long_query_is_read_but_not_memoised():
     assert query_parameters.cache_info().currsize == 0
     assert query_parameters("a=1&b=2#top") == (("a", "1"), ("b", "2"))
     assert query_parameters.cache_info().currsize == 1
+
+
+def test_a_form_body_reads_as_parse_qsl_reads_it() -> None:
+    """Read pair by pair (so that reading can stop), a form gives what parse_qsl gives."""
+    text = "a=1&&b=&c&d=%40x+y&e=%&f=1;g=2&=h&i==j&%C3%A9=%E2%82%AC"
+    request = make(raw=text.encode(), content_type="application/x-www-form-urlencoded")
+    body = [(key, value) for location, key, value, layers in tuples(request)
+            if location == "body" and not layers]
+    assert body == parse_qsl(text, keep_blank_values=True)
