@@ -272,6 +272,7 @@ def test_a_batch_dense_in_identifiers_is_read_until_its_budget(
     assert seen is not None and auditor.detect(extraction, seen) == auditor.detect(extraction)
 
     monkeypatch.setattr(audit, "_BYTES_PER_IDENTIFIER", 1)  # the same batch, unbudgeted
+    monkeypatch.setattr(audit, "_BYTES_PER_VALUE", 1)
     whole = auditor.audit(make_flow(MAILING, "POST", body, JSON))
     assert whole.status == "audited"
     assert {f.subject for f in whole.findings if f.subject} == {"cust-001", "cust-005"}
@@ -289,12 +290,12 @@ def _events(count: int, last: dict[str, str], first: dict[str, object] | None = 
 @pytest.mark.parametrize("where", ["query", "profile"])
 def test_identifiers_at_the_start_of_a_sparse_batch_do_not_stop_its_reading(
         auditor: Auditor, where: str) -> None:
-    """A batch whose first values hold ten identifiers, then 18,000 that hold none, then an
-    erased subject's address: it holds fewer than its budget, so it is read to the end,
-    however dense its start."""
+    """A batch whose first values hold ten identifiers, then 3,600 that hold none (within
+    its budget of values), then an erased subject's address: it holds fewer identifiers
+    than its budget, so it is read to the end, however dense its start."""
     people = [f"first{n}@example{n}.fr" for n in range(10)]
     query = "?" + "&".join(f"to{n}={quote(p)}" for n, p in enumerate(people))
-    body = _events(6_000, {"email": ERASED},
+    body = _events(1_200, {"email": ERASED},
                    {f"contact{n}": p for n, p in enumerate(people)} if where == "profile" else None)
     result = auditor.audit(make_flow("https://api.segment.io/v1/batch"
                                      + (query if where == "query" else ""), "POST", body, JSON))
@@ -353,3 +354,58 @@ def test_a_form_dense_in_identifiers_is_read_until_its_budget(auditor: Auditor) 
     assert "cust-001" in {f.subject for f in result.findings}
     keys = {f.field.key for f in result.findings if f.category == "email"}
     assert "e2" in keys and "e14999" not in keys
+
+
+def test_a_batch_of_many_values_is_read_to_its_budget_of_values(
+        auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3,000 product views (9,000 values) in 200 KB, a registry subject's address in the
+    first and an erased subject's in the last: none holds an identifier but those two, and the
+    request is read to its floor of 4,096 values. The flow is partial, says why, and keeps
+    what those values showed."""
+    events = json.loads(_events(3_000, {"email": ERASED}))
+    events["batch"][0]["email"] = EMAIL
+    body = json.dumps(events).encode()
+    flow = make_flow("https://api.segment.io/v1/batch", "POST", body, JSON)
+    assert _on_the_wire(flow) // 256 < 4096
+    result = auditor.audit(flow)
+    assert result.status == "partial"
+    assert (f"a request of {_on_the_wire(flow)} bytes held over 4096 values (one per 256 bytes,"
+            " 4096 at least): read no further") in result.limits
+    assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
+    monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same batch, read whole
+    whole = auditor.audit(make_flow("https://api.segment.io/v1/batch", "POST", body, JSON))
+    assert whole.status == "audited", whole.limits
+    assert "erased-subject" in {v.rule for v in whole.violations}
+
+
+def test_a_heavy_request_is_given_one_value_per_256_bytes(auditor: Auditor) -> None:
+    """1.4 MB of product views: about 5,500 values, more than the floor."""
+    flow = make_flow("https://api.segment.io/v1/batch", "POST", _events(20_000, {}), JSON)
+    result = auditor.audit(flow)
+    [reason] = [r for r in result.limits if "values" in r]
+    most = int(re.search(r"held over (\d+) values", reason).group(1))
+    assert most == _on_the_wire(flow) // 256 > 4096
+    assert len(result.findings) > 0  # its field names were read (an event's page, its sku)
+
+
+def _on_the_wire(flow) -> int:  # type: ignore[no-untyped-def]
+    """The request line's target, the headers (name, value, ": " and CRLF) and the body."""
+    request = flow.request
+    return (len(request.path) + sum(len(k) + len(v) + 4 for k, v in request.headers.fields)
+            + len(request.raw_content))
+
+
+def test_a_websocket_message_of_many_values_is_read_to_its_budget(auditor: Auditor) -> None:
+    """A chat client's message of 3,000 events (9,000 values, 200 KB), a registry subject's
+    address in the first: read to its floor of 4,096 values, like a request."""
+    events = json.loads(_events(3_000, {"email": ERASED}))
+    events["batch"][0]["email"] = EMAIL
+    message = json.dumps(events).encode()
+    flow = make_flow("wss://chat.example-support.com/ws", "GET")
+    result = auditor.audit_message(flow, message)
+    assert result.status == "partial"
+    assert (f"a request of {len(message)} bytes held over 4096 values (one per 256 bytes, 4096"
+            " at least): read no further") in result.limits
+    assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
+    short = json.dumps({"batch": events["batch"][-100:]}).encode()  # the erased subject's
+    assert "erased-subject" in {v.rule for v in auditor.audit_message(flow, short).violations}

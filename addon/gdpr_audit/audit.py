@@ -66,6 +66,15 @@ text's identifier is given: a text's cost less."""
 _FEWEST_IDENTIFIERS = 1024
 """...and than this many at least (12 ms of them), whatever the request weighs: vendors'
 APIs take batches of 100 to 1,000 records, which are read whole."""
+_BYTES_PER_VALUE = 256
+"""A request is read to one value per this many bytes of it as sent at most (MAX_FIELDS at
+most): a value costs 5-8 us whether it holds anything or not (walked, tried for encodings,
+screened, counted in its array's finding), and a batch's are 25-30 bytes long, so that a
+batch of 2,000 events (10,000 values, 300 KB) cost 270 ms a MB where SPEC 4 allows 50..."""
+_FEWEST_VALUES = 4096
+"""...and to this many at least (20-33 ms of them), whatever it weighs: an SDK's batch of
+events, or a CRM's of 1,000 records of four fields, is read whole; from 1 MB, the budget is
+by weight, 20-31 ms a MB."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
@@ -182,8 +191,11 @@ class Auditor:
             return type(error).__name__
 
     def audit_message(self, flow: http.HTTPFlow, content: bytes) -> FlowAudit:
-        """One WebSocket message from the client, judged in its connection's context."""
-        return self.audit(flow, message_fields(content, self.max_body))
+        """One WebSocket message from the client, judged in its connection's context, and
+        read to its budget of values as a request is (_values_budget)."""
+        most, past_most = _values_budget(len(content))
+        return self.audit(flow, message_fields(content, self.max_body, max_fields=most,
+                                               cut=past_most))
 
     def _audit(self, flow: http.HTTPFlow, result: FlowAudit,
                only: Extraction | None = None) -> None:
@@ -217,8 +229,10 @@ class Auditor:
             page=page)
         for rule in RULES.values():
             # A message may quote the traffic (a checkbox's name): through the allow-list.
-            result.violations.extend(replace(v, message=self.redactor.message(v.message))
-                                     for v in rule.check(facts))
+            for violation in rule.check(facts):
+                message = self.redactor.message(violation.message)
+                result.violations.append(violation if message == violation.message
+                                         else replace(violation, message=message))
         # Through the allow-list once per key and per provenance: a text's thousands of
         # findings (call records) share one field.
         keys = {key: self.redactor.key(key) for key in {f.field.key for f in result.findings}}
@@ -228,26 +242,29 @@ class Auditor:
         result.forms = [forms[f.field.layers, f.form] for f in result.findings]
 
     def _extracted(self, request: http.Request) -> tuple[Extraction, "_Seen | None"]:
-        """request_fields, within a budget of identifiers: one per _BYTES_PER_IDENTIFIER bytes
-        of the request as sent (a compressed batch decodes to many more), _FEWEST_IDENTIFIERS
-        at least. A request of over _PROBE values (a batch of contacts, an import) is read first
-        to its first _PROBE, then, while the values read hold fewer distinct identifiers
-        than its budget, to as many more as would hold it at their pace (twice as many at
-        least, MAX_FIELDS at most). Where they hold more, the flow is partial: the values
-        read are kept. Each reading starts again from the first value, whose findings were
+        """request_fields, within a budget of values (one per _BYTES_PER_VALUE bytes of the
+        request as sent, _FEWEST_VALUES at least, MAX_FIELDS at most) and of identifiers: one
+        per _BYTES_PER_IDENTIFIER bytes (a compressed batch decodes to many more),
+        _FEWEST_IDENTIFIERS at least. A request of over _PROBE values (a batch of contacts, an
+        import) is read first to its first _PROBE, then, while the values read hold fewer
+        distinct identifiers than its budget, to as many more as would hold it at their pace
+        (twice as many at least, its budget of values at most). Where they hold more, or
+        where it has more values than its budget, the flow is partial: the values read are
+        kept. Each reading starts again from the first value, whose findings were
         memoised: a batch sparse in identifiers reads its first _PROBE values twice, one as
         dense throughout its first values at most three times; the body is decompressed
         once. With the values, what the last reading showed, where it looked at them all
         (detect need not look again)."""
         body = request_body(request, self.max_body)
-        values = min(_PROBE, MAX_FIELDS)
+        size = raw_size(request)
+        most, past_most = _values_budget(size)
+        values = min(_PROBE, most)
         while True:
             extraction = request_fields(
                 request, self.max_body, self._quiet, max_fields=values, body=body,
-                cut=_PROBED if values < MAX_FIELDS else "")  # (then: every request's cap)
+                cut=_PROBED if values < most else past_most)
             if _PROBED not in extraction.limits:
-                return extraction, None  # all of it (most requests, at once), or MAX_FIELDS
-            size = raw_size(request)
+                return extraction, None  # all of it (most requests, at once), or `most`
             budget = max(_FEWEST_IDENTIFIERS, size // _BYTES_PER_IDENTIFIER)
             # Long values left out: they are not memoised, and have a budget of their own.
             short = [item for item in extraction.fields if len(item.value) <= MAX_MEMO_CHARS]
@@ -260,7 +277,7 @@ class Auditor:
                     f"first {values} values: read no further")
                 return extraction, seen if len(short) == len(extraction.fields) else None
             # An eighth more than their pace says: a batch as dense throughout stops next time.
-            values = min(MAX_FIELDS, max(2 * values, budget * values * 9 // (8 * max(shown, 1))))
+            values = min(most, max(2 * values, budget * values * 9 // (8 * max(shown, 1))))
 
     def _resolve(self, host: str, path: str) -> Destination:
         """resolve, memoised: the same hosts and endpoints come back in every flow."""
@@ -677,6 +694,15 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
                             count=sum(f.count for f in together or (first,)))
         merged.append(first)
     return merged
+
+
+def _values_budget(size: int) -> tuple[int, str]:
+    """The values a request (or a WebSocket message) of `size` bytes is read to at most, and
+    the limit its flow records where it holds more ("": MAX_FIELDS', every request's cap)."""
+    most = min(MAX_FIELDS, max(_FEWEST_VALUES, size // _BYTES_PER_VALUE))
+    return most, "" if most == MAX_FIELDS else (
+        f"a request of {size} bytes held over {most} values (one per {_BYTES_PER_VALUE} "
+        f"bytes, {_FEWEST_VALUES} at least): read no further")
 
 
 def _identifiers(found: Iterable[_ByValue], read: Iterable[Iterable[Finding]],

@@ -220,9 +220,11 @@ def query_parameters(query: str) -> tuple[tuple[str, str], ...]:
     return tuple(parse_qsl(query.partition("#")[0], keep_blank_values=True))
 
 
-def message_fields(content: bytes, max_body: int, location: str = "websocket") -> Extraction:
-    """A WebSocket message (or any bare payload) read like a body."""
-    out = Extraction(budget=decode_budget(len(content)))
+def message_fields(content: bytes, max_body: int, location: str = "websocket",
+                   max_fields: int = MAX_FIELDS, cut: str = "") -> Extraction:
+    """A WebSocket message (or any bare payload) read like a body, to `max_fields` values
+    at most (past them, the limit `cut`)."""
+    out = Extraction(budget=decode_budget(len(content)), max_fields=max_fields, cut=cut)
     _body_fields(out, content[:max_body], "", 0, (), location)
     if len(content) > max_body:
         out.limit(f"message over {max_body} bytes was cut")
