@@ -4,12 +4,13 @@ revision:
 
     .venv/bin/python bench/body_cost.py --base 472b992 [--rounds 5]
 
-Ten flows, each written to its own .flow file: a 6 MB JSON import of contacts, a 3 MB text
+Eleven flows, each written to its own .flow file: a 6 MB JSON import of contacts, a 3 MB text
 log, a 3 MB JPEG photo (Pillow, EXIF included), the hostile request of 200 values that each
 are base64(gzip(1 MB of text)), JSON nested 100,000 levels deep, 19,000 small values (under
 the 20,000 values one flow is read for), a 1 MB log dense in numbers (ids, timings, sizes),
 1 MB of call records (phone numbers, international and national), a 1 MB mailing list
-(an email on every line), and the same list as a JSON batch of 19,000 addresses (0.58 MB).
+(an email on every line), the same list as a JSON batch of 19,000 addresses (0.58 MB), and
+an analytics batch of 2,000 events with fresh ids (10,000 values, 0.3 MB).
 The base revision is checked out into a temporary git worktree; each round audits every
 flow in a fresh process of each tree, in alternating order, its garbage collector settled
 as in the product's auditing processes (audit.settle_collector). Reported: medians of the CPU
@@ -139,6 +140,14 @@ def make_flows(folder: Path) -> dict[str, int]:
     batch = {"emails": [f"client{rng.getrandbits(30)}@example{n % 50}.fr" for n in range(19_000)]}
     flows["10-email-batch"] = _flow("https://api.example-mail.com/lists/batch",
                                     json.dumps(batch).encode(), "application/json")
+    # An analytics batch of 2,000 events (10,000 values, 300 KB), each with fresh ids: no
+    # identifier, every value walked and tried for encodings (a budget of values, issue 19).
+    events = [{"event": "product_viewed", "sku": f"sku-{rng.getrandbits(40):x}",
+               "page": f"/p/{rng.getrandbits(20)}", "ts": 1_781_000_000_000 + n,
+               "anonymousId": f"{rng.getrandbits(128):032x}"} for n in range(2_000)]
+    flows["11-event-batch-300KB"] = _flow("https://api.segment.io/v1/batch",
+                                          json.dumps({"batch": events}).encode(),
+                                          "application/json")
     sizes = {}
     for name, flow in flows.items():
         with (folder / f"{name}.flow").open("wb") as out:
