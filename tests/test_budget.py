@@ -17,8 +17,10 @@ from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 import pytest
+from mitmproxy import http, websocket
+from mitmproxy.test import tflow
 
-from conftest import make_flow
+from conftest import FLOW_TIME, make_flow
 from gdpr_audit import audit, fields
 from gdpr_audit.audit import Auditor
 from gdpr_audit.fields import MAX_VALUE_CHARS, decode_budget, raw_size, request_fields
@@ -395,7 +397,8 @@ def _on_the_wire(flow) -> int:  # type: ignore[no-untyped-def]
             + len(request.raw_content))
 
 
-def test_a_websocket_message_of_many_values_is_read_to_its_budget(auditor: Auditor) -> None:
+def test_a_websocket_message_of_many_values_is_read_to_its_budget(
+        auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chat client's message of 3,000 events (9,000 values, 200 KB), a registry subject's
     address in the first: read to its floor of 4,096 values, like a request."""
     events = json.loads(_events(3_000, {"email": ERASED}))
@@ -404,8 +407,43 @@ def test_a_websocket_message_of_many_values_is_read_to_its_budget(auditor: Audit
     flow = make_flow("wss://chat.example-support.com/ws", "GET")
     result = auditor.audit_message(flow, message)
     assert result.status == "partial"
-    assert (f"a request of {len(message)} bytes held over 4096 values (one per 256 bytes, 4096"
+    assert (f"a message of {len(message)} bytes held over 4096 values (one per 256 bytes, 4096"
             " at least): read no further") in result.limits
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
-    short = json.dumps({"batch": events["batch"][-100:]}).encode()  # the erased subject's
-    assert "erased-subject" in {v.rule for v in auditor.audit_message(flow, short).violations}
+    monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same message, read whole
+    assert "erased-subject" in {v.rule for v in auditor.audit_message(flow, message).violations}
+
+
+def test_a_recorded_conversation_shares_one_budget_of_values(
+        auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two client messages of 3,000 events each (18,000 values, 400 KB) in a recorded flow:
+    read, together, to the floor of 4,096 values."""
+    first = json.loads(_events(3_000, {}))
+    first["batch"][0]["email"] = EMAIL
+    sent = [json.dumps(first).encode(), _events(3_000, {"email": ERASED})]
+    flow = tflow.twebsocketflow(messages=False)
+    flow.request.host = "chat.example-support.com"
+    flow.request.timestamp_start = FLOW_TIME.timestamp()
+    for content in sent:
+        flow.websocket.messages.append(websocket.WebSocketMessage(1, True, content))
+    flow.websocket.messages.append(websocket.WebSocketMessage(1, False, _events(3_000, {})))
+    result = auditor.audit(flow)
+    assert result.status == "partial"
+    [reason] = [r for r in result.limits if "values" in r]
+    assert re.fullmatch(r"a conversation of \d+ bytes held over 4096 values \(one per 256 "
+                        r"bytes, 4096 at least\): read no further", reason)
+    assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
+    monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same conversation, read whole
+    whole = auditor.audit(flow)
+    assert whole.status == "audited", whole.limits
+    assert "erased-subject" in {v.rule for v in whole.violations}
+
+
+def test_a_request_of_as_many_values_as_its_budget_is_read_whole(auditor: Auditor) -> None:
+    """4,096 values in all (the floor), then one more: only the second is partial."""
+    def flow(values: int) -> http.HTTPFlow:
+        return make_flow(MAILING, "POST", json.dumps([f"x{n}" for n in range(values)]), JSON)
+
+    around_the_body = len(auditor._extracted(flow(0).request)[0].fields)  # path, headers
+    assert auditor.audit(flow(4096 - around_the_body)).status == "audited"
+    assert auditor.audit(flow(4097 - around_the_body)).status == "partial"

@@ -236,6 +236,17 @@ def test_ndjson_documents_are_numbered():
     ]
 
 
+def test_an_ndjson_body_is_cut_only_where_a_document_left_holds_something():
+    """Read to 3 values: empty documents after them cut nothing."""
+    def limits(raw: bytes) -> list[str]:
+        return request_fields(make("https://tracker.example/", raw=raw,
+                                   content_type="application/x-ndjson"),
+                              10_000_000, max_fields=3).limits
+
+    assert limits(b'["a", "b", "c"]\n[]\n{}\n') == []
+    assert limits(b'["a", "b", "c"]\n[]\n["d"]\n') == ["more than 3 values"]
+
+
 def test_json_that_only_pythons_reader_accepts_is_still_walked():
     """NaN, integers past 64 bits and escaped lone surrogates: the fast parser refuses them,
     Python's json reads them, and the values beside them must not be lost to a text blob."""

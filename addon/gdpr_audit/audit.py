@@ -193,7 +193,7 @@ class Auditor:
     def audit_message(self, flow: http.HTTPFlow, content: bytes) -> FlowAudit:
         """One WebSocket message from the client, judged in its connection's context, and
         read to its budget of values as a request is (_values_budget)."""
-        most, past_most = _values_budget(len(content))
+        most, past_most = _values_budget(len(content), "a message")
         return self.audit(flow, message_fields(content, self.max_body, max_fields=most,
                                                cut=past_most))
 
@@ -204,12 +204,19 @@ class Auditor:
             extraction = only
         else:
             extraction, seen = self._extracted(flow.request)
-            for message in flow.websocket.messages if flow.websocket else ():
-                if message.from_client:
-                    extra = message_fields(message.content, self.max_body)
+            sent = [m.content for m in flow.websocket.messages if m.from_client] \
+                if flow.websocket else []
+            if sent:  # a recorded conversation: its messages share one budget of values
+                seen = None
+                most, past_most = _values_budget(raw_size(flow.request) + sum(map(len, sent)),
+                                                 "a conversation")
+                past_most = past_most or f"more than {most} values"
+                for content in sent:
+                    room = max(most - len(extraction.fields), 0)
+                    extra = message_fields(content, self.max_body, max_fields=room, cut=past_most)
                     extraction.fields += extra.fields
-                    extraction.limits += extra.limits
-                    seen = None
+                    for limit in extra.limits:
+                        extraction.limit(limit)
         page = self._page(flow, extraction) if only is None else None
         result.limits = extraction.limits
         result.findings = self.detect(extraction, seen)
@@ -261,7 +268,7 @@ class Auditor:
         values = min(_PROBE, most)
         while True:
             extraction = request_fields(
-                request, self.max_body, self._quiet, max_fields=values, body=body,
+                request, self.max_body, self._quiet, max_fields=values, body=body, size=size,
                 cut=_PROBED if values < most else past_most)
             if _PROBED not in extraction.limits:
                 return extraction, None  # all of it (most requests, at once), or `most`
@@ -649,7 +656,8 @@ def settle_collector() -> None:
     (modules, policy, registry index) lives as long as it does, and is left out of every
     collection. An audit makes no cycles; reading a flow does: mitmproxy's type checks raise
     and catch a TypeError, whose traceback holds the frames that build the flow. They are
-    collected young, every 5,000 allocations, while few live objects (a batch's fields) are
+    collected young (a replay's worker collects once per chunk instead: parallel.py), every
+    5,000 allocations, while few live objects (a batch's fields) are
     young beside them: on issue 19's replay corpus, collections took 150 ms of a worker's
     4.2 s this way, 250 ms every 20,000 allocations, and a tenth of it with Python's
     defaults, which also scan the whole heap every few batches. The older generations are
@@ -696,12 +704,13 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
     return merged
 
 
-def _values_budget(size: int) -> tuple[int, str]:
-    """The values a request (or a WebSocket message) of `size` bytes is read to at most, and
-    the limit its flow records where it holds more ("": MAX_FIELDS', every request's cap)."""
+def _values_budget(size: int, what: str = "a request") -> tuple[int, str]:
+    """The values `what` (a request, a WebSocket message, a recorded conversation) of `size`
+    bytes is read to at most, and the limit its flow records where it holds more (""
+    where that is MAX_FIELDS, every request's cap, whose limit Extraction.full writes)."""
     most = min(MAX_FIELDS, max(_FEWEST_VALUES, size // _BYTES_PER_VALUE))
     return most, "" if most == MAX_FIELDS else (
-        f"a request of {size} bytes held over {most} values (one per {_BYTES_PER_VALUE} "
+        f"{what} of {size} bytes held over {most} values (one per {_BYTES_PER_VALUE} "
         f"bytes, {_FEWEST_VALUES} at least): read no further")
 
 

@@ -102,7 +102,8 @@ class Extraction:
     decodings: int = 0
     """Values handed to the decoders so far (the work), at most MAX_DECODINGS."""
     max_fields: int = MAX_FIELDS
-    """The values read at most; fewer where the audit budgets a request's identifiers."""
+    """The values read at most; fewer where the audit budgets a request's values or
+    identifiers (Auditor._extracted)."""
     cut: str = ""
     """Why, when it is fewer: the limit recorded where the values stop."""
 
@@ -153,12 +154,13 @@ def request_body(request: "http.Request", max_body: int) -> Body:
 
 def request_fields(request: "http.Request", max_body: int,
                    quiet: Callable[[str], bool] | None = None, max_fields: int = MAX_FIELDS,
-                   cut: str = "", body: Body | None = None) -> Extraction:
+                   cut: str = "", body: Body | None = None, size: int | None = None) -> Extraction:
     """The request's values, at most `max_fields` (past them, the limit `cut`); `body`, its
-    request_body, where the caller has it. `quiet(text)`, where given, screens a whole JSON
-    body first: where it says no walk of it could find anything, the body gives no value
-    (bodyscreen.py)."""
-    out = Extraction(budget=decode_budget(raw_size(request)), max_fields=max_fields, cut=cut)
+    request_body, and `size`, its raw_size, where the caller has them. `quiet(text)`, where
+    given, screens a whole JSON body first: where it says no walk of it could find anything,
+    the body gives no value (bodyscreen.py)."""
+    size = raw_size(request) if size is None else size
+    out = Extraction(budget=decode_budget(size), max_fields=max_fields, cut=cut)
     # Not urlsplit: a request target is no URL, and `//name@host/` would be read as an authority.
     path, _, query = request.path.partition("?")
     for index, segment in enumerate(s for s in path.split("/") if s):
@@ -393,7 +395,9 @@ def _walk_json_text(out: Extraction, location: str, key: str, text: str, depth: 
         return False
     nested = (*layers[:-1], "ndjson") if layers and layers[-1] == "json" else (*layers, "ndjson")
     for index, document in enumerate(documents):
-        if out.full():
+        if len(out.fields) >= out.max_fields:
+            if any(documents[index:]):  # a cut only where a document left holds something
+                out.full()
             break
         _walk(out, location, _join(key, f"[{index}]"), document, depth, nested)
     return True

@@ -135,17 +135,26 @@ def _outcomes(chunk: Chunk, auditor: Auditor, prepare: Callable[[FlowAudit, str]
 def _audit_chunk(chunk: Chunk) -> list[Any]:
     assert _work is not None
     outcomes = list(_outcomes(chunk, *_work))
-    gc.collect(1)  # the chunk's cycles (see _start_worker), while few objects are alive
+    global _chunks
+    _chunks += 1
+    # The chunk's cycles (see _start_worker), while few objects are alive; now and then
+    # the oldest generation too, where what outlived a chunk (a memo's entries) ends up.
+    gc.collect(2 if _chunks % _FULL_COLLECTION_EVERY == 0 else 1)
     return outcomes
+
+
+_chunks = 0
+_FULL_COLLECTION_EVERY = 64
 
 
 def _start_worker(parent: int) -> None:
     """A worker only audits (settle_collector), and collects cycles once per chunk, not as it
     allocates: the cycles are what reading a flow leaves (mitmproxy's type checks), a chunk
-    holds at most 1 MB of flows, and at its end little else is alive to scan. On issue 19's
-    replay corpus, collections took 1.5-1.8% of a worker's CPU this way, 2.6-3.0% every
-    5,000 allocations. It holds both ends of its task pipe (fork copied them), so it would
-    never see the pipe close when the replay is killed: it watches its parent instead."""
+    is 32 flows, or about 1 MB of them, or one bigger flow, and at its end little else is
+    alive to scan. On issue 19's replay corpus, collections took 1.5-1.8% of a worker's CPU
+    this way, 2.6-3.0% every 5,000 allocations. It holds both ends of its task pipe (fork
+    copied them), so it would never see the pipe close when the replay is killed: it
+    watches its parent instead."""
     settle_collector()
     gc.disable()
 
