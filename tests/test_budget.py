@@ -368,10 +368,10 @@ def test_a_batch_of_many_values_is_read_to_its_budget_of_values(
     events["batch"][0]["email"] = EMAIL
     body = json.dumps(events).encode()
     flow = make_flow("https://api.segment.io/v1/batch", "POST", body, JSON)
-    assert _on_the_wire(flow) // 256 < 4096
+    assert _on_the_wire(flow) // 512 < 4096
     result = auditor.audit(flow)
     assert result.status == "partial"
-    assert (f"a request of {_on_the_wire(flow)} bytes held over 4096 values (one per 256 bytes,"
+    assert (f"a request of {_on_the_wire(flow)} bytes held over 4096 values (one per 512 bytes,"
             " 4096 at least): read no further") in result.limits
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
     monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same batch, read whole
@@ -380,13 +380,13 @@ def test_a_batch_of_many_values_is_read_to_its_budget_of_values(
     assert "erased-subject" in {v.rule for v in whole.violations}
 
 
-def test_a_heavy_request_is_given_one_value_per_256_bytes(auditor: Auditor) -> None:
-    """1.4 MB of product views: about 5,500 values, more than the floor."""
-    flow = make_flow("https://api.segment.io/v1/batch", "POST", _events(20_000, {}), JSON)
+def test_a_heavy_request_is_given_one_value_per_512_bytes(auditor: Auditor) -> None:
+    """2.8 MB of product views: about 5,500 values, more than the floor."""
+    flow = make_flow("https://api.segment.io/v1/batch", "POST", _events(40_000, {}), JSON)
     result = auditor.audit(flow)
     [reason] = [r for r in result.limits if "values" in r]
     most = int(re.search(r"held over (\d+) values", reason).group(1))
-    assert most == _on_the_wire(flow) // 256 > 4096
+    assert most == _on_the_wire(flow) // 512 > 4096
     assert len(result.findings) > 0  # its field names were read (an event's page, its sku)
 
 
@@ -407,7 +407,7 @@ def test_a_websocket_message_of_many_values_is_read_to_its_budget(
     flow = make_flow("wss://chat.example-support.com/ws", "GET")
     result = auditor.audit_message(flow, message)
     assert result.status == "partial"
-    assert (f"a message of {len(message)} bytes held over 4096 values (one per 256 bytes, 4096"
+    assert (f"a message of {len(message)} bytes held over 4096 values (one per 512 bytes, 4096"
             " at least): read no further") in result.limits
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
     monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same message, read whole
@@ -430,7 +430,7 @@ def test_a_recorded_conversation_shares_one_budget_of_values(
     result = auditor.audit(flow)
     assert result.status == "partial"
     [reason] = [r for r in result.limits if "values" in r]
-    assert re.fullmatch(r"a conversation of \d+ bytes held over 4096 values \(one per 256 "
+    assert re.fullmatch(r"a conversation of \d+ bytes held over 4096 values \(one per 512 "
                         r"bytes, 4096 at least\): read no further", reason)
     assert {f.subject for f in result.findings if f.subject} == {"cust-001"}
     monkeypatch.setattr(audit, "_FEWEST_VALUES", 20_000)  # the same conversation, read whole

@@ -66,15 +66,17 @@ text's identifier is given: a text's cost less."""
 _FEWEST_IDENTIFIERS = 1024
 """...and than this many at least (12 ms of them), whatever the request weighs: vendors'
 APIs take batches of 100 to 1,000 records, which are read whole."""
-_BYTES_PER_VALUE = 256
+_BYTES_PER_VALUE = 512
 """A request is read to one value per this many bytes of it as sent at most (MAX_FIELDS at
 most): a value costs 5-8 us whether it holds anything or not (walked, tried for encodings,
-screened, counted in its array's finding), and a batch's are 25-30 bytes long, so that a
-batch of 2,000 events (10,000 values, 300 KB) cost 270 ms a MB where SPEC 4 allows 50..."""
+screened, counted in its array's finding), 20-25 us where it is a token never seen before
+(tried as hex, base64, lz-string and base58), and a batch's are 25-30 bytes long: a batch of
+2,000 events (10,000 values, 300 KB) cost 270-700 ms a MB where SPEC 4 allows 50. One per
+512 bytes is 10-16 ms a MB of values that come back, 45 of fresh tokens..."""
 _FEWEST_VALUES = 4096
-"""...and to this many at least (20-33 ms of them), whatever it weighs: an SDK's batch of
-events, or a CRM's of 1,000 records of four fields, is read whole; from 1 MB, the budget is
-by weight, 20-31 ms a MB."""
+"""...and to this many at least (20-90 ms of them), whatever it weighs: an SDK's batch of
+events, or a CRM's of 1,000 records of four fields, is read whole; from 2 MB, the budget is
+by weight."""
 _SCREENED = "screened"
 _PHONES = "registry phones"  # the owner of KnownSubjects.phone_hint
 _UNKNOWN = object()
