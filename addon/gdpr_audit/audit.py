@@ -659,10 +659,10 @@ def settle_collector() -> None:
     collection. An audit makes no cycles; reading a flow does: mitmproxy's type checks raise
     and catch a TypeError, whose traceback holds the frames that build the flow. They are
     collected young (a replay's worker collects once per chunk instead: parallel.py), every
-    5,000 allocations, while few live objects (a batch's fields) are
-    young beside them: on issue 19's replay corpus, collections took 150 ms of a worker's
-    4.2 s this way, 250 ms every 20,000 allocations, and a tenth of it with Python's
-    defaults, which also scan the whole heap every few batches. The older generations are
+    5,000 allocations, while few live objects (a batch's fields) are young beside them: on
+    issue 19's replay corpus, collections took 150 ms of a worker's 4.2 s this way, 250 ms
+    every 20,000 allocations, and a tenth of it with Python's defaults, which also scan the
+    whole heap every few batches. The older generations are
     collected as often as they were, every 400,000 and 8 million allocations: a big flow's
     many live objects reach them, and scanning them oftener may cost it more."""
     gc.freeze()

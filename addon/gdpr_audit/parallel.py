@@ -25,6 +25,9 @@ _AHEAD = 8
 _AHEAD_BYTES = 256 * 1024 * 1024
 # What the forked workers inherit: the auditor, and what makes an audit into a result.
 _work: tuple[Auditor, Callable[[FlowAudit, str], Any]] | None = None
+_chunks = 0
+"""Chunks a worker audited: every _FULL_COLLECTION_EVERY-th, all generations are collected."""
+_FULL_COLLECTION_EVERY = 64
 
 
 def default_jobs() -> int:
@@ -141,10 +144,6 @@ def _audit_chunk(chunk: Chunk) -> list[Any]:
     # the oldest generation too, where what outlived a chunk (a memo's entries) ends up.
     gc.collect(2 if _chunks % _FULL_COLLECTION_EVERY == 0 else 1)
     return outcomes
-
-
-_chunks = 0
-_FULL_COLLECTION_EVERY = 64
 
 
 def _start_worker(parent: int) -> None:
