@@ -212,7 +212,6 @@ class Auditor:
                 seen = None
                 most, past_most = _values_budget(raw_size(flow.request) + sum(map(len, sent)),
                                                  "a conversation")
-                past_most = past_most or f"more than {most} values"
                 for content in sent:
                     room = max(most - len(extraction.fields), 0)
                     extra = message_fields(content, self.max_body, max_fields=room, cut=past_most)
@@ -708,12 +707,12 @@ def _per_shape(findings: Iterable[Finding]) -> list[Finding]:
 
 def _values_budget(size: int, what: str = "a request") -> tuple[int, str]:
     """The values `what` (a request, a WebSocket message, a recorded conversation) of `size`
-    bytes is read to at most, and the limit its flow records where it holds more (""
-    where that is MAX_FIELDS, every request's cap, whose limit Extraction.full writes)."""
+    bytes is read to at most, and the limit its flow records where it holds more."""
     most = min(MAX_FIELDS, max(_FEWEST_VALUES, size // _BYTES_PER_VALUE))
-    return most, "" if most == MAX_FIELDS else (
-        f"{what} of {size} bytes held over {most} values (one per {_BYTES_PER_VALUE} "
-        f"bytes, {_FEWEST_VALUES} at least): read no further")
+    if most == MAX_FIELDS:  # every request's cap, in the words Extraction.full has for it
+        return most, f"more than {MAX_FIELDS} values"
+    return most, (f"{what} of {size} bytes held over {most} values (one per "
+                  f"{_BYTES_PER_VALUE} bytes, {_FEWEST_VALUES} at least): read no further")
 
 
 def _identifiers(found: Iterable[_ByValue], read: Iterable[Iterable[Finding]],
